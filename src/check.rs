@@ -1,0 +1,276 @@
+//! The `check` command: is every source file in the bucket with the same size and content?
+//!
+//! Its log lines and summary follow rclone's wording (`ERROR : path: file not in S3 bucket b`,
+//! `NOTICE: S3 bucket b: 0 differences found`) so greps written for rclone keep working. Unlike
+//! rclone, anything not proven counts: `0 differences found` appears only when every file was
+//! verified and nothing errored.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::filter::Filter;
+use crate::limits::Limits;
+use crate::list;
+use crate::plan::{self, Pair};
+use crate::report::{Progress, ProgressMode, Stats};
+use crate::s3::{RequestSnapshot, S3Error, Store};
+use crate::verify::{self, Verdict, VerifyOptions};
+use crate::walk;
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub one_way: bool,
+    pub download: bool,
+    pub copy_links: bool,
+    pub progress: ProgressMode,
+    pub stats_interval: std::time::Duration,
+    /// rclone's output files.
+    pub combined: Option<PathBuf>,
+    pub missing_on_dst: Option<PathBuf>,
+    pub missing_on_src: Option<PathBuf>,
+    pub differ: Option<PathBuf>,
+    pub matched: Option<PathBuf>,
+    pub error_file: Option<PathBuf>,
+}
+
+/// One difference, for `--report`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Difference {
+    pub path: String,
+    /// `missing_on_dst`, `missing_on_src`, `size`, `hash`, `unverified`, `error`.
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// What `check` found.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckSummary {
+    pub files_source: u64,
+    pub matching: u64,
+    pub missing_on_dst: u64,
+    pub missing_on_src: u64,
+    pub size_differ: u64,
+    pub hash_differ: u64,
+    pub unverified: u64,
+    pub errors: u64,
+    pub bytes_verified: u64,
+    pub differences_total: u64,
+    pub elapsed_seconds: f64,
+    pub requests: RequestSnapshot,
+    pub differences: Vec<Difference>,
+}
+
+impl CheckSummary {
+    /// Everything that keeps "0 differences found" from being printed.
+    pub fn not_ok(&self) -> u64 {
+        self.missing_on_dst + self.missing_on_src + self.size_differ + self.hash_differ + self.unverified + self.errors
+    }
+}
+
+/// rclone `--combined` markers.
+fn marker(kind: &str) -> char {
+    match kind {
+        "match" => '=',
+        "missing_on_dst" => '-',
+        "missing_on_src" => '+',
+        "error" | "unverified" => '!',
+        _ => '*',
+    }
+}
+
+struct Outputs {
+    files: Vec<(&'static str, std::fs::File)>,
+}
+
+impl Outputs {
+    fn open(o: &CheckOptions) -> std::io::Result<Outputs> {
+        let mut files = Vec::new();
+        for (kind, path) in [
+            ("combined", &o.combined),
+            ("missing_on_dst", &o.missing_on_dst),
+            ("missing_on_src", &o.missing_on_src),
+            ("differ", &o.differ),
+            ("match", &o.matched),
+            ("error", &o.error_file),
+        ] {
+            if let Some(p) = path {
+                files.push((kind, std::fs::File::create(p)?));
+            }
+        }
+        Ok(Outputs { files })
+    }
+
+    fn write(&mut self, kind: &'static str, path: &str) {
+        for (which, f) in self.files.iter_mut() {
+            let line = match *which {
+                "combined" => format!("{} {path}\n", marker(kind)),
+                "differ" if matches!(kind, "size" | "hash") => format!("{path}\n"),
+                "error" if matches!(kind, "error" | "unverified") => format!("{path}\n"),
+                w if w == kind => format!("{path}\n"),
+                _ => continue,
+            };
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Run `check` of `root` against `store`.
+pub async fn run(
+    store: Arc<Store>,
+    root: &Path,
+    filter: Filter,
+    limits: Limits,
+    opts: CheckOptions,
+) -> Result<CheckSummary, anyhow::Error> {
+    let stats = Arc::new(Stats::default());
+    let dst_name = store.path.rclone_name();
+    let src_name = format!("Local file system at {}", root.display());
+    let mut outputs = Outputs::open(&opts)?;
+    let mut s = CheckSummary::default();
+
+    let (walk_root, prefix, walk_filter) = (root.to_path_buf(), store.path.prefix.clone(), filter.clone());
+    let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
+    let walking = tokio::task::spawn_blocking(move || walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads));
+    let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter).await;
+    let listed = listed?;
+    let walked = walking.await?;
+    s.files_source = walked.files.len() as u64;
+
+    let mut diffs: Vec<Difference> = Vec::new();
+    for e in &walked.errors {
+        diffs.push(Difference {
+            path: e.path().to_string(),
+            kind: "error",
+            detail: e.to_string(),
+        });
+    }
+
+    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
+    let sem = Arc::new(Semaphore::new(limits.checkers));
+    let vopts = VerifyOptions {
+        download: opts.download,
+        parallel_parts: limits.parts_per_file,
+    };
+    let mut set = JoinSet::new();
+    // `None` = not in the destination.
+    let mut verdicts: Vec<(String, u64, Option<Verdict>)> = Vec::new();
+    for pair in plan::merge(&walked.files, &listed) {
+        match pair {
+            Pair::SrcOnly(src) => verdicts.push((src.rel.clone(), 0, None)),
+            Pair::DstOnly(d) => {
+                if !opts.one_way {
+                    diffs.push(Difference {
+                        path: d.rel.clone(),
+                        kind: "missing_on_src",
+                        detail: format!("file not in {src_name}"),
+                    });
+                }
+            }
+            Pair::Both(src, d) => {
+                Stats::add(&stats.checks_total, 1);
+                Stats::add(&stats.bytes_total, src.size);
+                let (store, sem, stats) = (store.clone(), sem.clone(), stats.clone());
+                let (src, d) = (src.clone(), d.clone());
+                set.spawn(async move {
+                    let _p = sem.acquire_owned().await;
+                    let _f = stats.start_one();
+                    let v = verify::verify(&store, &src, &d, vopts).await;
+                    Stats::add(&stats.checks_done, 1);
+                    Stats::add(&stats.bytes_done, src.size);
+                    (src.rel, src.size, Some(v))
+                });
+            }
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        verdicts.push(r?);
+    }
+    progress.finish().await;
+
+    for (rel, size, v) in verdicts {
+        let (kind, detail) = match v {
+            None => ("missing_on_dst", format!("file not in {dst_name}")),
+            Some(Verdict::Match) => {
+                s.matching += 1;
+                s.bytes_verified += size;
+                outputs.write("match", &rel);
+                continue;
+            }
+            Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
+            Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
+            Some(Verdict::Unverified(why)) => ("unverified", format!("hash could not be checked: {why}")),
+            Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
+        };
+        diffs.push(Difference { path: rel, kind, detail });
+    }
+    diffs.sort_by(|a, b| a.path.cmp(&b.path));
+    for d in &diffs {
+        match d.kind {
+            "missing_on_dst" => s.missing_on_dst += 1,
+            "missing_on_src" => s.missing_on_src += 1,
+            "size" => s.size_differ += 1,
+            "hash" => s.hash_differ += 1,
+            "unverified" => s.unverified += 1,
+            _ => s.errors += 1,
+        }
+        if d.detail.starts_with(&d.path) {
+            tracing::error!("{}", d.detail);
+        } else {
+            tracing::error!("{}: {}", d.path, d.detail);
+        }
+        outputs.write(d.kind, &d.path);
+    }
+    s.differences = diffs;
+    s.differences_total = s.not_ok();
+
+    if s.missing_on_dst > 0 {
+        tracing::warn!("{dst_name}: {} files missing", s.missing_on_dst);
+    }
+    if s.missing_on_src > 0 {
+        tracing::warn!("{src_name}: {} files missing", s.missing_on_src);
+    }
+    tracing::warn!("{dst_name}: {} differences found", s.differences_total);
+    if s.errors > 0 {
+        tracing::warn!("{dst_name}: {} errors while checking", s.errors);
+    }
+    if s.unverified > 0 {
+        tracing::warn!("{dst_name}: {} hashes could not be checked", s.unverified);
+    }
+    if s.matching > 0 {
+        tracing::warn!("{dst_name}: {} matching files", s.matching);
+    }
+    s.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    s.requests = store.requests.snapshot();
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_markers_are_rclones() {
+        assert_eq!(marker("match"), '=');
+        assert_eq!(marker("missing_on_dst"), '-');
+        assert_eq!(marker("missing_on_src"), '+');
+        assert_eq!(marker("size"), '*');
+        assert_eq!(marker("hash"), '*');
+        assert_eq!(marker("error"), '!');
+    }
+
+    #[test]
+    fn zero_differences_needs_everything_verified() {
+        let mut s = CheckSummary::default();
+        assert_eq!(s.not_ok(), 0);
+        s.unverified = 1;
+        assert_eq!(s.not_ok(), 1, "an unverified file is never silently OK");
+        s.unverified = 0;
+        s.errors = 2;
+        assert_eq!(s.not_ok(), 2);
+    }
+}

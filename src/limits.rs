@@ -1,0 +1,138 @@
+//! Every concurrency and memory knob in one value, built once from flags and the remote's
+//! settings and passed down. Stages take what they need from here; nothing else invents a limit.
+//!
+//! Memory is bounded by [`Budget`]: a stage acquires the bytes it is about to read *before*
+//! reading, so reading can never run ahead of uploading by more than the budget.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::etag::{KIB, MIB};
+
+/// Concurrency and memory limits (see README "Limits").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Files uploaded at once (`--transfers`).
+    pub transfers: usize,
+    /// Files checked or hashed at once (`--checkers`).
+    pub checkers: usize,
+    /// Parts of one file uploaded at once (`--s3-upload-concurrency`).
+    pub parts_per_file: usize,
+    /// Files at or above this size are uploaded in parts (`--s3-upload-cutoff`).
+    pub upload_cutoff: u64,
+    /// Part size before growing to fit `max_parts` (`--s3-chunk-size`).
+    pub chunk_size: u64,
+    /// Most parts per upload (`max_upload_parts`; Swift's S3 API allows 1,000).
+    pub max_parts: u64,
+    /// Bytes of file data held in memory at once (`--max-buffer-memory`).
+    pub buffer_memory: u64,
+    /// Threads walking the source tree.
+    pub walk_threads: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            transfers: 16,
+            checkers: 16,
+            parts_per_file: 4,
+            upload_cutoff: 64 * MIB,
+            chunk_size: 16 * MIB,
+            max_parts: 10_000,
+            buffer_memory: 1024 * MIB,
+            walk_threads: 4,
+        }
+    }
+}
+
+impl Limits {
+    /// Connections worth keeping open: everything that can be in flight at once.
+    pub fn connections(&self) -> usize {
+        (self.transfers * self.parts_per_file).max(self.checkers).max(1)
+    }
+
+    /// Make the values consistent: a single-request upload must fit the budget, and so must
+    /// one part.
+    pub fn normalised(mut self) -> Limits {
+        self.transfers = self.transfers.max(1);
+        self.checkers = self.checkers.max(1);
+        self.parts_per_file = self.parts_per_file.max(1);
+        self.max_parts = self.max_parts.clamp(1, crate::etag::MAX_PARTS);
+        self.chunk_size = self.chunk_size.max(crate::etag::MIN_PART_SIZE);
+        self.buffer_memory = self.buffer_memory.max(self.chunk_size).max(8 * MIB);
+        self.upload_cutoff = self.upload_cutoff.min(self.buffer_memory).min(5 * crate::etag::GIB);
+        self
+    }
+}
+
+/// The memory budget: a semaphore counted in KiB.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    sem: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl Budget {
+    pub fn new(bytes: u64) -> Budget {
+        let total_kib = bytes.div_ceil(KIB).clamp(1, u32::MAX as u64) as u32;
+        Budget {
+            sem: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Wait until `bytes` of buffer may be used; released when the permit drops.
+    pub async fn acquire(&self, bytes: u64) -> OwnedSemaphorePermit {
+        // Always at least 1 KiB (so 0-byte files still take a slot) and never more than the total.
+        let kib = bytes.div_ceil(KIB).clamp(1, self.total_kib as u64) as u32;
+        self.sem
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("budget semaphore is never closed")
+    }
+
+    #[cfg(test)]
+    pub fn available_bytes(&self) -> u64 {
+        self.sem.available_permits() as u64 * KIB
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalise_keeps_cutoff_within_budget() {
+        let l = Limits {
+            buffer_memory: 32 * MIB,
+            upload_cutoff: 200 * MIB,
+            chunk_size: 1,
+            transfers: 0,
+            ..Limits::default()
+        }
+        .normalised();
+        assert_eq!(l.chunk_size, 5 * MIB);
+        assert_eq!(l.upload_cutoff, 32 * MIB);
+        assert_eq!(l.transfers, 1);
+    }
+
+    #[tokio::test]
+    async fn budget_blocks_until_released() {
+        let b = Budget::new(4 * KIB);
+        let p1 = b.acquire(3 * KIB).await;
+        assert_eq!(b.available_bytes(), KIB);
+        let b2 = b.clone();
+        let waiter = tokio::spawn(async move { b2.acquire(2 * KIB).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "must wait while the budget is used");
+        drop(p1);
+        let p2 = waiter.await.unwrap();
+        assert_eq!(b.available_bytes(), 2 * KIB);
+        drop(p2);
+        // Oversized requests are clamped to the whole budget instead of deadlocking.
+        let _all = b.acquire(1 << 40).await;
+        assert_eq!(b.available_bytes(), 0);
+    }
+}

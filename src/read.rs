@@ -1,0 +1,164 @@
+//! Stage 4: read source files, read-only, into buffers that the upload stage sends.
+//!
+//! Files are opened with `O_RDONLY` and read with positional reads (`pread`), so parts of one
+//! file can be read in parallel. A file is stamped (size, mtime) when walked, when opened and
+//! after its last read; if any stamp differs the file was being written while we read it, and
+//! that is an error for the file: a half-written file is never uploaded as if it were whole.
+//! Reading blocks, so callers run these functions on blocking threads, never on the reactor.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+
+/// Why a source file could not be read as a whole, stable file.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ReadError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{path}: changed while being read (size or mtime moved): stop writers, then rerun")]
+    Changed { path: String },
+    #[error("{path}: file is shorter than its size ({got} of {want} bytes read)")]
+    Short { path: String, got: u64, want: u64 },
+}
+
+/// Size and modification time: what identifies a version of a file for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+/// A source file opened read-only.
+#[derive(Debug)]
+pub struct SourceFile {
+    file: File,
+    path: PathBuf,
+    pub stamp: Stamp,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ReadError {
+    ReadError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn stamp_of(file: &File, path: &Path) -> Result<Stamp, ReadError> {
+    let m = file.metadata().map_err(|e| io_err(path, e))?;
+    Ok(Stamp {
+        size: m.len(),
+        mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    })
+}
+
+impl SourceFile {
+    /// Open read-only and check the file is still the version that was walked.
+    pub fn open(path: &Path, walked: Stamp) -> Result<SourceFile, ReadError> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        let stamp = stamp_of(&file, path)?;
+        if stamp != walked {
+            return Err(ReadError::Changed {
+                path: path.display().to_string(),
+            });
+        }
+        Ok(SourceFile {
+            file,
+            path: path.to_path_buf(),
+            stamp,
+        })
+    }
+
+    /// Read exactly `len` bytes at `offset`.
+    pub fn read_at(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
+        let mut buf = BytesMut::zeroed(len as usize);
+        let mut done = 0usize;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    return Err(ReadError::Short {
+                        path: self.path.display().to_string(),
+                        got: offset + done as u64,
+                        want: offset + len,
+                    });
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(&self.path, e)),
+            }
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Fail if the file changed since it was opened.
+    pub fn check_unchanged(&self) -> Result<(), ReadError> {
+        if stamp_of(&self.file, &self.path)? != self.stamp {
+            return Err(ReadError::Changed {
+                path: self.path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stream the whole file through `f` in blocks, then check it did not change.
+    pub fn for_each_block(&self, block: u64, mut f: impl FnMut(&[u8])) -> Result<(), ReadError> {
+        let mut offset = 0;
+        while offset < self.stamp.size {
+            let len = block.min(self.stamp.size - offset);
+            let data = self.read_at(offset, len)?;
+            f(&data);
+            offset += len;
+        }
+        self.check_unchanged()
+    }
+}
+
+/// Read a whole (small) file and its MD5, checking it is the walked version before and after.
+pub fn read_whole(path: &Path, walked: Stamp) -> Result<(Bytes, crate::etag::Md5Digest), ReadError> {
+    let f = SourceFile::open(path, walked)?;
+    let data = f.read_at(0, walked.size)?;
+    f.check_unchanged()?;
+    let md5 = crate::etag::md5_of(&data);
+    Ok((data, md5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn stamp(path: &Path) -> Stamp {
+        let m = std::fs::metadata(path).unwrap();
+        Stamp {
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        }
+    }
+
+    #[test]
+    fn reads_ranges_and_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"hello world").unwrap();
+        let f = SourceFile::open(&p, stamp(&p)).unwrap();
+        assert_eq!(&f.read_at(6, 5).unwrap()[..], b"world");
+        assert!(matches!(f.read_at(6, 6), Err(ReadError::Short { .. })));
+        let (data, md5) = read_whole(&p, stamp(&p)).unwrap();
+        assert_eq!(&data[..], b"hello world");
+        assert_eq!(hex::encode(md5), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+    }
+
+    #[test]
+    fn detects_changes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"v1").unwrap();
+        let walked = stamp(&p);
+        let f = SourceFile::open(&p, walked).unwrap();
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
+        assert!(matches!(f.check_unchanged(), Err(ReadError::Changed { .. })));
+        assert!(matches!(read_whole(&p, walked), Err(ReadError::Changed { .. })));
+    }
+}

@@ -1,0 +1,481 @@
+//! What a command-line location means: a local directory, an rclone remote (`REMOTE:BUCKET/PREFIX`)
+//! or an `s3://BUCKET/PREFIX` URL, and the S3 settings that apply to it.
+//!
+//! Resolution is pure: it takes the config section and environment it is given and returns
+//! settings, so every precedence rule (flags > environment > config file) is unit-tested here.
+//! Secrets are wrapped so that no `Debug` or `Display` can print them.
+
+use std::path::PathBuf;
+
+use crate::rclone_conf::RemoteSection;
+use crate::units::parse_size;
+
+/// A parsed command-line location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local(PathBuf),
+    S3(S3Path),
+}
+
+/// Where in S3, and which configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Path {
+    /// `Some(remote)` for `remote:bucket`, `None` for `s3://bucket`.
+    pub remote: Option<String>,
+    pub bucket: String,
+    /// Empty, or ends with `/`; never starts with `/`.
+    pub prefix: String,
+}
+
+impl S3Path {
+    /// How rclone names this destination in its log lines (`S3 bucket b` or `S3 bucket b path p`).
+    pub fn rclone_name(&self) -> String {
+        let p = self.prefix.trim_end_matches('/');
+        if p.is_empty() {
+            format!("S3 bucket {}", self.bucket)
+        } else {
+            format!("S3 bucket {} path {p}", self.bucket)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LocationError {
+    #[error("{0:?} has no bucket: write it as REMOTE:BUCKET[/PREFIX] or s3://BUCKET[/PREFIX]")]
+    NoBucket(String),
+    #[error("{0:?}: bucket names are 3-63 characters of a-z, 0-9, '.', '-' and '_'")]
+    BadBucket(String),
+}
+
+/// Parse `s3://b/p`, `remote:b/p`, or a local path (anything else, e.g. `/data`, `./x:y`).
+pub fn parse_location(text: &str) -> Result<Location, LocationError> {
+    if let Some(rest) = text.strip_prefix("s3://") {
+        return split_bucket(text, rest).map(|(bucket, prefix)| {
+            Location::S3(S3Path {
+                remote: None,
+                bucket,
+                prefix,
+            })
+        });
+    }
+    if let Some((name, rest)) = text.split_once(':') {
+        let looks_like_remote = !name.is_empty()
+            && !name.starts_with(['.', '/', '-', ' '])
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '+' | '@'))
+            // A single letter could be a Windows drive; rclone treats it as local too.
+            && name.len() > 1;
+        if looks_like_remote {
+            return split_bucket(text, rest).map(|(bucket, prefix)| {
+                Location::S3(S3Path {
+                    remote: Some(name.to_string()),
+                    bucket,
+                    prefix,
+                })
+            });
+        }
+    }
+    Ok(Location::Local(PathBuf::from(text)))
+}
+
+fn split_bucket(whole: &str, rest: &str) -> Result<(String, String), LocationError> {
+    let rest = rest.trim_start_matches('/');
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(LocationError::NoBucket(whole.to_string()));
+    }
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    if !valid {
+        return Err(LocationError::BadBucket(bucket.to_string()));
+    }
+    let prefix = prefix.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok((bucket.to_string(), prefix))
+}
+
+/// A secret string: compares and clones, never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Keys given in the config file, environment or Secret.
+    Static {
+        access_key_id: String,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
+    /// The AWS default chain: environment, profile files, web identity (IRSA), container and
+    /// instance metadata.
+    DefaultChain,
+}
+
+/// Everything needed to talk to one S3 destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S3Settings {
+    pub provider: Option<String>,
+    pub credentials: Option<Credentials>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub location_constraint: Option<String>,
+    pub acl: Option<String>,
+    /// `None` → decided by provider (virtual-hosted for AWS, path style for everything else).
+    pub path_style: Option<bool>,
+    pub no_check_bucket: bool,
+    pub upload_cutoff: Option<u64>,
+    pub chunk_size: Option<u64>,
+    pub upload_concurrency: Option<usize>,
+    pub max_upload_parts: Option<u64>,
+    pub server_side_encryption: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+impl S3Settings {
+    /// Path style unless the provider is one that wants virtual-hosted buckets.
+    pub fn use_path_style(&self) -> bool {
+        self.path_style.unwrap_or_else(|| {
+            !matches!(
+                self.provider.as_deref().map(str::to_ascii_lowercase).as_deref(),
+                Some("aws" | "alibaba" | "tencentcos" | "netease")
+            )
+        })
+    }
+
+    /// The region to sign with: empty means us-east-1 (MinIO and Ceph often have none).
+    pub fn signing_region(&self) -> String {
+        self.region
+            .clone()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("remote {remote:?}: type = {ty:?} is not supported: s3ferry needs type = s3")]
+    NotS3 { remote: String, ty: String },
+    #[error(
+        "remote {remote:?}: key {key:?} is not supported by s3ferry: remove it from the config (see README, rclone.conf keys)"
+    )]
+    UnknownKey { remote: String, key: String },
+    #[error("remote {remote:?}: {key} = {value:?} is invalid: {why}")]
+    BadValue {
+        remote: String,
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error(
+        "remote {remote:?}: env_auth = false but no access_key_id/secret_access_key: set both, or set env_auth = true"
+    )]
+    NoKeys { remote: String },
+}
+
+/// rclone.conf keys we honour (besides `type`).
+pub const SUPPORTED_KEYS: &[&str] = &[
+    "type",
+    "provider",
+    "env_auth",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "endpoint",
+    "region",
+    "location_constraint",
+    "acl",
+    "force_path_style",
+    "no_check_bucket",
+    "upload_cutoff",
+    "chunk_size",
+    "upload_concurrency",
+    "max_upload_parts",
+    "server_side_encryption",
+    "sse_kms_key_id",
+    "storage_class",
+    "description",
+];
+
+fn parse_bool(remote: &str, key: &str, v: &str) -> Result<bool, SettingsError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "t" => Ok(true),
+        "false" | "0" | "no" | "f" | "" => Ok(false),
+        _ => Err(SettingsError::BadValue {
+            remote: remote.into(),
+            key: key.into(),
+            value: v.into(),
+            why: "use true or false".into(),
+        }),
+    }
+}
+
+/// Build settings from an rclone remote section (already merged with its env overrides).
+pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError> {
+    let remote = section.name.as_str();
+    for key in &section.file_keys {
+        if !SUPPORTED_KEYS.contains(&key.as_str()) {
+            return Err(SettingsError::UnknownKey {
+                remote: remote.into(),
+                key: key.clone(),
+            });
+        }
+    }
+    let get = |k: &str| section.values.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let ty = get("type").unwrap_or_default();
+    if ty != "s3" {
+        return Err(SettingsError::NotS3 {
+            remote: remote.into(),
+            ty,
+        });
+    }
+    let size = |k: &str| -> Result<Option<u64>, SettingsError> {
+        get(k)
+            .map(|v| {
+                parse_size(&v).map_err(|e| SettingsError::BadValue {
+                    remote: remote.into(),
+                    key: k.into(),
+                    value: v.clone(),
+                    why: e.to_string(),
+                })
+            })
+            .transpose()
+    };
+    let number = |k: &str| -> Result<Option<u64>, SettingsError> {
+        get(k)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| SettingsError::BadValue {
+                    remote: remote.into(),
+                    key: k.into(),
+                    value: v.clone(),
+                    why: "use a whole number".into(),
+                })
+            })
+            .transpose()
+    };
+    let env_auth = parse_bool(remote, "env_auth", &get("env_auth").unwrap_or_default())?;
+    let credentials = match (get("access_key_id"), get("secret_access_key")) {
+        (Some(id), Some(secret)) => Some(Credentials::Static {
+            access_key_id: id,
+            secret_access_key: Secret::new(secret),
+            session_token: get("session_token").map(Secret::new),
+        }),
+        _ if env_auth => Some(Credentials::DefaultChain),
+        _ => return Err(SettingsError::NoKeys { remote: remote.into() }),
+    };
+    let path_style = get("force_path_style")
+        .map(|v| parse_bool(remote, "force_path_style", &v))
+        .transpose()?;
+    let no_check_bucket = parse_bool(remote, "no_check_bucket", &get("no_check_bucket").unwrap_or_default())?;
+    Ok(S3Settings {
+        provider: get("provider"),
+        credentials,
+        endpoint: get("endpoint").map(|e| normalise_endpoint(&e)),
+        region: get("region"),
+        location_constraint: get("location_constraint"),
+        acl: get("acl"),
+        path_style,
+        no_check_bucket,
+        upload_cutoff: size("upload_cutoff")?,
+        chunk_size: size("chunk_size")?,
+        upload_concurrency: number("upload_concurrency")?.map(|n| n.max(1) as usize),
+        max_upload_parts: number("max_upload_parts")?,
+        server_side_encryption: get("server_side_encryption"),
+        sse_kms_key_id: get("sse_kms_key_id"),
+        storage_class: get("storage_class"),
+    })
+}
+
+/// Settings for `s3://` from the AWS environment variables; profile files and the rest of the
+/// default chain are consulted later by the client builder.
+pub fn from_aws_env(env: &dyn Fn(&str) -> Option<String>) -> S3Settings {
+    let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    let credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => Credentials::Static {
+            access_key_id: id,
+            secret_access_key: Secret::new(secret),
+            session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+        },
+        _ => Credentials::DefaultChain,
+    };
+    S3Settings {
+        provider: None,
+        credentials: Some(credentials),
+        endpoint: get("AWS_ENDPOINT_URL_S3")
+            .or_else(|| get("AWS_ENDPOINT_URL"))
+            .map(|e| normalise_endpoint(&e)),
+        region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+        ..Default::default()
+    }
+}
+
+/// rclone accepts `host:port` without a scheme and assumes https.
+pub fn normalise_endpoint(e: &str) -> String {
+    let e = e.trim().trim_end_matches('/');
+    if e.contains("://") {
+        e.to_string()
+    } else {
+        format!("https://{e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn section(pairs: &[(&str, &str)]) -> RemoteSection {
+        let values: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        RemoteSection {
+            name: "harbor-s3".into(),
+            file_keys: values.keys().cloned().collect(),
+            values,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn locations() {
+        let s3 = |remote: Option<&str>, bucket: &str, prefix: &str| {
+            Location::S3(S3Path {
+                remote: remote.map(String::from),
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+            })
+        };
+        let cases = [
+            ("harbor-s3:harbor", s3(Some("harbor-s3"), "harbor", "")),
+            ("harbor-s3:harbor/", s3(Some("harbor-s3"), "harbor", "")),
+            ("harbor-s3:harbor/a/b", s3(Some("harbor-s3"), "harbor", "a/b/")),
+            ("s3://bkt/x/", s3(None, "bkt", "x/")),
+            ("s3://bkt", s3(None, "bkt", "")),
+            ("/data", Location::Local("/data".into())),
+            ("./a:b", Location::Local("./a:b".into())),
+            ("C:/x", Location::Local("C:/x".into())),
+            ("relative/dir", Location::Local("relative/dir".into())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_location(text).unwrap(), want, "{text}");
+        }
+        assert!(matches!(parse_location("harbor-s3:"), Err(LocationError::NoBucket(_))));
+        assert!(matches!(parse_location("s3://"), Err(LocationError::NoBucket(_))));
+        assert!(matches!(parse_location("r2:Bad_Bucket"), Err(LocationError::BadBucket(_))));
+    }
+
+    #[test]
+    fn rclone_names() {
+        let p = S3Path { remote: None, bucket: "harbor".into(), prefix: String::new() };
+        assert_eq!(p.rclone_name(), "S3 bucket harbor");
+        let p = S3Path { remote: None, bucket: "harbor".into(), prefix: "a/b/".into() };
+        assert_eq!(p.rclone_name(), "S3 bucket harbor path a/b");
+    }
+
+    #[test]
+    fn seed_remote() {
+        let s = from_rclone(&section(&[
+            ("type", "s3"),
+            ("provider", "Minio"),
+            ("env_auth", "false"),
+            ("access_key_id", "AK"),
+            ("secret_access_key", "SK"),
+            ("endpoint", "http://host:9000"),
+            ("acl", "private"),
+        ]))
+        .unwrap();
+        assert_eq!(s.endpoint.as_deref(), Some("http://host:9000"));
+        assert!(s.use_path_style());
+        assert_eq!(s.signing_region(), "us-east-1");
+        assert_eq!(s.acl.as_deref(), Some("private"));
+        match &s.credentials {
+            Some(Credentials::Static { access_key_id, secret_access_key, .. }) => {
+                assert_eq!(access_key_id, "AK");
+                assert_eq!(secret_access_key.expose(), "SK");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{s:?}").contains("SK\""), "secret must not be in Debug output");
+    }
+
+    #[test]
+    fn rclone_errors() {
+        let e = from_rclone(&section(&[("type", "s3"), ("env_auth", "true"), ("bogus_key", "1")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("\"bogus_key\""), "{e}");
+        let e = from_rclone(&section(&[("type", "drive")])).unwrap_err();
+        assert!(matches!(e, SettingsError::NotS3 { .. }));
+        let e = from_rclone(&section(&[("type", "s3")])).unwrap_err();
+        assert!(matches!(e, SettingsError::NoKeys { .. }));
+        let e = from_rclone(&section(&[("type", "s3"), ("env_auth", "true"), ("chunk_size", "huge")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("chunk_size"), "{e}");
+    }
+
+    #[test]
+    fn rclone_values() {
+        let s = from_rclone(&section(&[
+            ("type", "s3"),
+            ("provider", "AWS"),
+            ("env_auth", "true"),
+            ("region", "eu-west-1"),
+            ("chunk_size", "16Mi"),
+            ("upload_cutoff", "100M"),
+            ("upload_concurrency", "8"),
+            ("max_upload_parts", "1000"),
+            ("endpoint", "minio.local:9000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.credentials, Some(Credentials::DefaultChain));
+        assert!(!s.use_path_style(), "AWS is virtual-hosted by default");
+        assert_eq!(s.chunk_size, Some(16 << 20));
+        assert_eq!(s.upload_cutoff, Some(100 << 20));
+        assert_eq!(s.upload_concurrency, Some(8));
+        assert_eq!(s.max_upload_parts, Some(1000));
+        assert_eq!(s.endpoint.as_deref(), Some("https://minio.local:9000"));
+        assert_eq!(s.signing_region(), "eu-west-1");
+    }
+
+    #[test]
+    fn aws_env() {
+        let env = |k: &str| {
+            match k {
+                "AWS_ACCESS_KEY_ID" => Some("A"),
+                "AWS_SECRET_ACCESS_KEY" => Some("S"),
+                "AWS_ENDPOINT_URL" => Some("http://generic:1"),
+                "AWS_ENDPOINT_URL_S3" => Some("http://s3specific:2"),
+                "AWS_DEFAULT_REGION" => Some("eu-central-1"),
+                _ => None,
+            }
+            .map(String::from)
+        };
+        let s = from_aws_env(&env);
+        assert_eq!(s.endpoint.as_deref(), Some("http://s3specific:2"));
+        assert_eq!(s.region.as_deref(), Some("eu-central-1"));
+        assert!(matches!(s.credentials, Some(Credentials::Static { .. })));
+        let s = from_aws_env(&|_| None);
+        assert_eq!(s.credentials, Some(Credentials::DefaultChain));
+    }
+}

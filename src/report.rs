@@ -1,0 +1,296 @@
+//! Stage output: counters the stages bump, the progress line, log formatting and the final
+//! summary. Stages never print; they update [`Stats`] and log through `tracing`, and this module
+//! decides how that looks: rclone-style log lines (`2006/01/02 15:04:05 NOTICE: …`) so existing
+//! greps keep working, JSON lines with `--use-json-log`, a live line on a terminal, and one
+//! plain line per interval when the output is a log (`kubectl logs`).
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use humansize::{BINARY, format_size};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Live counters, shared by all stages.
+#[derive(Debug)]
+pub struct Stats {
+    pub started: Instant,
+    /// Files and bytes this run has to transfer (known after planning).
+    pub files_total: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub files_done: AtomicU64,
+    /// Bytes read and sent, or reused from an interrupted upload.
+    pub bytes_done: AtomicU64,
+    /// Bytes of parts reused from an interrupted multipart upload.
+    pub bytes_reused: AtomicU64,
+    pub checks_total: AtomicU64,
+    pub checks_done: AtomicU64,
+    pub in_flight: AtomicI64,
+    pub errors: AtomicU64,
+    pub retries: AtomicU64,
+    pub deletes: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            files_total: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            bytes_reused: AtomicU64::new(0),
+            checks_total: AtomicU64::new(0),
+            checks_done: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+        }
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Decrements `in_flight` when dropped.
+pub struct InFlight<'a>(&'a Stats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Stats {
+    pub fn add(a: &AtomicU64, n: u64) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn start_one(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// One progress line: bytes, percent, rate, ETA, files, checks, in flight, errors, retries.
+    pub fn line(&self) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let (done, total) = (get(&self.bytes_done), get(&self.bytes_total));
+        let rate = done as f64 / elapsed;
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
+        let eta = if done >= total {
+            "-".to_string()
+        } else if rate > 0.0 {
+            humantime::format_duration(Duration::from_secs(((total - done) as f64 / rate) as u64)).to_string()
+        } else {
+            "-".to_string()
+        };
+        let mut s = format!(
+            "Transferred: {} / {}, {pct}%, {}/s, ETA {eta} | files {}/{}",
+            format_size(done, BINARY),
+            format_size(total, BINARY),
+            format_size(rate as u64, BINARY),
+            get(&self.files_done),
+            get(&self.files_total),
+        );
+        if get(&self.checks_total) > 0 {
+            s.push_str(&format!(" | checks {}/{}", get(&self.checks_done), get(&self.checks_total)));
+        }
+        s.push_str(&format!(
+            " | in flight {} | errors {} | retries {} | elapsed {}",
+            self.in_flight.load(Ordering::Relaxed).max(0),
+            get(&self.errors),
+            get(&self.retries),
+            humantime::format_duration(Duration::from_secs(self.started.elapsed().as_secs())),
+        ));
+        s
+    }
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// One line redrawn in place (stderr is a terminal and `--progress` was given).
+    Live,
+    /// One plain log line per interval.
+    Lines,
+    Off,
+}
+
+impl ProgressMode {
+    pub fn choose(progress: bool, quiet: bool) -> ProgressMode {
+        if quiet {
+            ProgressMode::Off
+        } else if progress && std::io::stderr().is_terminal() {
+            ProgressMode::Live
+        } else {
+            ProgressMode::Lines
+        }
+    }
+}
+
+/// Prints progress until dropped.
+pub struct Progress {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    pub fn start(stats: Arc<Stats>, mode: ProgressMode, interval: Duration) -> Progress {
+        if mode == ProgressMode::Off || interval.is_zero() {
+            return Progress { stop: None, task: None };
+        }
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let period = if mode == ProgressMode::Live {
+                Duration::from_millis(500)
+            } else {
+                interval
+            };
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    _ = tick.tick() => {
+                        if mode == ProgressMode::Live {
+                            eprint!("\r\x1b[2K{}", stats.line());
+                        } else {
+                            tracing::warn!("{}", stats.line());
+                        }
+                    }
+                }
+            }
+            if mode == ProgressMode::Live {
+                eprint!("\r\x1b[2K");
+            }
+        });
+        Progress {
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stop and clear the live line.
+    pub async fn finish(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Log line format: rclone's text layout, or JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct LogFormat {
+    pub json: bool,
+}
+
+/// rclone's level names: WARN is shown as NOTICE, rclone's default level.
+fn level_name(l: &Level) -> &'static str {
+    match *l {
+        Level::ERROR => "ERROR",
+        Level::WARN => "NOTICE",
+        Level::INFO => "INFO",
+        Level::DEBUG => "DEBUG",
+        Level::TRACE => "TRACE",
+    }
+}
+
+#[derive(Default)]
+struct MessageVisitor {
+    message: String,
+    fields: Vec<(String, String)>,
+}
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.fields.push((field.name().to_string(), format!("{value:?}")));
+        }
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.fields.push((field.name().to_string(), value.to_string()));
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for LogFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+        let mut v = MessageVisitor::default();
+        event.record(&mut v);
+        let now = chrono::Local::now();
+        let level = level_name(event.metadata().level());
+        if self.json {
+            let mut obj = serde_json::Map::new();
+            obj.insert("time".into(), now.to_rfc3339().into());
+            obj.insert("level".into(), level.to_ascii_lowercase().into());
+            obj.insert("msg".into(), v.message.into());
+            for (k, val) in v.fields {
+                obj.insert(k, val.into());
+            }
+            writeln!(w, "{}", serde_json::Value::Object(obj))
+        } else {
+            write!(w, "{} {:<6}: {}", now.format("%Y/%m/%d %H:%M:%S"), level, v.message)?;
+            for (k, val) in v.fields {
+                write!(w, " {k}={val}")?;
+            }
+            writeln!(w)
+        }
+    }
+}
+
+/// Install the global logger. `level` is the most verbose level shown.
+pub fn init_logging(level: Level, json: bool) {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .event_format(LogFormat { json })
+        .try_init();
+}
+
+/// Human-readable bytes for messages.
+pub fn bytes(n: u64) -> String {
+    format_size(n, BINARY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_has_the_fields_operators_grep() {
+        let s = Stats::default();
+        Stats::add(&s.bytes_total, 4 << 20);
+        Stats::add(&s.bytes_done, 1 << 20);
+        Stats::add(&s.files_total, 4);
+        Stats::add(&s.files_done, 1);
+        let _f = s.start_one();
+        let line = s.line();
+        for part in ["Transferred: 1 MiB / 4 MiB, 25%", "files 1/4", "in flight 1", "errors 0", "retries 0", "ETA"] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+    }
+
+    #[test]
+    fn levels_map_to_rclone_names() {
+        assert_eq!(level_name(&Level::WARN), "NOTICE");
+        assert_eq!(level_name(&Level::ERROR), "ERROR");
+    }
+}

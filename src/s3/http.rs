@@ -1,0 +1,231 @@
+//! The HTTP client under the S3 SDK: hyper with rustls (ring), one connection pool sized to our
+//! concurrency, TCP_NODELAY, and a trust store we control.
+//!
+//! We build it ourselves because the SDK's default client cannot express two things operators
+//! need: extra trusted roots from both `--ca-cert` and `AWS_CA_BUNDLE` on top of the system
+//! roots, and `--no-check-certificate` (chain not verified, handshake signatures still checked).
+//! Errors from here never contain request URLs, headers or bodies.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// TLS and pool settings.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// PEM bundles whose certificates are trusted in addition to the system roots.
+    pub extra_roots: Vec<PathBuf>,
+    /// Do not verify the server's certificate chain or name (`--no-check-certificate`).
+    pub insecure: bool,
+    /// Idle connections kept per host; set to the number of requests we run at once.
+    pub max_idle_per_host: usize,
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("CA bundle {path}: {message}: pass a PEM file of CA certificates")]
+    CaBundle { path: PathBuf, message: String },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// Load every certificate of a PEM bundle.
+pub fn load_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpError> {
+    let err = |message: String| HttpError::CaBundle {
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no certificates found".into()));
+    }
+    Ok(certs)
+}
+
+/// Build the rustls client configuration.
+pub fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    for path in &opts.extra_roots {
+        let (added, _ignored) = roots.add_parsable_certificates(load_pem_certs(path)?);
+        if added == 0 {
+            return Err(HttpError::CaBundle {
+                path: path.clone(),
+                message: "no usable CA certificate".into(),
+            });
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(e.to_string()))?;
+    let mut config = if roots.is_empty() && !opts.insecure {
+        // No roots at all: every https handshake would fail; say so early and clearly.
+        return Err(HttpError::Tls(
+            "no trusted CA certificates found: install a CA bundle or pass --ca-cert FILE".into(),
+        ));
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    if opts.insecure {
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(NoChainCheck(provider)));
+    }
+    Ok(config)
+}
+
+/// Build the SDK's HTTP client.
+pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
+    let tls = tls_config(opts)?;
+    let mut tcp = TcpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_keepalive(Some(Duration::from_secs(30)));
+    tcp.set_connect_timeout(opts.connect_timeout);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    let client = HyperClient::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(opts.max_idle_per_host.max(1))
+        .build(https);
+    Ok(SharedHttpClient::new(Client {
+        connector: SharedHttpConnector::new(Connector { client }),
+    }))
+}
+
+type Https = hyper_rustls::HttpsConnector<TcpConnector>;
+
+#[derive(Clone, Debug)]
+struct Connector {
+    client: HyperClient<Https, SdkBody>,
+}
+
+impl HttpConnector for Connector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(r) => r,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let client = self.client.clone();
+        HttpConnectorFuture::new(async move {
+            let response = client.request(request).await.map_err(|e| {
+                // Connect failures, resets and truncated responses: all worth a retry, and
+                // S3 writes are idempotent (same key, same bytes).
+                ConnectorError::io(Box::new(e))
+            })?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Client {
+    connector: SharedHttpConnector,
+}
+
+impl HttpClient for Client {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.connector.clone()
+    }
+}
+
+/// `--no-check-certificate`: accept any chain and name, but still verify that the server holds
+/// the key of the certificate it sent.
+#[derive(Debug)]
+struct NoChainCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoChainCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_bundles_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ca.pem");
+        std::fs::write(&p, "not a pem").unwrap();
+        let e = load_pem_certs(&p).unwrap_err().to_string();
+        assert!(e.contains("ca.pem") && e.contains("PEM"), "{e}");
+        let e = load_pem_certs(&d.path().join("missing.pem")).unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn system_bundle_as_extra_roots_works() {
+        // Build machines export AWS_CA_BUNDLE pointing at the system bundle: that must be fine.
+        let system = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if system.exists() {
+            let opts = HttpOptions {
+                extra_roots: vec![system.to_path_buf()],
+                ..Default::default()
+            };
+            tls_config(&opts).expect("system bundle as extra roots");
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The `sync` and `copy` commands: walk → list → plan → read → upload → (sync only) delete.
+//!
+//! One file's failure never stops the others; it is counted, logged and reflected in the exit
+//! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
+//! `--max-delete`; otherwise nothing is deleted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::filter::Filter;
+use crate::limits::{Budget, Limits};
+use crate::list;
+use crate::plan::{self, Reason, SkipRule};
+use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};
+use crate::upload::{self, Proof, UploadCtx};
+use crate::verify::{self, Verdict, VerifyOptions};
+use crate::walk::{self, SrcEntry};
+
+/// `sync` deletes extraneous objects; `copy` never deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Sync,
+    Copy,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub skip_rule: SkipRule,
+    pub max_delete: Option<u64>,
+    pub copy_links: bool,
+    pub create_bucket: bool,
+    pub location_constraint: Option<String>,
+    pub integrity_retries: u32,
+    pub progress: ProgressMode,
+    pub stats_interval: Duration,
+}
+
+/// What a sync did, for the exit code, the summary line and `--report`.
+#[derive(Debug, Default, Serialize)]
+pub struct SyncSummary {
+    pub files_source: u64,
+    pub files_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_reused: u64,
+    pub files_resumed: u64,
+    pub files_skipped: u64,
+    pub hash_not_comparable: u64,
+    pub deleted: u64,
+    pub deletes_planned: u64,
+    pub errors_temporary: u64,
+    pub errors_permanent: u64,
+    /// Deletes were needed but not done (errors, or over `--max-delete`).
+    pub deletes_refused: bool,
+    pub max_delete_exceeded: bool,
+    pub dry_run: bool,
+    pub elapsed_seconds: f64,
+    pub requests: RequestSnapshot,
+    pub errors: Vec<String>,
+}
+
+impl SyncSummary {
+    pub fn errors(&self) -> u64 {
+        self.errors_temporary + self.errors_permanent
+    }
+    fn error(&mut self, temporary: bool, message: String) {
+        tracing::error!("{message}");
+        if temporary {
+            self.errors_temporary += 1;
+        } else {
+            self.errors_permanent += 1;
+        }
+        self.errors.push(message);
+    }
+}
+
+/// In-progress multipart uploads under the prefix, by key; empty where the server cannot list them.
+async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo>>, S3Error> {
+    let mut map: HashMap<String, Vec<UploadInfo>> = HashMap::new();
+    match store.list_uploads(&store.path.prefix).await {
+        Ok(list) => {
+            for u in list {
+                map.entry(u.key.clone()).or_default().push(u);
+            }
+        }
+        Err(S3Error::NotImplemented { .. }) => {
+            tracing::info!("server cannot list multipart uploads: interrupted uploads will restart");
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(map)
+}
+
+/// Run `sync` or `copy` from `root` to `store`.
+pub async fn run(
+    store: Arc<Store>,
+    root: PathBuf,
+    filter: Filter,
+    limits: Limits,
+    opts: SyncOptions,
+) -> Result<SyncSummary, S3Error> {
+    let stats = Arc::new(Stats::default());
+    let mut summary = SyncSummary {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let src_name = format!("Local file system at {}", root.display());
+
+    // Walk and list at the same time.
+    let (walk_root, prefix, walk_filter) = (root.clone(), store.path.prefix.clone(), filter.clone());
+    let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
+    let walking = tokio::task::spawn_blocking(move || walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads));
+    let listed = match list::list(&store, &filter).await {
+        Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
+            store.create_bucket(opts.location_constraint.as_deref()).await?;
+            tracing::warn!("created bucket {}", store.path.bucket);
+            Vec::new()
+        }
+        other => other?,
+    };
+    let walked = walking.await.expect("walk task");
+    for e in &walked.errors {
+        summary.error(false, e.to_string());
+    }
+    for s in &walked.special {
+        tracing::warn!("{s}: not a regular file (fifo, socket or device): skipped");
+    }
+    summary.files_source = walked.files.len() as u64;
+
+    let mut plan = plan::plan(&walked.files, &listed, opts.skip_rule);
+    summary.files_skipped = plan.skipped;
+    drop(listed);
+
+    // --checksum: hash files whose size matches and upload those whose content differs.
+    if !plan.compares.is_empty() {
+        let vopts = VerifyOptions {
+            download: false,
+            parallel_parts: limits.parts_per_file,
+        };
+        let sem = Arc::new(Semaphore::new(limits.checkers));
+        let mut set = JoinSet::new();
+        for (s, d) in std::mem::take(&mut plan.compares) {
+            let (store, sem) = (store.clone(), sem.clone());
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                let v = verify::verify(&store, &s, &d, vopts).await;
+                (s, v)
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let (s, v) = r.expect("compare task");
+            match v {
+                Verdict::Match => {
+                    summary.files_skipped += 1;
+                }
+                Verdict::Error(e) => summary.error(true, format!("{}: {e}", s.rel)),
+                _ => plan.uploads.push((s, Reason::ContentDiffers)),
+            }
+        }
+        plan.uploads.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    }
+
+    summary.deletes_planned = if opts.mode == Mode::Sync { plan.deletes.len() as u64 } else { 0 };
+    Stats::add(&stats.files_total, plan.uploads.len() as u64);
+    Stats::add(&stats.bytes_total, plan.uploads.iter().map(|(s, _)| s.size).sum());
+
+    if opts.dry_run {
+        for (s, r) in &plan.uploads {
+            tracing::warn!("{}: Skipped copy as --dry-run is set ({}, size {})", s.rel, r.as_str(), s.size);
+        }
+        if opts.mode == Mode::Sync {
+            for d in &plan.deletes {
+                tracing::warn!("{}: Skipped delete as --dry-run is set (size {})", d.rel, d.size);
+            }
+        }
+        summary.requests = store.requests.snapshot();
+        summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
+    let needs_multipart = plan
+        .uploads
+        .iter()
+        .any(|(s, _)| s.size > 0 && s.size >= limits.upload_cutoff);
+    let pending = if needs_multipart {
+        pending_uploads(&store).await?
+    } else {
+        HashMap::new()
+    };
+    let ctx = Arc::new(UploadCtx {
+        store: store.clone(),
+        budget: Budget::new(limits.buffer_memory),
+        limits: limits.clone(),
+        stats: stats.clone(),
+        integrity_retries: opts.integrity_retries,
+        pending,
+    });
+    upload_all(&ctx, plan.uploads, &mut summary).await;
+
+    if opts.mode == Mode::Sync && !plan.deletes.is_empty() {
+        if summary.errors() > 0 {
+            tracing::error!("{src_name}: not deleting files as there were IO errors");
+            summary.deletes_refused = true;
+        } else if opts.max_delete.is_some_and(|m| plan.deletes.len() as u64 > m) {
+            summary.error(
+                false,
+                format!(
+                    "not deleting: {} objects to delete exceeds --max-delete {}: raise it or check the source",
+                    plan.deletes.len(),
+                    opts.max_delete.unwrap_or(0)
+                ),
+            );
+            summary.deletes_refused = true;
+            summary.max_delete_exceeded = true;
+        } else {
+            delete_all(&store, &limits, plan.deletes, &stats, &mut summary).await;
+        }
+    }
+    progress.finish().await;
+    summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    summary.bytes_reused = stats.bytes_reused.load(std::sync::atomic::Ordering::Relaxed);
+    summary.requests = store.requests.snapshot();
+    tracing::warn!(
+        "{} | uploaded {} files ({}), {} reused from interrupted uploads, {} unchanged, {} deleted, {} errors",
+        stats.line(),
+        summary.files_uploaded,
+        report::bytes(summary.bytes_uploaded),
+        report::bytes(summary.bytes_reused),
+        summary.files_skipped,
+        summary.deleted,
+        summary.errors()
+    );
+    Ok(summary)
+}
+
+async fn upload_all(ctx: &Arc<UploadCtx>, uploads: Vec<(SrcEntry, Reason)>, summary: &mut SyncSummary) {
+    let sem = Arc::new(Semaphore::new(ctx.limits.transfers));
+    let mut set = JoinSet::new();
+    for (entry, reason) in uploads {
+        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+        let task_ctx = ctx.clone();
+        set.spawn(async move {
+            let _permit = permit;
+            let _flight = task_ctx.stats.start_one();
+            let size = entry.size;
+            let rel = entry.rel.clone();
+            let r = upload::upload(task_ctx.clone(), entry).await;
+            (rel, size, reason, r)
+        });
+        // Reap finished tasks as we go so the set does not grow with the file count.
+        while let Some(done) = set.try_join_next() {
+            record(done.expect("upload task"), ctx, summary);
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        record(done.expect("upload task"), ctx, summary);
+    }
+}
+
+fn record(
+    (rel, size, reason, r): (String, u64, Reason, Result<upload::Uploaded, upload::UploadError>),
+    ctx: &UploadCtx,
+    summary: &mut SyncSummary,
+) {
+    match r {
+        Ok(u) => {
+            Stats::add(&ctx.stats.files_done, 1);
+            summary.files_uploaded += 1;
+            summary.bytes_uploaded += size - u.reused_bytes;
+            if u.resumed {
+                summary.files_resumed += 1;
+            }
+            if u.proof == Proof::NotComparable {
+                summary.hash_not_comparable += 1;
+                tracing::info!("{rel}: Copied ({}); ETag is not an MD5, `check` will download to verify", reason.as_str());
+            } else {
+                tracing::info!("{rel}: Copied ({})", reason.as_str());
+            }
+        }
+        Err(e) => {
+            Stats::add(&ctx.stats.errors, 1);
+            let temporary = e.is_temporary();
+            summary.error(temporary, format!("{rel}: Failed to copy: {e}"));
+        }
+    }
+}
+
+async fn delete_all(
+    store: &Arc<Store>,
+    limits: &Limits,
+    deletes: Vec<crate::plan::DstEntry>,
+    stats: &Arc<Stats>,
+    summary: &mut SyncSummary,
+) {
+    let sem = Arc::new(Semaphore::new(limits.checkers));
+    let mut set = JoinSet::new();
+    for d in deletes {
+        let (store, sem) = (store.clone(), sem.clone());
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await;
+            let r = store.delete(&d.rel).await;
+            (d.rel, r)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let (rel, r) = r.expect("delete task");
+        match r {
+            Ok(()) => {
+                summary.deleted += 1;
+                Stats::add(&stats.deletes, 1);
+                tracing::info!("{rel}: Deleted");
+            }
+            Err(e) => {
+                let t = e.is_temporary();
+                summary.error(t, format!("{rel}: Failed to delete: {e}"));
+            }
+        }
+    }
+}

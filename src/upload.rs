@@ -1,0 +1,488 @@
+//! Stage 5: upload one file and prove what was written.
+//!
+//! Below the cutoff a file goes in one PUT with Content-MD5, and the returned ETag must equal the
+//! MD5 we computed. At or above it the file goes in parts, in parallel, each with Content-MD5
+//! and its ETag checked, and the completed object's ETag must equal `md5(concat(part md5s))-N`.
+//! A multipart upload left behind by an interrupted run is resumed: its listed parts are checked
+//! against the local parts' MD5s and only missing or different parts are sent.
+//!
+//! What this stage must never do: report a file as done without proof (or an explicit
+//! "hash not comparable" when the server encrypts with KMS/SSE-C), or leave an object it knows
+//! to be wrong where a later run would skip it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
+use crate::limits::{Budget, Limits};
+use crate::read::{ReadError, SourceFile, Stamp, read_whole};
+use crate::report::Stats;
+use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
+use crate::walk::SrcEntry;
+
+/// Why a file was not uploaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("{path}: {message}")]
+    Integrity { path: String, message: String },
+    #[error("{path}: {source}")]
+    Parts { path: String, source: PartError },
+    #[error("{path}: internal error: {message}")]
+    Internal { path: String, message: String },
+}
+
+impl UploadError {
+    /// Whether a rerun could succeed without anyone changing anything.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            UploadError::S3(e) => e.is_temporary(),
+            UploadError::Read(ReadError::Changed { .. }) => true,
+            UploadError::Integrity { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What the upload proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The server's ETag matches our MD5 (or composite).
+    Verified,
+    /// The server's ETag is not an MD5 (SSE-KMS, SSE-C, or a gateway's own): `check` must
+    /// download to verify.
+    NotComparable,
+}
+
+/// How one upload went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uploaded {
+    pub proof: Proof,
+    /// Bytes of parts reused from an interrupted upload.
+    pub reused_bytes: u64,
+    pub resumed: bool,
+}
+
+/// Shared state for all uploads of a run.
+pub struct UploadCtx {
+    pub store: Arc<Store>,
+    pub limits: Limits,
+    pub budget: Budget,
+    pub stats: Arc<Stats>,
+    /// Attempts per file or part after an integrity failure (bad digest, ETag mismatch).
+    pub integrity_retries: u32,
+    /// In-progress multipart uploads found at the start of the run, by absolute key.
+    pub pending: HashMap<String, Vec<UploadInfo>>,
+}
+
+fn stamp(e: &SrcEntry) -> Stamp {
+    Stamp {
+        size: e.size,
+        mtime: e.mtime,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, UploadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UploadError::Internal {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?
+        .map_err(UploadError::from)
+}
+
+/// Compare a single-PUT ETag with the MD5 we sent.
+pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
+    if w.etag_not_md5 || kms_configured {
+        return Ok(Proof::NotComparable);
+    }
+    match ETag::parse(&w.etag) {
+        ETag::Md5(d) if &d == sent => Ok(Proof::Verified),
+        ETag::Md5(d) => Err(format!(
+            "server ETag {} is not the MD5 we sent ({})",
+            hex::encode(d),
+            hex::encode(sent)
+        )),
+        _ => Ok(Proof::NotComparable),
+    }
+}
+
+/// Compare a completed multipart ETag with the composite of our part MD5s.
+pub fn prove_composite(w: &Written, parts: &[Md5Digest], kms_configured: bool) -> Result<Proof, String> {
+    if w.etag_not_md5 || kms_configured {
+        return Ok(Proof::NotComparable);
+    }
+    let want = ETag::composite(parts);
+    match ETag::parse(&w.etag) {
+        got @ ETag::Multipart { .. } if got == want => Ok(Proof::Verified),
+        got @ ETag::Multipart { .. } => Err(format!("server ETag {got} is not the composite of our parts ({want})")),
+        _ => Ok(Proof::NotComparable),
+    }
+}
+
+fn is_bad_digest(e: &S3Error) -> bool {
+    matches!(e, S3Error::Service { code, .. } if code == "BadDigest" || code == "InvalidDigest")
+}
+
+/// Upload one file, single or multipart by size.
+pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, UploadError> {
+    if entry.size > 0 && entry.size >= ctx.limits.upload_cutoff {
+        upload_multipart(ctx, entry, true).await
+    } else {
+        upload_single(&ctx, &entry).await
+    }
+}
+
+async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, UploadError> {
+    let _permit = ctx.budget.acquire(entry.size).await;
+    let (path, st) = (entry.path.clone(), stamp(entry));
+    let (data, md5) = blocking(&entry.rel, move || read_whole(&path, st)).await?;
+    let kms = ctx.store.put.etag_not_md5();
+    let mut attempt = 0;
+    loop {
+        let result = ctx.store.put_object(&entry.rel, data.clone(), &md5, entry.mtime).await;
+        let failure = match result {
+            Ok(w) => match prove_single(&w, &md5, kms) {
+                Ok(proof) => {
+                    Stats::add(&ctx.stats.bytes_done, entry.size);
+                    return Ok(Uploaded {
+                        proof,
+                        reused_bytes: 0,
+                        resumed: false,
+                    });
+                }
+                Err(message) => message,
+            },
+            Err(e) if is_bad_digest(&e) => e.to_string(),
+            Err(e) => return Err(e.into()),
+        };
+        if attempt >= ctx.integrity_retries {
+            // The object may now hold bytes we cannot vouch for; remove it so no later run skips it.
+            let _ = ctx.store.delete(&entry.rel).await;
+            return Err(UploadError::Integrity {
+                path: entry.rel.clone(),
+                message: failure,
+            });
+        }
+        attempt += 1;
+        Stats::add(&ctx.stats.retries, 1);
+        tracing::info!("{}: retrying upload: {failure}", entry.rel);
+    }
+}
+
+/// Whether an interrupted upload's parts fit our plan for this file (same part size).
+pub fn adoptable(plan: &PartPlan, parts: &[PartInfo]) -> bool {
+    parts.iter().all(|p| {
+        p.number >= 1 && (p.number as u64) <= plan.count && p.size == plan.range(p.number as u64 - 1).1
+    })
+}
+
+/// Pick the interrupted upload to resume: among those whose parts fit the plan, the one with
+/// the most parts. Returns its index.
+pub fn choose_resumable(plan: &PartPlan, candidates: &[(UploadInfo, Vec<PartInfo>)]) -> Option<usize> {
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, parts))| !parts.is_empty() && adoptable(plan, parts))
+        .max_by_key(|(_, (u, parts))| (parts.len(), u.initiated))
+        .map(|(i, _)| i)
+}
+
+async fn find_resumable(
+    ctx: &UploadCtx,
+    entry: &SrcEntry,
+    plan: &PartPlan,
+) -> (Option<(String, HashMap<u32, PartInfo>)>, Vec<String>) {
+    let key = ctx.store.key(&entry.rel);
+    let Some(pending) = ctx.pending.get(&key) else {
+        return (None, Vec::new());
+    };
+    let mut candidates = Vec::new();
+    for u in pending {
+        match ctx.store.list_parts(&entry.rel, &u.upload_id).await {
+            Ok(parts) => candidates.push((u.clone(), parts)),
+            Err(e) => tracing::debug!("{}: cannot list parts of upload: {e}", entry.rel),
+        }
+    }
+    let chosen = choose_resumable(plan, &candidates);
+    let others = candidates
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != chosen)
+        .map(|(_, (u, _))| u.upload_id.clone())
+        .collect();
+    let chosen = chosen.map(|i| {
+        let (u, parts) = &candidates[i];
+        (u.upload_id.clone(), parts.iter().map(|p| (p.number, p.clone())).collect())
+    });
+    (chosen, others)
+}
+
+async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bool) -> Result<Uploaded, UploadError> {
+    let plan = PartPlan::new(entry.size, ctx.limits.chunk_size, ctx.limits.max_parts).map_err(|source| {
+        UploadError::Parts {
+            path: entry.rel.clone(),
+            source,
+        }
+    })?;
+    let (path, st) = (entry.path.clone(), stamp(&entry));
+    let file = Arc::new(blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
+
+    let (resume, stale) = if allow_resume {
+        find_resumable(&ctx, &entry, &plan).await
+    } else {
+        (None, Vec::new())
+    };
+    let resumed = resume.is_some();
+    let (upload_id, existing) = match resume {
+        Some((id, parts)) => {
+            tracing::info!("{}: resuming interrupted upload ({} parts already there)", entry.rel, parts.len());
+            (id, parts)
+        }
+        None => (
+            ctx.store.create_multipart(&entry.rel, entry.mtime, plan.part_size).await?,
+            HashMap::new(),
+        ),
+    };
+    let existing = Arc::new(existing);
+
+    let result = send_parts(&ctx, &entry, &plan, &file, &upload_id, existing).await;
+    let (md5s, etags, reused) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Keep the upload for the next run to resume when the failure was temporary;
+            // otherwise it can never complete, so abort it.
+            if !matches!(&e, UploadError::S3(s) if s.is_temporary()) {
+                let _ = ctx.store.abort_multipart(&ctx.store.key(&entry.rel), &upload_id).await;
+            }
+            return Err(e);
+        }
+    };
+    let f = file.clone();
+    blocking(&entry.rel, move || f.check_unchanged()).await.inspect_err(|_| {
+        let store = ctx.store.clone();
+        let (key, id) = (store.key(&entry.rel), upload_id.clone());
+        tokio::spawn(async move { store.abort_multipart(&key, &id).await });
+    })?;
+
+    let parts: Vec<(u32, String)> = (1..=plan.count as u32).zip(etags).collect();
+    debug_assert_eq!(parts.len() as u64, plan.count);
+    let written = ctx.store.complete_multipart(&entry.rel, &upload_id, &parts).await?;
+    let proof = match prove_composite(&written, &md5s, ctx.store.put.etag_not_md5()) {
+        Ok(p) => p,
+        Err(message) => {
+            let _ = ctx.store.delete(&entry.rel).await;
+            return Err(UploadError::Integrity {
+                path: entry.rel.clone(),
+                message,
+            });
+        }
+    };
+    for id in stale {
+        let _ = ctx.store.abort_multipart(&ctx.store.key(&entry.rel), &id).await;
+    }
+    if resumed && !metadata_matches(&ctx, &entry, plan.part_size).await? {
+        // The adopted upload was started for another version of this file (its metadata says
+        // so): the bytes are right but the recorded mtime is not. Write it again, fresh.
+        tracing::info!("{}: resumed upload carried other metadata; uploading again", entry.rel);
+        return Box::pin(upload_multipart(ctx, entry, false)).await;
+    }
+    Ok(Uploaded {
+        proof,
+        reused_bytes: reused,
+        resumed,
+    })
+}
+
+async fn metadata_matches(ctx: &UploadCtx, entry: &SrcEntry, part_size: u64) -> Result<bool, UploadError> {
+    let head = ctx.store.head(&entry.rel, None).await?;
+    Ok(s3::recorded_mtime(&head.metadata) == Some(s3::format_mtime(entry.mtime).as_str())
+        && s3::recorded_part_size(&head.metadata) == Some(part_size))
+}
+
+type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
+
+/// Read, hash and (unless already there) upload every part; parts run in parallel.
+async fn send_parts(
+    ctx: &Arc<UploadCtx>,
+    entry: &SrcEntry,
+    plan: &PartPlan,
+    file: &Arc<SourceFile>,
+    upload_id: &str,
+    existing: Arc<HashMap<u32, PartInfo>>,
+) -> Result<PartsDone, UploadError> {
+    let n = plan.count as usize;
+    let mut md5s = vec![[0u8; 16]; n];
+    let mut etags = vec![String::new(); n];
+    let mut reused = 0u64;
+    let mut tasks = JoinSet::new();
+    let mut next = 0u64;
+    let mut first_error: Option<UploadError> = None;
+    loop {
+        while first_error.is_none() && next < plan.count && tasks.len() < ctx.limits.parts_per_file {
+            let (offset, len) = plan.range(next);
+            let number = next as u32 + 1;
+            let (ctx, file, existing) = (ctx.clone(), file.clone(), existing.clone());
+            let (rel, upload_id) = (entry.rel.clone(), upload_id.to_string());
+            tasks.spawn(async move {
+                let r = send_part(&ctx, &rel, &file, &upload_id, number, offset, len, &existing).await;
+                (number, len, r)
+            });
+            next += 1;
+        }
+        let Some(joined) = tasks.join_next().await else { break };
+        match joined {
+            Ok((number, len, Ok((md5, etag, was_reused)))) => {
+                md5s[number as usize - 1] = md5;
+                etags[number as usize - 1] = etag;
+                if was_reused {
+                    reused += len;
+                }
+            }
+            Ok((_, _, Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(UploadError::Internal {
+                    path: entry.rel.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if etags.iter().any(String::is_empty) {
+        return Err(UploadError::Internal {
+            path: entry.rel.clone(),
+            message: "a part has no ETag".into(),
+        });
+    }
+    Ok((md5s, etags, reused))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_part(
+    ctx: &UploadCtx,
+    rel: &str,
+    file: &Arc<SourceFile>,
+    upload_id: &str,
+    number: u32,
+    offset: u64,
+    len: u64,
+    existing: &HashMap<u32, PartInfo>,
+) -> Result<(Md5Digest, String, bool), UploadError> {
+    let _permit = ctx.budget.acquire(len).await;
+    let _flight = ctx.stats.start_one();
+    let f = file.clone();
+    let (data, md5) = blocking(rel, move || {
+        let data = f.read_at(offset, len)?;
+        let md5 = crate::etag::md5_of(&data);
+        Ok((data, md5))
+    })
+    .await?;
+    if let Some(p) = existing.get(&number) {
+        if p.size == len && ETag::parse(&p.etag) == ETag::Md5(md5) {
+            Stats::add(&ctx.stats.bytes_done, len);
+            Stats::add(&ctx.stats.bytes_reused, len);
+            return Ok((md5, p.etag.clone(), true));
+        }
+    }
+    let kms = ctx.store.put.etag_not_md5();
+    let mut attempt = 0;
+    loop {
+        let failure = match ctx.store.upload_part(rel, upload_id, number, data.clone(), &md5).await {
+            Ok(etag) => {
+                let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
+                let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
+                if ok || opaque {
+                    Stats::add(&ctx.stats.bytes_done, len);
+                    return Ok((md5, etag, false));
+                }
+                format!("part {number}: server ETag {etag} is not the MD5 we sent ({})", hex::encode(md5))
+            }
+            Err(e) if is_bad_digest(&e) => format!("part {number}: {e}"),
+            Err(e) => return Err(e.into()),
+        };
+        if attempt >= ctx.integrity_retries {
+            return Err(UploadError::Integrity {
+                path: rel.to_string(),
+                message: failure,
+            });
+        }
+        attempt += 1;
+        Stats::add(&ctx.stats.retries, 1);
+        tracing::info!("{rel}: retrying: {failure}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etag::{MIB, md5_of};
+    use std::time::SystemTime;
+
+    fn part(number: u32, size: u64) -> PartInfo {
+        PartInfo {
+            number,
+            size,
+            etag: String::new(),
+        }
+    }
+    fn upload_info(id: &str, secs: u64) -> UploadInfo {
+        UploadInfo {
+            key: "k".into(),
+            upload_id: id.into(),
+            initiated: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+        }
+    }
+
+    #[test]
+    fn adoption_rules() {
+        let plan = PartPlan::with_part_size(12 * MIB, 5 * MIB); // 5 + 5 + 2
+        assert!(adoptable(&plan, &[part(1, 5 * MIB), part(3, 2 * MIB)]));
+        assert!(!adoptable(&plan, &[part(1, 8 * MIB)]), "other part size");
+        assert!(!adoptable(&plan, &[part(4, 5 * MIB)]), "beyond our part count");
+        assert!(!adoptable(&plan, &[part(3, 5 * MIB)]), "last part length differs");
+        let candidates = vec![
+            (upload_info("old", 1), vec![part(1, 5 * MIB)]),
+            (upload_info("foreign", 2), vec![part(1, 8 * MIB), part(2, 4 * MIB)]),
+            (upload_info("best", 3), vec![part(1, 5 * MIB), part(2, 5 * MIB)]),
+            (upload_info("empty", 4), vec![]),
+        ];
+        assert_eq!(choose_resumable(&plan, &candidates), Some(2));
+        assert_eq!(choose_resumable(&plan, &candidates[3..]), None);
+    }
+
+    #[test]
+    fn proofs() {
+        let md5 = md5_of(b"data");
+        let w = |etag: String, kms: bool| Written {
+            etag,
+            etag_not_md5: kms,
+        };
+        let hex = hex::encode(md5);
+        assert_eq!(prove_single(&w(format!("\"{hex}\""), false), &md5, false), Ok(Proof::Verified));
+        assert!(prove_single(&w(format!("\"{}\"", hex::encode(md5_of(b"x"))), false), &md5, false).is_err());
+        assert_eq!(prove_single(&w("\"zz\"".into(), false), &md5, false), Ok(Proof::NotComparable));
+        assert_eq!(prove_single(&w(format!("\"{hex}\""), true), &md5, false), Ok(Proof::NotComparable));
+        assert_eq!(prove_single(&w(String::new(), false), &md5, true), Ok(Proof::NotComparable));
+
+        let parts = [md5_of(b"a"), md5_of(b"b")];
+        let good = ETag::composite(&parts).to_string();
+        assert_eq!(prove_composite(&w(good, false), &parts, false), Ok(Proof::Verified));
+        let bad = ETag::composite(&parts[..1]).to_string();
+        assert!(prove_composite(&w(bad, false), &parts, false).is_err());
+        assert_eq!(prove_composite(&w(hex, false), &parts, false), Ok(Proof::NotComparable));
+    }
+}

@@ -1,0 +1,315 @@
+//! Stage 6: prove that an object holds the same bytes as a source file.
+//!
+//! The ETag is the proof when it can be: a plain MD5 ETag against the file's MD5, a multipart
+//! ETag by recomputing `md5(concat(part md5s))-N` from the file with the right part size (from
+//! our metadata, else `HEAD ?partNumber=1`, else the sizes common tools use). When no ETag can
+//! prove it (SSE-KMS, SSE-C, an unknown part size) the object is downloaded and its MD5
+//! compared, unless `--no-download`, and then it is counted as unverified — never as a match.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+
+use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
+use crate::plan::DstEntry;
+use crate::read::{ReadError, SourceFile, Stamp};
+use crate::s3::{self, S3Error, Store};
+use crate::walk::SrcEntry;
+
+/// Block size for streaming reads while hashing.
+const HASH_BLOCK: u64 = 4 * MIB;
+/// Most part sizes tried when reproducing a multipart ETag without a recorded part size.
+const MAX_CANDIDATES: usize = 8;
+
+/// The outcome of checking one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    SizeDiffers,
+    HashDiffers,
+    /// Content could not be proven (reason given); counted as a difference, never a match.
+    Unverified(String),
+    Error(String),
+}
+
+/// How far `check` may go to prove content.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Download objects whose ETag cannot prove their content.
+    pub download: bool,
+    /// Parts of one file hashed at once.
+    pub parallel_parts: usize,
+}
+
+/// MD5 of a whole file, streamed.
+pub fn file_md5(path: &Path, walked: Stamp) -> Result<Md5Digest, ReadError> {
+    let f = SourceFile::open(path, walked)?;
+    let mut h = Md5::new();
+    f.for_each_block(HASH_BLOCK, |b| h.update(b))?;
+    Ok(h.finalize().into())
+}
+
+/// Composite ETags of a file for several part sizes, in one pass over the file.
+pub fn file_composites(path: &Path, walked: Stamp, part_sizes: &[u64]) -> Result<Vec<ETag>, ReadError> {
+    struct Cand {
+        part: u64,
+        filled: u64,
+        h: Md5,
+        done: Vec<Md5Digest>,
+    }
+    let mut cands: Vec<Cand> = part_sizes
+        .iter()
+        .map(|&part| Cand {
+            part,
+            filled: 0,
+            h: Md5::new(),
+            done: Vec::new(),
+        })
+        .collect();
+    let f = SourceFile::open(path, walked)?;
+    f.for_each_block(HASH_BLOCK, |mut block| {
+        let whole = block;
+        for c in cands.iter_mut() {
+            block = whole;
+            while !block.is_empty() {
+                let take = ((c.part - c.filled) as usize).min(block.len());
+                c.h.update(&block[..take]);
+                c.filled += take as u64;
+                block = &block[take..];
+                if c.filled == c.part {
+                    c.done.push(std::mem::take(&mut c.h).finalize().into());
+                    c.filled = 0;
+                }
+            }
+        }
+    })?;
+    Ok(cands
+        .into_iter()
+        .map(|mut c| {
+            if c.filled > 0 || c.done.is_empty() {
+                c.done.push(c.h.finalize().into());
+            }
+            ETag::composite(&c.done)
+        })
+        .collect())
+}
+
+/// Composite ETag for one known part size, hashing parts in parallel.
+pub async fn file_composite_parallel(entry: &SrcEntry, part_size: u64, parallel: usize) -> Result<ETag, ReadError> {
+    let plan = PartPlan::with_part_size(entry.size, part_size);
+    let (path, st) = (entry.path.clone(), Stamp { size: entry.size, mtime: entry.mtime });
+    let file = Arc::new(
+        tokio::task::spawn_blocking(move || SourceFile::open(&path, st))
+            .await
+            .map_err(|e| join_err(entry, e))??,
+    );
+    let mut digests = vec![[0u8; 16]; plan.count as usize];
+    let mut set = tokio::task::JoinSet::new();
+    let mut next = 0u64;
+    loop {
+        while next < plan.count && set.len() < parallel.max(1) {
+            let (off, len) = plan.range(next);
+            let f = file.clone();
+            let i = next as usize;
+            set.spawn_blocking(move || -> Result<(usize, Md5Digest), ReadError> {
+                let mut h = Md5::new();
+                let mut pos = off;
+                while pos < off + len {
+                    let n = HASH_BLOCK.min(off + len - pos);
+                    h.update(&f.read_at(pos, n)?);
+                    pos += n;
+                }
+                Ok((i, h.finalize().into()))
+            });
+            next += 1;
+        }
+        match set.join_next().await {
+            None => break,
+            Some(r) => {
+                let (i, d) = r.map_err(|e| join_err(entry, e))??;
+                digests[i] = d;
+            }
+        }
+    }
+    let f = file.clone();
+    tokio::task::spawn_blocking(move || f.check_unchanged())
+        .await
+        .map_err(|e| join_err(entry, e))??;
+    Ok(ETag::composite(&digests))
+}
+
+fn join_err(entry: &SrcEntry, e: tokio::task::JoinError) -> ReadError {
+    ReadError::Io {
+        path: entry.rel.clone(),
+        message: e.to_string(),
+    }
+}
+
+async fn local_md5(entry: &SrcEntry) -> Result<Md5Digest, ReadError> {
+    let (path, st) = (entry.path.clone(), Stamp { size: entry.size, mtime: entry.mtime });
+    tokio::task::spawn_blocking(move || file_md5(&path, st))
+        .await
+        .map_err(|e| join_err(entry, e))?
+}
+
+/// Download the object and compare its MD5 with the file's.
+async fn download_compare(store: &Store, entry: &SrcEntry) -> Verdict {
+    let remote = async {
+        let mut body = store.get(&entry.rel).await?;
+        let mut h = Md5::new();
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| S3Error::Transport {
+                op: "get",
+                key: store.key(&entry.rel),
+                message: e.to_string(),
+                temporary: true,
+            })?;
+            n += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        Ok::<_, S3Error>((n, <[u8; 16]>::from(h.finalize())))
+    };
+    let (remote, local) = tokio::join!(remote, local_md5(entry));
+    match (remote, local) {
+        (Err(e), _) => Verdict::Error(e.to_string()),
+        (_, Err(e)) => Verdict::Error(e.to_string()),
+        (Ok((n, _)), _) if n != entry.size => Verdict::SizeDiffers,
+        (Ok((_, r)), Ok(l)) if r == l => Verdict::Match,
+        _ => Verdict::HashDiffers,
+    }
+}
+
+async fn cannot_prove(store: &Store, entry: &SrcEntry, opts: VerifyOptions, why: &str) -> Verdict {
+    if opts.download {
+        download_compare(store, entry).await
+    } else {
+        Verdict::Unverified(why.to_string())
+    }
+}
+
+/// Check one source file against its object.
+pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyOptions) -> Verdict {
+    if src.size != dst.size {
+        return Verdict::SizeDiffers;
+    }
+    match ETag::parse(&dst.etag) {
+        ETag::Md5(remote) => {
+            let local = match local_md5(src).await {
+                Ok(m) => m,
+                Err(e) => return Verdict::Error(e.to_string()),
+            };
+            if local == remote {
+                return Verdict::Match;
+            }
+            // A plain ETag that differs: a real difference, unless the object is encrypted
+            // with KMS or a customer key, whose ETags are not MD5s.
+            match store.head(&src.rel, None).await {
+                Ok(h) if h.etag_not_md5 => cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await,
+                Ok(_) => Verdict::HashDiffers,
+                Err(e) => Verdict::Error(e.to_string()),
+            }
+        }
+        ETag::Multipart { parts, .. } => verify_multipart(store, src, dst, parts, opts).await,
+        ETag::Opaque(_) => cannot_prove(store, src, opts, "ETag is not an MD5").await,
+    }
+}
+
+async fn verify_multipart(store: &Store, src: &SrcEntry, dst: &DstEntry, parts: u32, opts: VerifyOptions) -> Verdict {
+    let want = ETag::parse(&dst.etag);
+    // One HEAD gives both our recorded part size and, where supported, part 1's length.
+    let head = match store.head(&src.rel, Some(1)).await {
+        Ok(h) => Some(h),
+        Err(S3Error::NotImplemented { .. }) => None,
+        Err(S3Error::Service { status: 400 | 416, .. }) => None,
+        Err(e) => return Verdict::Error(e.to_string()),
+    };
+    if head.as_ref().is_some_and(|h| h.etag_not_md5) {
+        return cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await;
+    }
+    let mut hints = Vec::new();
+    if let Some(h) = &head {
+        if let Some(p) = s3::recorded_part_size(&h.metadata) {
+            hints.push(p);
+        }
+        if h.content_length < src.size || parts == 1 {
+            hints.push(h.content_length);
+        }
+    }
+    let authoritative = hints.iter().any(|&p| crate::etag::fits(src.size, p, parts));
+    if authoritative {
+        let part = *hints.iter().find(|&&p| crate::etag::fits(src.size, p, parts)).expect("checked");
+        return match file_composite_parallel(src, part, opts.parallel_parts).await {
+            Ok(got) if got == want => Verdict::Match,
+            Ok(_) => Verdict::HashDiffers,
+            Err(e) => Verdict::Error(e.to_string()),
+        };
+    }
+    let cands = candidate_part_sizes(src.size, parts, &hints, MAX_CANDIDATES);
+    if !cands.is_empty() {
+        let (path, st) = (src.path.clone(), Stamp { size: src.size, mtime: src.mtime });
+        let c = cands.clone();
+        match tokio::task::spawn_blocking(move || file_composites(&path, st, &c)).await {
+            Ok(Ok(got)) if got.contains(&want) => return Verdict::Match,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Verdict::Error(e.to_string()),
+            Err(e) => return Verdict::Error(e.to_string()),
+        }
+    }
+    cannot_prove(store, src, opts, "multipart object with unknown part size").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etag::md5_of;
+
+    #[test]
+    fn composites_in_one_pass_match_direct_computation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let data: Vec<u8> = (0..(11 * MIB as usize + 7)).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let st = Stamp {
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        };
+        let sizes = [5 * MIB, 8 * MIB, 3 * MIB + 1];
+        let got = file_composites(&p, st, &sizes).unwrap();
+        for (i, &ps) in sizes.iter().enumerate() {
+            let want = ETag::composite(&data.chunks(ps as usize).map(md5_of).collect::<Vec<_>>());
+            assert_eq!(got[i], want, "part size {ps}");
+        }
+        assert_eq!(file_md5(&p, st).unwrap(), md5_of(&data));
+    }
+
+    #[tokio::test]
+    async fn parallel_composite_matches() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        let data: Vec<u8> = (0..(7 * MIB as usize + 3)).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let e = SrcEntry {
+            rel: "f".into(),
+            path: p.clone(),
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        };
+        let got = file_composite_parallel(&e, 2 * MIB, 3).await.unwrap();
+        let want = ETag::composite(&data.chunks(2 << 20).map(md5_of).collect::<Vec<_>>());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn empty_file_composite() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let st = Stamp { size: 0, mtime: m.modified().unwrap() };
+        assert_eq!(file_composites(&p, st, &[5 * MIB]).unwrap()[0], ETag::composite(&[md5_of(b"")]));
+    }
+}
