@@ -81,7 +81,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             let max_age = parse_duration(&g.max_age)?;
             let s = cleanup::run(&store, max_age, g.dry_run).await?;
             write_report(&g, &s)?;
-            Ok(if s.errors > 0 { Exit::Uncategorized } else { Exit::Success })
+            Ok(if s.errors > 0 {
+                Exit::Uncategorized
+            } else {
+                Exit::Success
+            })
         }
     }
 }
@@ -91,7 +95,11 @@ fn source_dir(text: &str) -> anyhow::Result<PathBuf> {
         Location::Local(p) => {
             let meta = std::fs::metadata(&p).map_err(|_| SourceMissing(p.clone()))?;
             if !meta.is_dir() {
-                return Err(UsageError(format!("source {} is not a directory: pass the directory to copy", p.display())).into());
+                return Err(UsageError(format!(
+                    "source {} is not a directory: pass the directory to copy",
+                    p.display()
+                ))
+                .into());
             }
             Ok(p)
         }
@@ -171,7 +179,12 @@ fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
     Ok(l.normalised())
 }
 
-async fn store(g: &Global, path: S3Path, s: &S3Settings, limits: &Limits) -> anyhow::Result<Arc<Store>> {
+async fn store(
+    g: &Global,
+    path: S3Path,
+    s: &S3Settings,
+    limits: &Limits,
+) -> anyhow::Result<Arc<Store>> {
     let mut extra_roots = g.ca_cert.clone();
     if let Some(bundle) = env("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
         let p = PathBuf::from(&bundle);
@@ -182,7 +195,9 @@ async fn store(g: &Global, path: S3Path, s: &S3Settings, limits: &Limits) -> any
         }
     }
     if g.no_check_certificate {
-        tracing::warn!("--no-check-certificate: server certificates are NOT verified; anyone on the path can read and change the data");
+        tracing::warn!(
+            "--no-check-certificate: server certificates are NOT verified; anyone on the path can read and change the data"
+        );
     }
     let opts = ClientOptions {
         http: s3::http::HttpOptions {
@@ -252,7 +267,11 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         return Ok(Exit::Fatal);
     }
     let code = exit::for_file_errors(summary.errors_temporary, summary.errors_permanent);
-    if code == Exit::Success && g.error_on_no_transfer && summary.files_uploaded == 0 && summary.deleted == 0 {
+    if code == Exit::Success
+        && g.error_on_no_transfer
+        && summary.files_uploaded == 0
+        && summary.deleted == 0
+    {
         return Ok(Exit::NoFilesTransferred);
     }
     Ok(code)
@@ -279,11 +298,17 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         error_file: g.error.clone(),
     };
     if g.download {
-        tracing::info!("--download: objects whose ETag cannot prove content are downloaded (always on unless --no-download)");
+        tracing::info!(
+            "--download: objects whose ETag cannot prove content are downloaded (always on unless --no-download)"
+        );
     }
     let summary = check::run(store, Path::new(&root), filter, limits, opts).await?;
     write_report(g, &summary)?;
-    Ok(if summary.not_ok() > 0 { Exit::Uncategorized } else { Exit::Success })
+    Ok(if summary.not_ok() > 0 {
+        Exit::Uncategorized
+    } else {
+        Exit::Success
+    })
 }
 
 /// Parse rclone's `--log-level` names.

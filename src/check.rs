@@ -68,7 +68,12 @@ pub struct CheckSummary {
 impl CheckSummary {
     /// Everything that keeps "0 differences found" from being printed.
     pub fn not_ok(&self) -> u64 {
-        self.missing_on_dst + self.missing_on_src + self.size_differ + self.hash_differ + self.unverified + self.errors
+        self.missing_on_dst
+            + self.missing_on_src
+            + self.size_differ
+            + self.hash_differ
+            + self.unverified
+            + self.errors
     }
 }
 
@@ -133,9 +138,15 @@ pub async fn run(
     let mut outputs = Outputs::open(&opts)?;
     let mut s = CheckSummary::default();
 
-    let (walk_root, prefix, walk_filter) = (root.to_path_buf(), store.path.prefix.clone(), filter.clone());
+    let (walk_root, prefix, walk_filter) = (
+        root.to_path_buf(),
+        store.path.prefix.clone(),
+        filter.clone(),
+    );
     let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
-    let walking = tokio::task::spawn_blocking(move || walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads));
+    let walking = tokio::task::spawn_blocking(move || {
+        walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
+    });
     let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter).await;
     let listed = listed?;
     let walked = walking.await?;
@@ -203,10 +214,16 @@ pub async fn run(
             }
             Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
             Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
-            Some(Verdict::Unverified(why)) => ("unverified", format!("hash could not be checked: {why}")),
+            Some(Verdict::Unverified(why)) => {
+                ("unverified", format!("hash could not be checked: {why}"))
+            }
             Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
         };
-        diffs.push(Difference { path: rel, kind, detail });
+        diffs.push(Difference {
+            path: rel,
+            kind,
+            detail,
+        });
     }
     diffs.sort_by(|a, b| a.path.cmp(&b.path));
     for d in &diffs {

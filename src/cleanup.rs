@@ -25,7 +25,11 @@ pub fn is_stale(u: &UploadInfo, now: SystemTime, max_age: Duration) -> bool {
     }
 }
 
-pub async fn run(store: &Store, max_age: Duration, dry_run: bool) -> Result<CleanupSummary, S3Error> {
+pub async fn run(
+    store: &Store,
+    max_age: Duration,
+    dry_run: bool,
+) -> Result<CleanupSummary, S3Error> {
     let uploads = store.list_uploads(&store.path.prefix).await?;
     let now = SystemTime::now();
     let mut s = CleanupSummary {
@@ -35,11 +39,18 @@ pub async fn run(store: &Store, max_age: Duration, dry_run: bool) -> Result<Clea
     for u in uploads {
         if !is_stale(&u, now, max_age) {
             s.kept_too_young += 1;
-            tracing::info!("{}: upload {} is younger than --max-age: kept", u.key, u.upload_id);
+            tracing::info!(
+                "{}: upload {} is younger than --max-age: kept",
+                u.key,
+                u.upload_id
+            );
             continue;
         }
         if dry_run {
-            tracing::warn!("{}: Skipped abort of incomplete upload as --dry-run is set", u.key);
+            tracing::warn!(
+                "{}: Skipped abort of incomplete upload as --dry-run is set",
+                u.key
+            );
             continue;
         }
         match store.abort_multipart(&u.key, &u.upload_id).await {
@@ -81,7 +92,10 @@ mod tests {
         assert!(is_stale(&at(100_000 - 86_400), now, day));
         assert!(!is_stale(&at(100_000 - 86_399), now, day));
         assert!(is_stale(&at(99_000), now, Duration::ZERO));
-        let unknown = UploadInfo { initiated: None, ..at(0) };
+        let unknown = UploadInfo {
+            initiated: None,
+            ..at(0)
+        };
         assert!(is_stale(&unknown, now, day));
     }
 }

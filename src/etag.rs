@@ -178,7 +178,13 @@ mod tests {
             ETag::parse(&format!("\"{}-12\"", md5.to_uppercase())),
             ETag::Multipart { parts: 12, .. }
         ));
-        for opaque in ["", "abc", "\"xyz-1\"", &format!("{md5}-0"), &format!("{md5}-x")] {
+        for opaque in [
+            "",
+            "abc",
+            "\"xyz-1\"",
+            &format!("{md5}-0"),
+            &format!("{md5}-x"),
+        ] {
             assert!(matches!(ETag::parse(opaque), ETag::Opaque(_)), "{opaque:?}");
         }
     }
@@ -216,7 +222,11 @@ mod tests {
         ];
         for (size, chunk, max, part, count) in cases {
             let p = PartPlan::new(size, chunk, max).unwrap();
-            assert_eq!((p.part_size, p.count), (part, count), "size={size} chunk={chunk}");
+            assert_eq!(
+                (p.part_size, p.count),
+                (part, count),
+                "size={size} chunk={chunk}"
+            );
             assert!(p.count <= max);
             let (off, len) = p.range(p.count - 1);
             assert_eq!(off + len, size);

@@ -54,8 +54,14 @@ fn compile(pattern: &str) -> Result<Rule, FilterError> {
 impl Filter {
     pub fn new(excludes: &[String], includes: &[String]) -> Result<Filter, FilterError> {
         Ok(Filter {
-            excludes: excludes.iter().map(|p| compile(p)).collect::<Result<_, _>>()?,
-            includes: includes.iter().map(|p| compile(p)).collect::<Result<_, _>>()?,
+            excludes: excludes
+                .iter()
+                .map(|p| compile(p))
+                .collect::<Result<_, _>>()?,
+            includes: includes
+                .iter()
+                .map(|p| compile(p))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -89,7 +95,12 @@ mod tests {
             (&["/*.tmp"], &[], "a/x.tmp", true),
             (&["_uploads/"], &[], "repo/_uploads/id/data", false),
             (&["_uploads/"], &[], "repo/uploads/id/data", true),
-            (&["/docker/registry/v2/repositories/**"], &[], "docker/registry/v2/repositories/x/link", false),
+            (
+                &["/docker/registry/v2/repositories/**"],
+                &[],
+                "docker/registry/v2/repositories/x/link",
+                false,
+            ),
             (&["a*"], &[], "dir/abc", false),
             (&["a*"], &[], "abc/def", true),
             (&[], &["*.json"], "x/y.json", true),
@@ -100,7 +111,11 @@ mod tests {
             (&["file?.bin"], &[], "file12.bin", true),
         ];
         for (ex, inc, path, want) in cases {
-            assert_eq!(f(ex, inc).allows(path), *want, "ex={ex:?} inc={inc:?} path={path}");
+            assert_eq!(
+                f(ex, inc).allows(path),
+                *want,
+                "ex={ex:?} inc={inc:?} path={path}"
+            );
         }
     }
 

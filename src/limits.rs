@@ -49,7 +49,9 @@ impl Default for Limits {
 impl Limits {
     /// Connections worth keeping open: everything that can be in flight at once.
     pub fn connections(&self) -> usize {
-        (self.transfers * self.parts_per_file).max(self.checkers).max(1)
+        (self.transfers * self.parts_per_file)
+            .max(self.checkers)
+            .max(1)
     }
 
     /// Make the values consistent: a single-request upload must fit the budget, and so must
@@ -61,7 +63,10 @@ impl Limits {
         self.max_parts = self.max_parts.clamp(1, crate::etag::MAX_PARTS);
         self.chunk_size = self.chunk_size.max(crate::etag::MIN_PART_SIZE);
         self.buffer_memory = self.buffer_memory.max(self.chunk_size).max(8 * MIB);
-        self.upload_cutoff = self.upload_cutoff.min(self.buffer_memory).min(5 * crate::etag::GIB);
+        self.upload_cutoff = self
+            .upload_cutoff
+            .min(self.buffer_memory)
+            .min(5 * crate::etag::GIB);
         self
     }
 }

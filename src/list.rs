@@ -17,7 +17,9 @@ pub async fn list(store: &Store, filter: &Filter) -> Result<Vec<DstEntry>, S3Err
     loop {
         let (items, next) = store.list_page(&prefix, token).await?;
         for o in items {
-            let Some(rel) = o.key.strip_prefix(&prefix) else { continue };
+            let Some(rel) = o.key.strip_prefix(&prefix) else {
+                continue;
+            };
             if rel.is_empty() || rel.ends_with('/') || !filter.allows(rel) {
                 continue;
             }

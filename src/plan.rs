@@ -61,7 +61,8 @@ pub fn merge<'a>(src: &'a [SrcEntry], dst: &'a [DstEntry]) -> impl Iterator<Item
 /// How `sync`/`copy` decide that an existing object is already up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SkipRule {
-    /// Same size and the object is not older than the file's mtime (listing only).
+    /// Same size and the object was written in a later second than the file's mtime
+    /// (listing only).
     #[default]
     SizeAndTime,
     /// Same size alone (`--size-only`).
@@ -116,7 +117,7 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
                 SkipRule::SizeOnly => Decision::Skip,
                 SkipRule::Checksum => Decision::CompareContent,
                 SkipRule::SizeAndTime => {
-                    if d.last_modified >= truncate_to_second(s.mtime) {
+                    if whole_seconds(d.last_modified) > whole_seconds(s.mtime) {
                         Decision::Skip
                     } else {
                         Decision::Upload(Reason::Newer)
@@ -127,12 +128,13 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
     }
 }
 
-/// S3's LastModified has one-second resolution; compare at that resolution so an object written
-/// in the same second as the file's mtime counts as not older.
-fn truncate_to_second(t: SystemTime) -> SystemTime {
+/// S3's LastModified has one-second resolution, so compare whole seconds, and require the
+/// object to be from a *later* second: a file changed in the same second its object was written
+/// is uploaded again (once) rather than risk skipping a change.
+fn whole_seconds(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(d.as_secs()),
-        Err(_) => t,
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
     }
 }
 
@@ -151,7 +153,9 @@ pub fn plan(src: &[SrcEntry], dst: &[DstEntry], rule: SkipRule) -> Plan {
     let mut p = Plan::default();
     for pair in merge(src, dst) {
         match (decide(&pair, rule), pair) {
-            (Decision::Upload(r), Pair::SrcOnly(s) | Pair::Both(s, _)) => p.uploads.push((s.clone(), r)),
+            (Decision::Upload(r), Pair::SrcOnly(s) | Pair::Both(s, _)) => {
+                p.uploads.push((s.clone(), r))
+            }
             (Decision::CompareContent, Pair::Both(s, d)) => p.compares.push((s.clone(), d.clone())),
             (Decision::Skip, Pair::Both(s, _)) => {
                 p.skipped += 1;
@@ -173,15 +177,29 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
     fn src(rel: &str, size: u64, mtime: SystemTime) -> SrcEntry {
-        SrcEntry { rel: rel.into(), path: rel.into(), size, mtime }
+        SrcEntry {
+            rel: rel.into(),
+            path: rel.into(),
+            size,
+            mtime,
+        }
     }
     fn dst(rel: &str, size: u64, lm: SystemTime) -> DstEntry {
-        DstEntry { rel: rel.into(), size, etag: String::new(), last_modified: lm }
+        DstEntry {
+            rel: rel.into(),
+            size,
+            etag: String::new(),
+            last_modified: lm,
+        }
     }
 
     #[test]
     fn merge_in_byte_order() {
-        let s = [src("a", 1, t(0)), src("b.txt", 1, t(0)), src("b/a", 1, t(0))];
+        let s = [
+            src("a", 1, t(0)),
+            src("b.txt", 1, t(0)),
+            src("b/a", 1, t(0)),
+        ];
         let d = [dst("b.txt", 1, t(0)), dst("b/", 0, t(0)), dst("c", 1, t(0))];
         let got: Vec<String> = merge(&s, &d)
             .map(|p| match p {
@@ -195,33 +213,84 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let s = src("k", 10, SystemTime::UNIX_EPOCH + Duration::from_millis(100_500));
+        let s = src(
+            "k",
+            10,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(100_500),
+        );
         // (dst size, dst last modified, rule, decision)
         let cases = [
-            (10, t(100), SkipRule::SizeAndTime, Decision::Skip), // same second
+            (
+                10,
+                t(100),
+                SkipRule::SizeAndTime,
+                Decision::Upload(Reason::Newer),
+            ), // same second
             (10, t(101), SkipRule::SizeAndTime, Decision::Skip),
-            (10, t(99), SkipRule::SizeAndTime, Decision::Upload(Reason::Newer)),
-            (11, t(200), SkipRule::SizeAndTime, Decision::Upload(Reason::SizeDiffers)),
+            (
+                10,
+                t(99),
+                SkipRule::SizeAndTime,
+                Decision::Upload(Reason::Newer),
+            ),
+            (
+                11,
+                t(200),
+                SkipRule::SizeAndTime,
+                Decision::Upload(Reason::SizeDiffers),
+            ),
             (10, t(1), SkipRule::SizeOnly, Decision::Skip),
-            (9, t(1), SkipRule::SizeOnly, Decision::Upload(Reason::SizeDiffers)),
+            (
+                9,
+                t(1),
+                SkipRule::SizeOnly,
+                Decision::Upload(Reason::SizeDiffers),
+            ),
             (10, t(200), SkipRule::Checksum, Decision::CompareContent),
-            (0, t(200), SkipRule::Checksum, Decision::Upload(Reason::SizeDiffers)),
+            (
+                0,
+                t(200),
+                SkipRule::Checksum,
+                Decision::Upload(Reason::SizeDiffers),
+            ),
         ];
         for (size, lm, rule, want) in cases {
             let d = dst("k", size, lm);
-            assert_eq!(decide(&Pair::Both(&s, &d), rule), want, "size={size} lm={lm:?} {rule:?}");
+            assert_eq!(
+                decide(&Pair::Both(&s, &d), rule),
+                want,
+                "size={size} lm={lm:?} {rule:?}"
+            );
         }
-        assert_eq!(decide(&Pair::SrcOnly(&s), SkipRule::SizeOnly), Decision::Upload(Reason::New));
+        assert_eq!(
+            decide(&Pair::SrcOnly(&s), SkipRule::SizeOnly),
+            Decision::Upload(Reason::New)
+        );
         let d = dst("x", 1, t(0));
-        assert_eq!(decide(&Pair::DstOnly(&d), SkipRule::SizeAndTime), Decision::Delete);
+        assert_eq!(
+            decide(&Pair::DstOnly(&d), SkipRule::SizeAndTime),
+            Decision::Delete
+        );
     }
 
     #[test]
     fn plan_counts() {
-        let s = [src("changed", 3, t(50)), src("new", 1, t(5)), src("same", 2, t(5))];
-        let d = [dst("changed", 3, t(10)), dst("gone", 4, t(1)), dst("same", 2, t(10))];
+        let s = [
+            src("changed", 3, t(50)),
+            src("new", 1, t(5)),
+            src("same", 2, t(5)),
+        ];
+        let d = [
+            dst("changed", 3, t(10)),
+            dst("gone", 4, t(1)),
+            dst("same", 2, t(10)),
+        ];
         let p = plan(&s, &d, SkipRule::SizeAndTime);
-        let up: Vec<_> = p.uploads.iter().map(|(s, r)| (s.rel.as_str(), *r)).collect();
+        let up: Vec<_> = p
+            .uploads
+            .iter()
+            .map(|(s, r)| (s.rel.as_str(), *r))
+            .collect();
         assert_eq!(up, vec![("changed", Reason::Newer), ("new", Reason::New)]);
         assert_eq!((p.skipped, p.skipped_bytes), (1, 2));
         assert_eq!(p.deletes.len(), 1);

@@ -56,7 +56,10 @@ pub enum ConfError {
 }
 
 /// Where to look for the config file, in rclone's order; the first that exists wins.
-pub fn candidate_paths(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+pub fn candidate_paths(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<PathBuf> {
     if let Some(p) = explicit {
         return vec![p.to_path_buf()];
     }
@@ -81,7 +84,13 @@ pub fn candidate_paths(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<Str
 pub fn env_name(remote: &str) -> String {
     remote
         .chars()
-        .map(|c| if c == '-' || c == '.' || c == ' ' { '_' } else { c.to_ascii_uppercase() })
+        .map(|c| {
+            if c == '-' || c == '.' || c == ' ' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
         .collect()
 }
 
@@ -205,9 +214,15 @@ mod tests {
         let c = candidate_paths(None, &env);
         assert_eq!(c[0], PathBuf::from("/xdg/rclone/rclone.conf"));
         assert_eq!(c[1], PathBuf::from("/home/u/.config/rclone/rclone.conf"));
-        assert_eq!(c.last().unwrap(), &PathBuf::from("/root/.config/rclone/rclone.conf"));
+        assert_eq!(
+            c.last().unwrap(),
+            &PathBuf::from("/root/.config/rclone/rclone.conf")
+        );
         let env = |k: &str| (k == "RCLONE_CONFIG").then(|| "/etc/r.conf".to_string());
-        assert_eq!(candidate_paths(None, &env), vec![PathBuf::from("/etc/r.conf")]);
+        assert_eq!(
+            candidate_paths(None, &env),
+            vec![PathBuf::from("/etc/r.conf")]
+        );
         assert_eq!(
             candidate_paths(Some(Path::new("/x.conf")), &env),
             vec![PathBuf::from("/x.conf")]
@@ -220,13 +235,19 @@ mod tests {
         let path = dir.path().join("rclone.conf");
         std::fs::write(&path, SEED).unwrap();
         let vars = vec![
-            ("RCLONE_CONFIG_HARBOR_S3_SECRET_ACCESS_KEY".to_string(), "fromenv".to_string()),
+            (
+                "RCLONE_CONFIG_HARBOR_S3_SECRET_ACCESS_KEY".to_string(),
+                "fromenv".to_string(),
+            ),
             ("RCLONE_CONFIG_ENVONLY_TYPE".to_string(), "s3".to_string()),
         ];
         let r = load_remote("harbor-s3", Some(&path), &no_env, &vars).unwrap();
         assert_eq!(r.values["secret_access_key"], "fromenv");
         assert_eq!(r.values["access_key_id"], "AKIDEXAMPLE");
-        assert!(!format!("{r:?}").contains("fromenv"), "Debug must not show values");
+        assert!(
+            !format!("{r:?}").contains("fromenv"),
+            "Debug must not show values"
+        );
         let r = load_remote("envonly", Some(&path), &no_env, &vars).unwrap();
         assert_eq!(r.values["type"], "s3");
         assert!(r.file_keys.is_empty());
@@ -238,7 +259,11 @@ mod tests {
     fn encrypted_config_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rclone.conf");
-        std::fs::write(&path, "# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\nabc").unwrap();
+        std::fs::write(
+            &path,
+            "# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\nabc",
+        )
+        .unwrap();
         let err = load_remote("harbor-s3", Some(&path), &no_env, &[]).unwrap_err();
         assert!(matches!(err, ConfError::Encrypted(_)), "{err}");
     }

@@ -116,7 +116,10 @@ impl SourceFile {
 }
 
 /// Read a whole (small) file and its MD5, checking it is the walked version before and after.
-pub fn read_whole(path: &Path, walked: Stamp) -> Result<(Bytes, crate::etag::Md5Digest), ReadError> {
+pub fn read_whole(
+    path: &Path,
+    walked: Stamp,
+) -> Result<(Bytes, crate::etag::Md5Digest), ReadError> {
     let f = SourceFile::open(path, walked)?;
     let data = f.read_at(0, walked.size)?;
     f.check_unchanged()?;
@@ -157,8 +160,19 @@ mod tests {
         std::fs::write(&p, b"v1").unwrap();
         let walked = stamp(&p);
         let f = SourceFile::open(&p, walked).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
-        assert!(matches!(f.check_unchanged(), Err(ReadError::Changed { .. })));
-        assert!(matches!(read_whole(&p, walked), Err(ReadError::Changed { .. })));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        assert!(matches!(
+            f.check_unchanged(),
+            Err(ReadError::Changed { .. })
+        ));
+        assert!(matches!(
+            read_whole(&p, walked),
+            Err(ReadError::Changed { .. })
+        ));
     }
 }

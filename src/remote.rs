@@ -160,7 +160,10 @@ impl S3Settings {
     pub fn use_path_style(&self) -> bool {
         self.path_style.unwrap_or_else(|| {
             !matches!(
-                self.provider.as_deref().map(str::to_ascii_lowercase).as_deref(),
+                self.provider
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
                 Some("aws" | "alibaba" | "tencentcos" | "netease")
             )
         })
@@ -244,7 +247,13 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
             });
         }
     }
-    let get = |k: &str| section.values.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let get = |k: &str| {
+        section
+            .values
+            .get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let ty = get("type").unwrap_or_default();
     if ty != "s3" {
         return Err(SettingsError::NotS3 {
@@ -284,12 +293,20 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
             session_token: get("session_token").map(Secret::new),
         }),
         _ if env_auth => Some(Credentials::DefaultChain),
-        _ => return Err(SettingsError::NoKeys { remote: remote.into() }),
+        _ => {
+            return Err(SettingsError::NoKeys {
+                remote: remote.into(),
+            });
+        }
     };
     let path_style = get("force_path_style")
         .map(|v| parse_bool(remote, "force_path_style", &v))
         .transpose()?;
-    let no_check_bucket = parse_bool(remote, "no_check_bucket", &get("no_check_bucket").unwrap_or_default())?;
+    let no_check_bucket = parse_bool(
+        remote,
+        "no_check_bucket",
+        &get("no_check_bucket").unwrap_or_default(),
+    )?;
     Ok(S3Settings {
         provider: get("provider"),
         credentials,
@@ -348,8 +365,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn section(pairs: &[(&str, &str)]) -> RemoteSection {
-        let values: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let values: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         RemoteSection {
             name: "harbor-s3".into(),
             file_keys: values.keys().cloned().collect(),
@@ -370,7 +389,10 @@ mod tests {
         let cases = [
             ("harbor-s3:harbor", s3(Some("harbor-s3"), "harbor", "")),
             ("harbor-s3:harbor/", s3(Some("harbor-s3"), "harbor", "")),
-            ("harbor-s3:harbor/a/b", s3(Some("harbor-s3"), "harbor", "a/b/")),
+            (
+                "harbor-s3:harbor/a/b",
+                s3(Some("harbor-s3"), "harbor", "a/b/"),
+            ),
             ("s3://bkt/x/", s3(None, "bkt", "x/")),
             ("s3://bkt", s3(None, "bkt", "")),
             ("/data", Location::Local("/data".into())),
@@ -381,16 +403,33 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_location(text).unwrap(), want, "{text}");
         }
-        assert!(matches!(parse_location("harbor-s3:"), Err(LocationError::NoBucket(_))));
-        assert!(matches!(parse_location("s3://"), Err(LocationError::NoBucket(_))));
-        assert!(matches!(parse_location("r2:Bad_Bucket"), Err(LocationError::BadBucket(_))));
+        assert!(matches!(
+            parse_location("harbor-s3:"),
+            Err(LocationError::NoBucket(_))
+        ));
+        assert!(matches!(
+            parse_location("s3://"),
+            Err(LocationError::NoBucket(_))
+        ));
+        assert!(matches!(
+            parse_location("r2:Bad_Bucket"),
+            Err(LocationError::BadBucket(_))
+        ));
     }
 
     #[test]
     fn rclone_names() {
-        let p = S3Path { remote: None, bucket: "harbor".into(), prefix: String::new() };
+        let p = S3Path {
+            remote: None,
+            bucket: "harbor".into(),
+            prefix: String::new(),
+        };
         assert_eq!(p.rclone_name(), "S3 bucket harbor");
-        let p = S3Path { remote: None, bucket: "harbor".into(), prefix: "a/b/".into() };
+        let p = S3Path {
+            remote: None,
+            bucket: "harbor".into(),
+            prefix: "a/b/".into(),
+        };
         assert_eq!(p.rclone_name(), "S3 bucket harbor path a/b");
     }
 
@@ -411,26 +450,41 @@ mod tests {
         assert_eq!(s.signing_region(), "us-east-1");
         assert_eq!(s.acl.as_deref(), Some("private"));
         match &s.credentials {
-            Some(Credentials::Static { access_key_id, secret_access_key, .. }) => {
+            Some(Credentials::Static {
+                access_key_id,
+                secret_access_key,
+                ..
+            }) => {
                 assert_eq!(access_key_id, "AK");
                 assert_eq!(secret_access_key.expose(), "SK");
             }
             other => panic!("{other:?}"),
         }
-        assert!(!format!("{s:?}").contains("SK\""), "secret must not be in Debug output");
+        assert!(
+            !format!("{s:?}").contains("SK\""),
+            "secret must not be in Debug output"
+        );
     }
 
     #[test]
     fn rclone_errors() {
-        let e = from_rclone(&section(&[("type", "s3"), ("env_auth", "true"), ("bogus_key", "1")]))
-            .unwrap_err();
+        let e = from_rclone(&section(&[
+            ("type", "s3"),
+            ("env_auth", "true"),
+            ("bogus_key", "1"),
+        ]))
+        .unwrap_err();
         assert!(e.to_string().contains("\"bogus_key\""), "{e}");
         let e = from_rclone(&section(&[("type", "drive")])).unwrap_err();
         assert!(matches!(e, SettingsError::NotS3 { .. }));
         let e = from_rclone(&section(&[("type", "s3")])).unwrap_err();
         assert!(matches!(e, SettingsError::NoKeys { .. }));
-        let e = from_rclone(&section(&[("type", "s3"), ("env_auth", "true"), ("chunk_size", "huge")]))
-            .unwrap_err();
+        let e = from_rclone(&section(&[
+            ("type", "s3"),
+            ("env_auth", "true"),
+            ("chunk_size", "huge"),
+        ]))
+        .unwrap_err();
         assert!(e.to_string().contains("chunk_size"), "{e}");
     }
 

@@ -87,7 +87,8 @@ impl Stats {
         let eta = if done >= total {
             "-".to_string()
         } else if rate > 0.0 {
-            humantime::format_duration(Duration::from_secs(((total - done) as f64 / rate) as u64)).to_string()
+            humantime::format_duration(Duration::from_secs(((total - done) as f64 / rate) as u64))
+                .to_string()
         } else {
             "-".to_string()
         };
@@ -100,7 +101,11 @@ impl Stats {
             get(&self.files_total),
         );
         if get(&self.checks_total) > 0 {
-            s.push_str(&format!(" | checks {}/{}", get(&self.checks_done), get(&self.checks_total)));
+            s.push_str(&format!(
+                " | checks {}/{}",
+                get(&self.checks_done),
+                get(&self.checks_total)
+            ));
         }
         s.push_str(&format!(
             " | in flight {} | errors {} | retries {} | elapsed {}",
@@ -144,7 +149,10 @@ pub struct Progress {
 impl Progress {
     pub fn start(stats: Arc<Stats>, mode: ProgressMode, interval: Duration) -> Progress {
         if mode == ProgressMode::Off || interval.is_zero() {
-            return Progress { stop: None, task: None };
+            return Progress {
+                stop: None,
+                task: None,
+            };
         }
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -215,14 +223,16 @@ impl tracing::field::Visit for MessageVisitor {
         if field.name() == "message" {
             self.message = format!("{value:?}");
         } else {
-            self.fields.push((field.name().to_string(), format!("{value:?}")));
+            self.fields
+                .push((field.name().to_string(), format!("{value:?}")));
         }
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         if field.name() == "message" {
             self.message = value.to_string();
         } else {
-            self.fields.push((field.name().to_string(), value.to_string()));
+            self.fields
+                .push((field.name().to_string(), value.to_string()));
         }
     }
 }
@@ -232,7 +242,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let mut v = MessageVisitor::default();
         event.record(&mut v);
         let now = chrono::Local::now();
@@ -247,7 +262,13 @@ where
             }
             writeln!(w, "{}", serde_json::Value::Object(obj))
         } else {
-            write!(w, "{} {:<6}: {}", now.format("%Y/%m/%d %H:%M:%S"), level, v.message)?;
+            write!(
+                w,
+                "{} {:<6}: {}",
+                now.format("%Y/%m/%d %H:%M:%S"),
+                level,
+                v.message
+            )?;
             for (k, val) in v.fields {
                 write!(w, " {k}={val}")?;
             }
@@ -257,9 +278,17 @@ where
 }
 
 /// Install the global logger. `level` is the most verbose level shown.
-pub fn init_logging(level: Level, json: bool) {
+///
+/// Libraries (the SDK, hyper) log at most NOTICE unless `all` asks for everything (`-vvv`).
+pub fn init_logging(level: Level, all: bool, json: bool) {
+    let lib = if all { level } else { level.min(Level::WARN) };
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{lib},s3ferry={level}",
+        lib = lib.as_str().to_ascii_lowercase(),
+        level = level.as_str().to_ascii_lowercase()
+    ));
     let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .event_format(LogFormat { json })
         .try_init();
@@ -283,7 +312,14 @@ mod tests {
         Stats::add(&s.files_done, 1);
         let _f = s.start_one();
         let line = s.line();
-        for part in ["Transferred: 1 MiB / 4 MiB, 25%", "files 1/4", "in flight 1", "errors 0", "retries 0", "ETA"] {
+        for part in [
+            "Transferred: 1 MiB / 4 MiB, 25%",
+            "files 1/4",
+            "in flight 1",
+            "errors 0",
+            "retries 0",
+            "ETA",
+        ] {
             assert!(line.contains(part), "{part:?} missing from {line:?}");
         }
     }

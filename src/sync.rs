@@ -92,7 +92,9 @@ async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo
             }
         }
         Err(S3Error::NotImplemented { .. }) => {
-            tracing::info!("server cannot list multipart uploads: interrupted uploads will restart");
+            tracing::info!(
+                "server cannot list multipart uploads: interrupted uploads will restart"
+            );
         }
         Err(e) => return Err(e),
     }
@@ -115,12 +117,17 @@ pub async fn run(
     let src_name = format!("Local file system at {}", root.display());
 
     // Walk and list at the same time.
-    let (walk_root, prefix, walk_filter) = (root.clone(), store.path.prefix.clone(), filter.clone());
+    let (walk_root, prefix, walk_filter) =
+        (root.clone(), store.path.prefix.clone(), filter.clone());
     let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
-    let walking = tokio::task::spawn_blocking(move || walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads));
+    let walking = tokio::task::spawn_blocking(move || {
+        walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
+    });
     let listed = match list::list(&store, &filter).await {
         Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
-            store.create_bucket(opts.location_constraint.as_deref()).await?;
+            store
+                .create_bucket(opts.location_constraint.as_deref())
+                .await?;
             tracing::warn!("created bucket {}", store.path.bucket);
             Vec::new()
         }
@@ -168,17 +175,33 @@ pub async fn run(
         plan.uploads.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
     }
 
-    summary.deletes_planned = if opts.mode == Mode::Sync { plan.deletes.len() as u64 } else { 0 };
+    summary.deletes_planned = if opts.mode == Mode::Sync {
+        plan.deletes.len() as u64
+    } else {
+        0
+    };
     Stats::add(&stats.files_total, plan.uploads.len() as u64);
-    Stats::add(&stats.bytes_total, plan.uploads.iter().map(|(s, _)| s.size).sum());
+    Stats::add(
+        &stats.bytes_total,
+        plan.uploads.iter().map(|(s, _)| s.size).sum(),
+    );
 
     if opts.dry_run {
         for (s, r) in &plan.uploads {
-            tracing::warn!("{}: Skipped copy as --dry-run is set ({}, size {})", s.rel, r.as_str(), s.size);
+            tracing::warn!(
+                "{}: Skipped copy as --dry-run is set ({}, size {})",
+                s.rel,
+                r.as_str(),
+                s.size
+            );
         }
         if opts.mode == Mode::Sync {
             for d in &plan.deletes {
-                tracing::warn!("{}: Skipped delete as --dry-run is set (size {})", d.rel, d.size);
+                tracing::warn!(
+                    "{}: Skipped delete as --dry-run is set (size {})",
+                    d.rel,
+                    d.size
+                );
             }
         }
         summary.requests = store.requests.snapshot();
@@ -210,7 +233,10 @@ pub async fn run(
         if summary.errors() > 0 {
             tracing::error!("{src_name}: not deleting files as there were IO errors");
             summary.deletes_refused = true;
-        } else if opts.max_delete.is_some_and(|m| plan.deletes.len() as u64 > m) {
+        } else if opts
+            .max_delete
+            .is_some_and(|m| plan.deletes.len() as u64 > m)
+        {
             summary.error(
                 false,
                 format!(
@@ -227,7 +253,9 @@ pub async fn run(
     }
     progress.finish().await;
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
-    summary.bytes_reused = stats.bytes_reused.load(std::sync::atomic::Ordering::Relaxed);
+    summary.bytes_reused = stats
+        .bytes_reused
+        .load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = store.requests.snapshot();
     tracing::warn!(
         "{} | uploaded {} files ({}), {} reused from interrupted uploads, {} unchanged, {} deleted, {} errors",
@@ -242,7 +270,11 @@ pub async fn run(
     Ok(summary)
 }
 
-async fn upload_all(ctx: &Arc<UploadCtx>, uploads: Vec<(SrcEntry, Reason)>, summary: &mut SyncSummary) {
+async fn upload_all(
+    ctx: &Arc<UploadCtx>,
+    uploads: Vec<(SrcEntry, Reason)>,
+    summary: &mut SyncSummary,
+) {
     let sem = Arc::new(Semaphore::new(ctx.limits.transfers));
     let mut set = JoinSet::new();
     for (entry, reason) in uploads {
@@ -267,7 +299,12 @@ async fn upload_all(ctx: &Arc<UploadCtx>, uploads: Vec<(SrcEntry, Reason)>, summ
 }
 
 fn record(
-    (rel, size, reason, r): (String, u64, Reason, Result<upload::Uploaded, upload::UploadError>),
+    (rel, size, reason, r): (
+        String,
+        u64,
+        Reason,
+        Result<upload::Uploaded, upload::UploadError>,
+    ),
     ctx: &UploadCtx,
     summary: &mut SyncSummary,
 ) {
@@ -281,7 +318,10 @@ fn record(
             }
             if u.proof == Proof::NotComparable {
                 summary.hash_not_comparable += 1;
-                tracing::info!("{rel}: Copied ({}); ETag is not an MD5, `check` will download to verify", reason.as_str());
+                tracing::info!(
+                    "{rel}: Copied ({}); ETag is not an MD5, `check` will download to verify",
+                    reason.as_str()
+                );
             } else {
                 tracing::info!("{rel}: Copied ({})", reason.as_str());
             }

@@ -7,7 +7,9 @@ use std::time::Duration;
 /// Why a size or duration string was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UnitError {
-    #[error("invalid size {0:?}: use a number with an optional suffix B, K, M, G, T or P (binary, e.g. 16Mi)")]
+    #[error(
+        "invalid size {0:?}: use a number with an optional suffix B, K, M, G, T or P (binary, e.g. 16Mi)"
+    )]
     Size(String),
     #[error("invalid duration {0:?}: use e.g. 30s, 10m, 1h30m or 7d")]
     Duration(String),
@@ -94,7 +96,10 @@ mod tests {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert_eq!(parse_duration("2.5").unwrap(), Duration::from_millis(2500));
         assert!(parse_duration("soon").is_err());
     }

@@ -117,14 +117,20 @@ pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Resu
 }
 
 /// Compare a completed multipart ETag with the composite of our part MD5s.
-pub fn prove_composite(w: &Written, parts: &[Md5Digest], kms_configured: bool) -> Result<Proof, String> {
+pub fn prove_composite(
+    w: &Written,
+    parts: &[Md5Digest],
+    kms_configured: bool,
+) -> Result<Proof, String> {
     if w.etag_not_md5 || kms_configured {
         return Ok(Proof::NotComparable);
     }
     let want = ETag::composite(parts);
     match ETag::parse(&w.etag) {
         got @ ETag::Multipart { .. } if got == want => Ok(Proof::Verified),
-        got @ ETag::Multipart { .. } => Err(format!("server ETag {got} is not the composite of our parts ({want})")),
+        got @ ETag::Multipart { .. } => Err(format!(
+            "server ETag {got} is not the composite of our parts ({want})"
+        )),
         _ => Ok(Proof::NotComparable),
     }
 }
@@ -149,7 +155,10 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
     let kms = ctx.store.put.etag_not_md5();
     let mut attempt = 0;
     loop {
-        let result = ctx.store.put_object(&entry.rel, data.clone(), &md5, entry.mtime).await;
+        let result = ctx
+            .store
+            .put_object(&entry.rel, data.clone(), &md5, entry.mtime)
+            .await;
         let failure = match result {
             Ok(w) => match prove_single(&w, &md5, kms) {
                 Ok(proof) => {
@@ -182,13 +191,18 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
 /// Whether an interrupted upload's parts fit our plan for this file (same part size).
 pub fn adoptable(plan: &PartPlan, parts: &[PartInfo]) -> bool {
     parts.iter().all(|p| {
-        p.number >= 1 && (p.number as u64) <= plan.count && p.size == plan.range(p.number as u64 - 1).1
+        p.number >= 1
+            && (p.number as u64) <= plan.count
+            && p.size == plan.range(p.number as u64 - 1).1
     })
 }
 
 /// Pick the interrupted upload to resume: among those whose parts fit the plan, the one with
 /// the most parts. Returns its index.
-pub fn choose_resumable(plan: &PartPlan, candidates: &[(UploadInfo, Vec<PartInfo>)]) -> Option<usize> {
+pub fn choose_resumable(
+    plan: &PartPlan,
+    candidates: &[(UploadInfo, Vec<PartInfo>)],
+) -> Option<usize> {
     candidates
         .iter()
         .enumerate()
@@ -222,18 +236,25 @@ async fn find_resumable(
         .collect();
     let chosen = chosen.map(|i| {
         let (u, parts) = &candidates[i];
-        (u.upload_id.clone(), parts.iter().map(|p| (p.number, p.clone())).collect())
+        (
+            u.upload_id.clone(),
+            parts.iter().map(|p| (p.number, p.clone())).collect(),
+        )
     });
     (chosen, others)
 }
 
-async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bool) -> Result<Uploaded, UploadError> {
-    let plan = PartPlan::new(entry.size, ctx.limits.chunk_size, ctx.limits.max_parts).map_err(|source| {
-        UploadError::Parts {
+async fn upload_multipart(
+    ctx: Arc<UploadCtx>,
+    entry: SrcEntry,
+    allow_resume: bool,
+) -> Result<Uploaded, UploadError> {
+    let plan = PartPlan::new(entry.size, ctx.limits.chunk_size, ctx.limits.max_parts).map_err(
+        |source| UploadError::Parts {
             path: entry.rel.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     let (path, st) = (entry.path.clone(), stamp(&entry));
     let file = Arc::new(blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
 
@@ -245,11 +266,17 @@ async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bo
     let resumed = resume.is_some();
     let (upload_id, existing) = match resume {
         Some((id, parts)) => {
-            tracing::info!("{}: resuming interrupted upload ({} parts already there)", entry.rel, parts.len());
+            tracing::info!(
+                "{}: resuming interrupted upload ({} parts already there)",
+                entry.rel,
+                parts.len()
+            );
             (id, parts)
         }
         None => (
-            ctx.store.create_multipart(&entry.rel, entry.mtime, plan.part_size).await?,
+            ctx.store
+                .create_multipart(&entry.rel, entry.mtime, plan.part_size)
+                .await?,
             HashMap::new(),
         ),
     };
@@ -262,21 +289,29 @@ async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bo
             // Keep the upload for the next run to resume when the failure was temporary;
             // otherwise it can never complete, so abort it.
             if !matches!(&e, UploadError::S3(s) if s.is_temporary()) {
-                let _ = ctx.store.abort_multipart(&ctx.store.key(&entry.rel), &upload_id).await;
+                let _ = ctx
+                    .store
+                    .abort_multipart(&ctx.store.key(&entry.rel), &upload_id)
+                    .await;
             }
             return Err(e);
         }
     };
     let f = file.clone();
-    blocking(&entry.rel, move || f.check_unchanged()).await.inspect_err(|_| {
-        let store = ctx.store.clone();
-        let (key, id) = (store.key(&entry.rel), upload_id.clone());
-        tokio::spawn(async move { store.abort_multipart(&key, &id).await });
-    })?;
+    blocking(&entry.rel, move || f.check_unchanged())
+        .await
+        .inspect_err(|_| {
+            let store = ctx.store.clone();
+            let (key, id) = (store.key(&entry.rel), upload_id.clone());
+            tokio::spawn(async move { store.abort_multipart(&key, &id).await });
+        })?;
 
     let parts: Vec<(u32, String)> = (1..=plan.count as u32).zip(etags).collect();
     debug_assert_eq!(parts.len() as u64, plan.count);
-    let written = ctx.store.complete_multipart(&entry.rel, &upload_id, &parts).await?;
+    let written = ctx
+        .store
+        .complete_multipart(&entry.rel, &upload_id, &parts)
+        .await?;
     let proof = match prove_composite(&written, &md5s, ctx.store.put.etag_not_md5()) {
         Ok(p) => p,
         Err(message) => {
@@ -288,12 +323,18 @@ async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bo
         }
     };
     for id in stale {
-        let _ = ctx.store.abort_multipart(&ctx.store.key(&entry.rel), &id).await;
+        let _ = ctx
+            .store
+            .abort_multipart(&ctx.store.key(&entry.rel), &id)
+            .await;
     }
     if resumed && !metadata_matches(&ctx, &entry, plan.part_size).await? {
         // The adopted upload was started for another version of this file (its metadata says
         // so): the bytes are right but the recorded mtime is not. Write it again, fresh.
-        tracing::info!("{}: resumed upload carried other metadata; uploading again", entry.rel);
+        tracing::info!(
+            "{}: resumed upload carried other metadata; uploading again",
+            entry.rel
+        );
         return Box::pin(upload_multipart(ctx, entry, false)).await;
     }
     Ok(Uploaded {
@@ -303,10 +344,16 @@ async fn upload_multipart(ctx: Arc<UploadCtx>, entry: SrcEntry, allow_resume: bo
     })
 }
 
-async fn metadata_matches(ctx: &UploadCtx, entry: &SrcEntry, part_size: u64) -> Result<bool, UploadError> {
+async fn metadata_matches(
+    ctx: &UploadCtx,
+    entry: &SrcEntry,
+    part_size: u64,
+) -> Result<bool, UploadError> {
     let head = ctx.store.head(&entry.rel, None).await?;
-    Ok(s3::recorded_mtime(&head.metadata) == Some(s3::format_mtime(entry.mtime).as_str())
-        && s3::recorded_part_size(&head.metadata) == Some(part_size))
+    Ok(
+        s3::recorded_mtime(&head.metadata) == Some(s3::format_mtime(entry.mtime).as_str())
+            && s3::recorded_part_size(&head.metadata) == Some(part_size),
+    )
 }
 
 type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
@@ -328,18 +375,24 @@ async fn send_parts(
     let mut next = 0u64;
     let mut first_error: Option<UploadError> = None;
     loop {
-        while first_error.is_none() && next < plan.count && tasks.len() < ctx.limits.parts_per_file {
+        while first_error.is_none() && next < plan.count && tasks.len() < ctx.limits.parts_per_file
+        {
             let (offset, len) = plan.range(next);
             let number = next as u32 + 1;
             let (ctx, file, existing) = (ctx.clone(), file.clone(), existing.clone());
             let (rel, upload_id) = (entry.rel.clone(), upload_id.to_string());
             tasks.spawn(async move {
-                let r = send_part(&ctx, &rel, &file, &upload_id, number, offset, len, &existing).await;
+                let r = send_part(
+                    &ctx, &rel, &file, &upload_id, number, offset, len, &existing,
+                )
+                .await;
                 (number, len, r)
             });
             next += 1;
         }
-        let Some(joined) = tasks.join_next().await else { break };
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         match joined {
             Ok((number, len, Ok((md5, etag, was_reused)))) => {
                 md5s[number as usize - 1] = md5;
@@ -401,7 +454,11 @@ async fn send_part(
     let kms = ctx.store.put.etag_not_md5();
     let mut attempt = 0;
     loop {
-        let failure = match ctx.store.upload_part(rel, upload_id, number, data.clone(), &md5).await {
+        let failure = match ctx
+            .store
+            .upload_part(rel, upload_id, number, data.clone(), &md5)
+            .await
+        {
             Ok(etag) => {
                 let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
                 let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
@@ -409,7 +466,10 @@ async fn send_part(
                     Stats::add(&ctx.stats.bytes_done, len);
                     return Ok((md5, etag, false));
                 }
-                format!("part {number}: server ETag {etag} is not the MD5 we sent ({})", hex::encode(md5))
+                format!(
+                    "part {number}: server ETag {etag} is not the MD5 we sent ({})",
+                    hex::encode(md5)
+                )
             }
             Err(e) if is_bad_digest(&e) => format!("part {number}: {e}"),
             Err(e) => return Err(e.into()),
@@ -452,12 +512,24 @@ mod tests {
         let plan = PartPlan::with_part_size(12 * MIB, 5 * MIB); // 5 + 5 + 2
         assert!(adoptable(&plan, &[part(1, 5 * MIB), part(3, 2 * MIB)]));
         assert!(!adoptable(&plan, &[part(1, 8 * MIB)]), "other part size");
-        assert!(!adoptable(&plan, &[part(4, 5 * MIB)]), "beyond our part count");
-        assert!(!adoptable(&plan, &[part(3, 5 * MIB)]), "last part length differs");
+        assert!(
+            !adoptable(&plan, &[part(4, 5 * MIB)]),
+            "beyond our part count"
+        );
+        assert!(
+            !adoptable(&plan, &[part(3, 5 * MIB)]),
+            "last part length differs"
+        );
         let candidates = vec![
             (upload_info("old", 1), vec![part(1, 5 * MIB)]),
-            (upload_info("foreign", 2), vec![part(1, 8 * MIB), part(2, 4 * MIB)]),
-            (upload_info("best", 3), vec![part(1, 5 * MIB), part(2, 5 * MIB)]),
+            (
+                upload_info("foreign", 2),
+                vec![part(1, 8 * MIB), part(2, 4 * MIB)],
+            ),
+            (
+                upload_info("best", 3),
+                vec![part(1, 5 * MIB), part(2, 5 * MIB)],
+            ),
             (upload_info("empty", 4), vec![]),
         ];
         assert_eq!(choose_resumable(&plan, &candidates), Some(2));
@@ -472,17 +544,42 @@ mod tests {
             etag_not_md5: kms,
         };
         let hex = hex::encode(md5);
-        assert_eq!(prove_single(&w(format!("\"{hex}\""), false), &md5, false), Ok(Proof::Verified));
-        assert!(prove_single(&w(format!("\"{}\"", hex::encode(md5_of(b"x"))), false), &md5, false).is_err());
-        assert_eq!(prove_single(&w("\"zz\"".into(), false), &md5, false), Ok(Proof::NotComparable));
-        assert_eq!(prove_single(&w(format!("\"{hex}\""), true), &md5, false), Ok(Proof::NotComparable));
-        assert_eq!(prove_single(&w(String::new(), false), &md5, true), Ok(Proof::NotComparable));
+        assert_eq!(
+            prove_single(&w(format!("\"{hex}\""), false), &md5, false),
+            Ok(Proof::Verified)
+        );
+        assert!(
+            prove_single(
+                &w(format!("\"{}\"", hex::encode(md5_of(b"x"))), false),
+                &md5,
+                false
+            )
+            .is_err()
+        );
+        assert_eq!(
+            prove_single(&w("\"zz\"".into(), false), &md5, false),
+            Ok(Proof::NotComparable)
+        );
+        assert_eq!(
+            prove_single(&w(format!("\"{hex}\""), true), &md5, false),
+            Ok(Proof::NotComparable)
+        );
+        assert_eq!(
+            prove_single(&w(String::new(), false), &md5, true),
+            Ok(Proof::NotComparable)
+        );
 
         let parts = [md5_of(b"a"), md5_of(b"b")];
         let good = ETag::composite(&parts).to_string();
-        assert_eq!(prove_composite(&w(good, false), &parts, false), Ok(Proof::Verified));
+        assert_eq!(
+            prove_composite(&w(good, false), &parts, false),
+            Ok(Proof::Verified)
+        );
         let bad = ETag::composite(&parts[..1]).to_string();
         assert!(prove_composite(&w(bad, false), &parts, false).is_err());
-        assert_eq!(prove_composite(&w(hex, false), &parts, false), Ok(Proof::NotComparable));
+        assert_eq!(
+            prove_composite(&w(hex, false), &parts, false),
+            Ok(Proof::NotComparable)
+        );
     }
 }

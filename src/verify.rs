@@ -51,7 +51,11 @@ pub fn file_md5(path: &Path, walked: Stamp) -> Result<Md5Digest, ReadError> {
 }
 
 /// Composite ETags of a file for several part sizes, in one pass over the file.
-pub fn file_composites(path: &Path, walked: Stamp, part_sizes: &[u64]) -> Result<Vec<ETag>, ReadError> {
+pub fn file_composites(
+    path: &Path,
+    walked: Stamp,
+    part_sizes: &[u64],
+) -> Result<Vec<ETag>, ReadError> {
     struct Cand {
         part: u64,
         filled: u64,
@@ -96,9 +100,19 @@ pub fn file_composites(path: &Path, walked: Stamp, part_sizes: &[u64]) -> Result
 }
 
 /// Composite ETag for one known part size, hashing parts in parallel.
-pub async fn file_composite_parallel(entry: &SrcEntry, part_size: u64, parallel: usize) -> Result<ETag, ReadError> {
+pub async fn file_composite_parallel(
+    entry: &SrcEntry,
+    part_size: u64,
+    parallel: usize,
+) -> Result<ETag, ReadError> {
     let plan = PartPlan::with_part_size(entry.size, part_size);
-    let (path, st) = (entry.path.clone(), Stamp { size: entry.size, mtime: entry.mtime });
+    let (path, st) = (
+        entry.path.clone(),
+        Stamp {
+            size: entry.size,
+            mtime: entry.mtime,
+        },
+    );
     let file = Arc::new(
         tokio::task::spawn_blocking(move || SourceFile::open(&path, st))
             .await
@@ -147,7 +161,13 @@ fn join_err(entry: &SrcEntry, e: tokio::task::JoinError) -> ReadError {
 }
 
 async fn local_md5(entry: &SrcEntry) -> Result<Md5Digest, ReadError> {
-    let (path, st) = (entry.path.clone(), Stamp { size: entry.size, mtime: entry.mtime });
+    let (path, st) = (
+        entry.path.clone(),
+        Stamp {
+            size: entry.size,
+            mtime: entry.mtime,
+        },
+    );
     tokio::task::spawn_blocking(move || file_md5(&path, st))
         .await
         .map_err(|e| join_err(entry, e))?
@@ -206,7 +226,9 @@ pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyO
             // A plain ETag that differs: a real difference, unless the object is encrypted
             // with KMS or a customer key, whose ETags are not MD5s.
             match store.head(&src.rel, None).await {
-                Ok(h) if h.etag_not_md5 => cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await,
+                Ok(h) if h.etag_not_md5 => {
+                    cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await
+                }
                 Ok(_) => Verdict::HashDiffers,
                 Err(e) => Verdict::Error(e.to_string()),
             }
@@ -216,13 +238,21 @@ pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyO
     }
 }
 
-async fn verify_multipart(store: &Store, src: &SrcEntry, dst: &DstEntry, parts: u32, opts: VerifyOptions) -> Verdict {
+async fn verify_multipart(
+    store: &Store,
+    src: &SrcEntry,
+    dst: &DstEntry,
+    parts: u32,
+    opts: VerifyOptions,
+) -> Verdict {
     let want = ETag::parse(&dst.etag);
     // One HEAD gives both our recorded part size and, where supported, part 1's length.
     let head = match store.head(&src.rel, Some(1)).await {
         Ok(h) => Some(h),
         Err(S3Error::NotImplemented { .. }) => None,
-        Err(S3Error::Service { status: 400 | 416, .. }) => None,
+        Err(S3Error::Service {
+            status: 400 | 416, ..
+        }) => None,
         Err(e) => return Verdict::Error(e.to_string()),
     };
     if head.as_ref().is_some_and(|h| h.etag_not_md5) {
@@ -239,7 +269,10 @@ async fn verify_multipart(store: &Store, src: &SrcEntry, dst: &DstEntry, parts: 
     }
     let authoritative = hints.iter().any(|&p| crate::etag::fits(src.size, p, parts));
     if authoritative {
-        let part = *hints.iter().find(|&&p| crate::etag::fits(src.size, p, parts)).expect("checked");
+        let part = *hints
+            .iter()
+            .find(|&&p| crate::etag::fits(src.size, p, parts))
+            .expect("checked");
         return match file_composite_parallel(src, part, opts.parallel_parts).await {
             Ok(got) if got == want => Verdict::Match,
             Ok(_) => Verdict::HashDiffers,
@@ -248,7 +281,13 @@ async fn verify_multipart(store: &Store, src: &SrcEntry, dst: &DstEntry, parts: 
     }
     let cands = candidate_part_sizes(src.size, parts, &hints, MAX_CANDIDATES);
     if !cands.is_empty() {
-        let (path, st) = (src.path.clone(), Stamp { size: src.size, mtime: src.mtime });
+        let (path, st) = (
+            src.path.clone(),
+            Stamp {
+                size: src.size,
+                mtime: src.mtime,
+            },
+        );
         let c = cands.clone();
         match tokio::task::spawn_blocking(move || file_composites(&path, st, &c)).await {
             Ok(Ok(got)) if got.contains(&want) => return Verdict::Match,
@@ -269,7 +308,9 @@ mod tests {
     fn composites_in_one_pass_match_direct_computation() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
-        let data: Vec<u8> = (0..(11 * MIB as usize + 7)).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..(11 * MIB as usize + 7))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
         std::fs::write(&p, &data).unwrap();
         let m = std::fs::metadata(&p).unwrap();
         let st = Stamp {
@@ -289,7 +330,9 @@ mod tests {
     async fn parallel_composite_matches() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
-        let data: Vec<u8> = (0..(7 * MIB as usize + 3)).map(|i| (i % 253) as u8).collect();
+        let data: Vec<u8> = (0..(7 * MIB as usize + 3))
+            .map(|i| (i % 253) as u8)
+            .collect();
         std::fs::write(&p, &data).unwrap();
         let m = std::fs::metadata(&p).unwrap();
         let e = SrcEntry {
@@ -309,7 +352,13 @@ mod tests {
         let p = d.path().join("f");
         std::fs::write(&p, b"").unwrap();
         let m = std::fs::metadata(&p).unwrap();
-        let st = Stamp { size: 0, mtime: m.modified().unwrap() };
-        assert_eq!(file_composites(&p, st, &[5 * MIB]).unwrap()[0], ETag::composite(&[md5_of(b"")]));
+        let st = Stamp {
+            size: 0,
+            mtime: m.modified().unwrap(),
+        };
+        assert_eq!(
+            file_composites(&p, st, &[5 * MIB]).unwrap()[0],
+            ETag::composite(&[md5_of(b"")])
+        );
     }
 }

@@ -31,7 +31,9 @@ pub enum WalkError {
     Symlink { path: String },
     #[error("{path}: name is not valid UTF-8: rename it (S3 keys are UTF-8)")]
     NotUtf8 { path: String },
-    #[error("{path}: key is {len} bytes, over S3's 1024-byte limit: shorten the path or the prefix")]
+    #[error(
+        "{path}: key is {len} bytes, over S3's 1024-byte limit: shorten the path or the prefix"
+    )]
     KeyTooLong { path: String, len: usize },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
@@ -59,7 +61,13 @@ pub struct Walked {
 }
 
 /// Walk `root`; keys are `prefix + rel`. Only entries the filter allows are returned.
-pub fn walk(root: &Path, prefix: &str, filter: &Filter, copy_links: bool, threads: usize) -> Walked {
+pub fn walk(
+    root: &Path,
+    prefix: &str,
+    filter: &Filter,
+    copy_links: bool,
+    threads: usize,
+) -> Walked {
     let out = Mutex::new(Walked::default());
     let walker = ignore::WalkBuilder::new(root)
         .standard_filters(false)
@@ -83,7 +91,9 @@ pub fn walk(root: &Path, prefix: &str, filter: &Filter, copy_links: bool, thread
         })
     });
     let mut walked = out.into_inner().expect("walk results lock");
-    walked.files.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    walked
+        .files
+        .sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     walked.errors.sort_by_key(|e| e.to_string());
     walked.special.sort();
     walked
@@ -179,7 +189,12 @@ mod tests {
         // Byte order: "b.txt" < "b/a" because '.' (0x2e) < '/' (0x2f).
         assert_eq!(rels, vec!["a b+%#ü", "b.txt", "b/a", "b/c/z"]);
         assert_eq!(w.files[0].size, 2);
-        assert_eq!(w.errors, vec![WalkError::Symlink { path: "link".into() }]);
+        assert_eq!(
+            w.errors,
+            vec![WalkError::Symlink {
+                path: "link".into()
+            }]
+        );
         let w = walk(r, "", &Filter::default(), true, 1);
         assert!(w.files.iter().any(|f| f.rel == "link" && f.size == 0));
         assert!(w.errors.is_empty());
@@ -195,14 +210,20 @@ mod tests {
         let filter = Filter::new(&["*.tmp".into()], &[]).unwrap();
         let w = walk(d.path(), &prefix, &filter, false, 1);
         assert!(w.files.is_empty());
-        assert!(matches!(&w.errors[..], [WalkError::KeyTooLong { len: 1100, .. }]));
+        assert!(matches!(
+            &w.errors[..],
+            [WalkError::KeyTooLong { len: 1100, .. }]
+        ));
     }
 
     #[test]
     fn fifo_is_skipped_not_read() {
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("pipe");
-        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(status.success());
         let w = walk(d.path(), "", &Filter::default(), false, 1);
         assert_eq!(w.special, vec!["pipe".to_string()]);
@@ -216,6 +237,10 @@ mod tests {
         let name = std::ffi::OsStr::from_bytes(b"bad\xffname");
         fs::write(d.path().join(name), b"").unwrap();
         let w = walk(d.path(), "", &Filter::default(), false, 1);
-        assert!(matches!(&w.errors[..], [WalkError::NotUtf8 { .. }]), "{:?}", w.errors);
+        assert!(
+            matches!(&w.errors[..], [WalkError::NotUtf8 { .. }]),
+            "{:?}",
+            w.errors
+        );
     }
 }

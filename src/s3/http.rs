@@ -134,16 +134,62 @@ impl HttpConnector for Connector {
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
         let client = self.client.clone();
+        let multipart_call = request
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("uploadId="))
+            && matches!(*request.method(), http::Method::GET | http::Method::POST);
         HttpConnectorFuture::new(async move {
             let response = client.request(request).await.map_err(|e| {
                 // Connect failures, resets and truncated responses: all worth a retry, and
                 // S3 writes are idempotent (same key, same bytes).
                 ConnectorError::io(Box::new(e))
             })?;
-            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                .map_err(|e| ConnectorError::other(e.into(), None))
+            let response = if multipart_call && response.status() == http::StatusCode::OK {
+                let (mut parts, body) = response.into_parts();
+                let bytes = http_body_util::BodyExt::collect(body)
+                    .await
+                    .map_err(|e| ConnectorError::io(Box::new(e)))?
+                    .to_bytes();
+                let bytes = fix_result_root(bytes);
+                parts.headers.insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from(bytes.len()),
+                );
+                http::Response::from_parts(parts, SdkBody::from(bytes))
+            } else {
+                response.map(SdkBody::from_body_1_x)
+            };
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
+}
+
+/// Some S3-compatible servers (moto among them) name the root element of the ListParts and
+/// CompleteMultipartUpload responses `…Response` instead of S3's `…Result`, which the SDK's
+/// strict parser rejects although the content is the same. Rename it; nothing else changes.
+pub fn fix_result_root(body: bytes::Bytes) -> bytes::Bytes {
+    const ROOTS: [(&str, &str); 2] = [
+        ("ListPartsResponse", "ListPartsResult"),
+        (
+            "CompleteMultipartUploadResponse",
+            "CompleteMultipartUploadResult",
+        ),
+    ];
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return body;
+    };
+    for (wrong, right) in ROOTS {
+        let open = format!("<{wrong}");
+        let close = format!("</{wrong}>");
+        if let (Some(_), Some(_)) = (text.find(&open), text.rfind(&close)) {
+            let fixed = text
+                .replacen(&open, &format!("<{right}"), 1)
+                .replace(&close, &format!("</{right}>"));
+            return bytes::Bytes::from(fixed);
+        }
+    }
+    body
 }
 
 #[derive(Debug)]
@@ -184,7 +230,12 @@ impl ServerCertVerifier for NoChainCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -193,7 +244,12 @@ impl ServerCertVerifier for NoChainCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -206,13 +262,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn result_roots_are_renamed_only_when_wrong() {
+        let wrong = bytes::Bytes::from_static(
+            b"<?xml version=\"1.0\"?>\n<ListPartsResponse xmlns=\"x\"><Part/></ListPartsResponse>",
+        );
+        let fixed = fix_result_root(wrong);
+        assert_eq!(
+            &fixed[..],
+            &b"<?xml version=\"1.0\"?>\n<ListPartsResult xmlns=\"x\"><Part/></ListPartsResult>"[..]
+        );
+        let right = bytes::Bytes::from_static(
+            b"<CompleteMultipartUploadResult><ETag>e</ETag></CompleteMultipartUploadResult>",
+        );
+        assert_eq!(fix_result_root(right.clone()), right);
+        let error = bytes::Bytes::from_static(b"<Error><Code>InternalError</Code></Error>");
+        assert_eq!(fix_result_root(error.clone()), error);
+    }
+
+    #[test]
     fn bad_bundles_are_named() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("ca.pem");
         std::fs::write(&p, "not a pem").unwrap();
         let e = load_pem_certs(&p).unwrap_err().to_string();
         assert!(e.contains("ca.pem") && e.contains("PEM"), "{e}");
-        let e = load_pem_certs(&d.path().join("missing.pem")).unwrap_err().to_string();
+        let e = load_pem_certs(&d.path().join("missing.pem"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing.pem"), "{e}");
     }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation, retry::RetryConfig,
+    BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    retry::RetryConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -114,7 +115,10 @@ where
         _ => {}
     }
     let code = err.code().unwrap_or_default().to_string();
-    let message = err.message().unwrap_or_default().to_string();
+    let message = match err.message() {
+        Some(m) => m.to_string(),
+        None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    };
     match (code.as_str(), status) {
         ("NoSuchBucket", _) => S3Error::NoSuchBucket {
             bucket: bucket.to_string(),
@@ -141,11 +145,18 @@ where
             let temporary = status >= 500
                 || status == 429
                 || status == 408
-                || matches!(code.as_str(), "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable");
+                || matches!(
+                    code.as_str(),
+                    "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
+                );
             S3Error::Service {
                 op,
                 key,
-                code: if code.is_empty() { "Error".into() } else { code },
+                code: if code.is_empty() {
+                    "Error".into()
+                } else {
+                    code
+                },
                 status,
                 message,
                 temporary,
@@ -248,7 +259,9 @@ pub struct PutOptions {
 impl PutOptions {
     /// Whether our own settings make ETags non-MD5 (SSE-KMS).
     pub fn etag_not_md5(&self) -> bool {
-        self.sse.as_deref().is_some_and(|s| s.starts_with("aws:kms"))
+        self.sse
+            .as_deref()
+            .is_some_and(|s| s.starts_with("aws:kms"))
     }
 }
 
@@ -290,6 +303,7 @@ pub struct PartInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Head {
     pub content_length: u64,
+    pub etag: String,
     pub metadata: HashMap<String, String>,
     pub etag_not_md5: bool,
 }
@@ -303,7 +317,8 @@ pub struct Store {
 }
 
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    t.and_then(|t| SystemTime::try_from(*t).ok()).unwrap_or(SystemTime::UNIX_EPOCH)
+    t.and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn kms_or_customer(sse: Option<&ServerSideEncryption>, customer: Option<&str>) -> bool {
@@ -328,20 +343,27 @@ pub async fn build_client(settings: &S3Settings, opts: &ClientOptions) -> anyhow
     let http = http::build(&opts.http)?;
     let mut region = settings.region.clone().filter(|r| !r.is_empty());
     let mut endpoint = settings.endpoint.clone();
-    let credentials = match settings.credentials.clone().unwrap_or(Credentials::DefaultChain) {
+    let credentials = match settings
+        .credentials
+        .clone()
+        .unwrap_or(Credentials::DefaultChain)
+    {
         Credentials::Static {
             access_key_id,
             secret_access_key,
             session_token,
-        } => aws_sdk_s3::config::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-            access_key_id,
-            secret_access_key.expose(),
-            session_token.map(|t| t.expose().to_string()),
-            None,
-            "s3ferry",
-        )),
+        } => aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                access_key_id,
+                secret_access_key.expose(),
+                session_token.map(|t| t.expose().to_string()),
+                None,
+                "s3ferry",
+            ),
+        ),
         Credentials::DefaultChain => {
-            let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
+            let mut loader =
+                aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
             if let Some(r) = &region {
                 loader = loader.region(Region::new(r.clone()));
             }
@@ -357,7 +379,11 @@ pub async fn build_client(settings: &S3Settings, opts: &ClientOptions) -> anyhow
             })?
         }
     };
-    let region = S3Settings { region, ..Default::default() }.signing_region();
+    let region = S3Settings {
+        region,
+        ..Default::default()
+    }
+    .signing_region();
     let path_style = opts.path_style.unwrap_or_else(|| settings.use_path_style());
     let mut b = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
@@ -475,11 +501,19 @@ impl Store {
         self.requests.bytes_sent.fetch_add(len, Ordering::Relaxed);
         Ok(Written {
             etag: out.e_tag().unwrap_or_default().to_string(),
-            etag_not_md5: kms_or_customer(out.server_side_encryption(), out.sse_customer_algorithm()),
+            etag_not_md5: kms_or_customer(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
         })
     }
 
-    pub async fn create_multipart(&self, rel: &str, mtime: SystemTime, part_size: u64) -> Result<String, S3Error> {
+    pub async fn create_multipart(
+        &self,
+        rel: &str,
+        mtime: SystemTime,
+        part_size: u64,
+    ) -> Result<String, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.create_multipart);
         let p = &self.put;
@@ -497,14 +531,16 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
-        out.upload_id().map(String::from).ok_or_else(|| S3Error::Service {
-            op: "create multipart upload",
-            key,
-            code: "NoUploadId".into(),
-            status: 200,
-            message: "response had no UploadId".into(),
-            temporary: true,
-        })
+        out.upload_id()
+            .map(String::from)
+            .ok_or_else(|| S3Error::Service {
+                op: "create multipart upload",
+                key,
+                code: "NoUploadId".into(),
+                status: 200,
+                message: "response had no UploadId".into(),
+                temporary: true,
+            })
     }
 
     pub async fn upload_part(
@@ -546,7 +582,12 @@ impl Store {
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|(n, etag)| CompletedPart::builder().part_number(*n as i32).e_tag(etag).build())
+                    .map(|(n, etag)| {
+                        CompletedPart::builder()
+                            .part_number(*n as i32)
+                            .e_tag(etag)
+                            .build()
+                    })
                     .collect(),
             ))
             .build();
@@ -609,8 +650,14 @@ impl Store {
                     });
                 }
             }
-            let next_key = page.next_key_marker().filter(|s| !s.is_empty()).map(String::from);
-            let next_id = page.next_upload_id_marker().filter(|s| !s.is_empty()).map(String::from);
+            let next_key = page
+                .next_key_marker()
+                .filter(|s| !s.is_empty())
+                .map(String::from);
+            let next_id = page
+                .next_upload_id_marker()
+                .filter(|s| !s.is_empty())
+                .map(String::from);
             if !page.is_truncated().unwrap_or(false) || (next_key.is_none() && next_id.is_none()) {
                 break;
             }
@@ -649,7 +696,10 @@ impl Store {
                     });
                 }
             }
-            let next = page.next_part_number_marker().filter(|s| !s.is_empty()).map(String::from);
+            let next = page
+                .next_part_number_marker()
+                .filter(|s| !s.is_empty())
+                .map(String::from);
             if !page.is_truncated().unwrap_or(false) || next.is_none() || next == marker {
                 break;
             }
@@ -674,8 +724,12 @@ impl Store {
             .map_err(|e| classify("head", self.bucket(), &key, e))?;
         Ok(Head {
             content_length: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().unwrap_or_default().to_string(),
             metadata: out.metadata().cloned().unwrap_or_default(),
-            etag_not_md5: kms_or_customer(out.server_side_encryption(), out.sse_customer_algorithm()),
+            etag_not_md5: kms_or_customer(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
         })
     }
 
@@ -761,7 +815,10 @@ mod tests {
 
     #[test]
     fn content_md5_is_base64() {
-        assert_eq!(content_md5(&crate::etag::md5_of(b"")), "1B2M2Y8AsgTpgAmY7PhCfg==");
+        assert_eq!(
+            content_md5(&crate::etag::md5_of(b"")),
+            "1B2M2Y8AsgTpgAmY7PhCfg=="
+        );
     }
 
     #[test]

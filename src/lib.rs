@@ -1,0 +1,27 @@
+//! s3ferry as a library: the pipeline stages and commands behind the `s3ferry` binary.
+//!
+//! The stages live in their own modules, in order: [`walk`] → [`list`] → [`plan`] → [`read`] →
+//! [`upload`] → [`verify`]; [`sync`], [`check`] and [`cleanup`] are the commands built from them,
+//! and [`app`] wires flags and configuration to them. The library exists so the integration
+//! tests can use the same S3 plumbing the binary uses; it makes no stability promise.
+
+pub mod app;
+pub mod check;
+pub mod cleanup;
+pub mod cli;
+pub mod etag;
+pub mod exit;
+pub mod filter;
+pub mod limits;
+pub mod list;
+pub mod plan;
+pub mod rclone_conf;
+pub mod read;
+pub mod remote;
+pub mod report;
+pub mod s3;
+pub mod sync;
+pub mod units;
+pub mod upload;
+pub mod verify;
+pub mod walk;

@@ -1,0 +1,363 @@
+//! Shared test setup: a real S3 server (moto) on 127.0.0.1, started once per test binary and
+//! stopped when the binary exits; an SDK client for inspecting and tampering with buckets; and
+//! helpers to run the `s3ferry` binary with an rclone.conf in the Job's shape.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+pub const KEY_ID: &str = "AKIDTESTS3FERRY";
+pub const SECRET: &str = "s3ferry-test-secret-value";
+
+pub struct Server {
+    pub port: u16,
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The moto server for this test binary.
+pub fn moto() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_server.py");
+        let python = std::env::var("S3FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let port = free_port();
+        let mut child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto server (pip install 'moto[server]')");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("ready"), "moto did not start: {line:?}");
+        let stdin = child.stdin.take().unwrap();
+        Server {
+            port,
+            _stdin: Mutex::new(stdin),
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+pub fn endpoint() -> String {
+    format!("http://127.0.0.1:{}", moto().port)
+}
+
+/// An SDK client for the test server (plain HTTP).
+pub fn client() -> Client {
+    // The same HTTP client the binary uses (it copes with moto's response quirks).
+    let http = s3ferry::s3::http::build(&s3ferry::s3::http::HttpOptions::default()).unwrap();
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(KEY_ID, SECRET, None, None, "tests"))
+        .endpoint_url(endpoint())
+        .force_path_style(true)
+        .http_client(http)
+        .build();
+    Client::from_conf(conf)
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fresh, empty bucket with a unique name.
+pub fn bucket(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t-{}-{}-{}",
+        tag,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let c = client();
+    rt().block_on(async { c.create_bucket().bucket(&name).send().await.unwrap() });
+    name
+}
+
+/// An object as listed.
+#[derive(Debug, Clone)]
+pub struct Obj {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+pub fn list(bucket: &str) -> Vec<Obj> {
+    let c = client();
+    rt().block_on(async {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = c
+                .list_objects_v2()
+                .bucket(bucket)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            for o in page.contents() {
+                out.push(Obj {
+                    key: o.key().unwrap().to_string(),
+                    size: o.size().unwrap() as u64,
+                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        out
+    })
+}
+
+pub fn get(bucket: &str, key: &str) -> Vec<u8> {
+    let c = client();
+    rt().block_on(async {
+        let o = c.get_object().bucket(bucket).key(key).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    })
+}
+
+pub fn put(bucket: &str, key: &str, data: &[u8]) {
+    let c = client();
+    let data = data.to_vec();
+    rt().block_on(async {
+        c.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(data.into())
+            .send()
+            .await
+            .unwrap()
+    });
+}
+
+pub fn delete(bucket: &str, key: &str) {
+    let c = client();
+    rt().block_on(async {
+        c.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+    });
+}
+
+/// Upload `data` as a multipart object with the given part size and no metadata, as another
+/// tool would.
+pub fn put_multipart(bucket: &str, key: &str, data: &[u8], part_size: usize) -> String {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let c = client();
+    rt().block_on(async {
+        let id = c
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        let mut parts = Vec::new();
+        for (i, chunk) in data.chunks(part_size).enumerate() {
+            let n = i as i32 + 1;
+            let r = c
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(chunk.to_vec().into())
+                .send()
+                .await
+                .unwrap();
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(r.e_tag().unwrap())
+                    .build(),
+            );
+        }
+        let done = c
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        done.e_tag().unwrap().trim_matches('"').to_string()
+    })
+}
+
+/// In-progress multipart uploads in a bucket: (key, upload id, parts listed).
+pub fn uploads(bucket: &str) -> Vec<(String, String, usize)> {
+    let c = client();
+    rt().block_on(async {
+        let page = c
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for u in page.uploads() {
+            let (k, id) = (
+                u.key().unwrap().to_string(),
+                u.upload_id().unwrap().to_string(),
+            );
+            let parts = c
+                .list_parts()
+                .bucket(bucket)
+                .key(&k)
+                .upload_id(&id)
+                .send()
+                .await
+                .unwrap()
+                .parts()
+                .len();
+            out.push((k, id, parts));
+        }
+        out
+    })
+}
+
+/// A home directory holding `.config/rclone/rclone.conf` in the seed Job's shape.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Self::with_conf(&seed_conf())
+    }
+
+    pub fn with_conf(conf: &str) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".config/rclone");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("rclone.conf"), conf).unwrap();
+        Home { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// rclone.conf exactly as the seed Job's ConfigMap has it, pointing at the test server.
+pub fn seed_conf() -> String {
+    format!(
+        "[harbor-s3]\ntype = s3\nprovider = Minio\nenv_auth = false\naccess_key_id = {KEY_ID}\nsecret_access_key = {SECRET}\nendpoint = {}\nacl = private\n# region = us-east-1\n",
+        endpoint()
+    )
+}
+
+/// Run s3ferry with `HOME` set to `home` and a clean rclone/AWS environment.
+pub fn s3ferry(home: &Home, args: &[&str]) -> Output {
+    s3ferry_env(home, args, &[])
+}
+
+pub fn s3ferry_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(home, args, env);
+    let out = cmd.output().expect("run s3ferry");
+    out
+}
+
+pub fn command(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3ferry"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RCLONE_")
+            || (k.starts_with("AWS_") && k != "AWS_CA_BUNDLE")
+            || k == "XDG_CONFIG_HOME"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home.path()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// Assert success and return stderr.
+#[track_caller]
+pub fn ok(o: &Output) -> String {
+    let e = stderr(o);
+    assert_eq!(code(o), 0, "s3ferry failed:\n{e}");
+    e
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn write(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// Read the JSON report a run wrote.
+pub fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

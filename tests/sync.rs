@@ -1,0 +1,455 @@
+//! End-to-end tests of `sync` and `copy` against a real S3 server (moto) on 127.0.0.1.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::*;
+
+const MIB: usize = 1 << 20;
+/// Small cutoff and part size so multipart paths run with small files.
+const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
+
+/// Set a file's mtime (generated trees look old, like a registry's).
+fn age(path: &std::path::Path, ago: Duration) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - ago).unwrap();
+}
+
+/// The generated tree: (relative path, content).
+fn tree() -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![
+        ("empty".to_string(), Vec::new()),
+        ("at-cutoff.bin".to_string(), bytes(5 * MIB, 1)),
+        ("two-parts-minus-1.bin".to_string(), bytes(10 * MIB - 1, 2)),
+        ("two-parts.bin".to_string(), bytes(10 * MIB, 3)),
+        ("two-parts-plus-1.bin".to_string(), bytes(10 * MIB + 1, 4)),
+        ("dir/multi part.bin".to_string(), bytes(17 * MIB + 123, 5)),
+        ("names/with space.txt".to_string(), b"space".to_vec()),
+        ("names/ünïcødé-名前.txt".to_string(), b"unicode".to_vec()),
+        ("names/plus+sign.txt".to_string(), b"plus".to_vec()),
+        ("names/percent%20.txt".to_string(), b"percent".to_vec()),
+        ("names/hash#tag.txt".to_string(), b"hash".to_vec()),
+        ("names/just-under.bin".to_string(), bytes(5 * MIB - 1, 6)),
+    ];
+    for i in 0..20 {
+        files.push((
+            format!("docker/registry/v2/repositories/r/_layers/sha256/{i:064x}/link"),
+            format!("sha256:{i:064x}").into_bytes(),
+        ));
+    }
+    files
+}
+
+fn make_tree(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let files = tree();
+    for (rel, data) in &files {
+        let p = write(root, rel, data);
+        age(&p, Duration::from_secs(3600));
+    }
+    files
+}
+
+#[test]
+fn sync_verifies_every_object_and_a_rerun_sends_nothing() {
+    let home = Home::new();
+    let b = bucket("tree");
+    let src = tempfile::tempdir().unwrap();
+    let files = make_tree(src.path());
+    let dst = format!("harbor-s3:{b}");
+    let report1 = home.path().join("r1.json");
+    let mut args = vec![
+        "sync",
+        src.path().to_str().unwrap(),
+        &dst,
+        "--progress",
+        "--report",
+        report1.to_str().unwrap(),
+    ];
+    args.extend(SMALL_PARTS);
+    let out = s3ferry(&home, &args);
+    ok(&out);
+
+    let listed = list(&b);
+    assert_eq!(listed.len(), files.len(), "{listed:?}");
+    for (rel, data) in &files {
+        let o = listed
+            .iter()
+            .find(|o| &o.key == rel)
+            .unwrap_or_else(|| panic!("{rel} missing"));
+        assert_eq!(o.size, data.len() as u64, "{rel}");
+        if data.len() >= 5 * MIB {
+            let parts = data.len().div_ceil(5 * MIB);
+            assert!(o.etag.ends_with(&format!("-{parts}")), "{rel}: {}", o.etag);
+        } else {
+            assert_eq!(o.etag, md5_hex(data), "{rel}");
+        }
+    }
+    assert_eq!(
+        get(&b, "dir/multi part.bin"),
+        files
+            .iter()
+            .find(|f| f.0 == "dir/multi part.bin")
+            .unwrap()
+            .1
+    );
+    assert_eq!(get(&b, "names/hash#tag.txt"), b"hash");
+    assert!(
+        !listed.iter().any(|o| o.key.ends_with('/')),
+        "no directory markers"
+    );
+    let r1 = report(&report1);
+    assert_eq!(r1["files_uploaded"], files.len() as u64);
+    assert_eq!(r1["errors_temporary"], 0);
+
+    // check --one-way proves it.
+    let out = s3ferry(
+        &home,
+        &[
+            "check",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--one-way",
+            "--progress",
+        ],
+    );
+    let err = ok(&out);
+    assert!(
+        err.contains(&format!("NOTICE: S3 bucket {b}: 0 differences found")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} matching files", files.len())),
+        "{err}"
+    );
+
+    // A rerun after a clean run: one listing request, nothing uploaded.
+    let report2 = home.path().join("r2.json");
+    let mut args = vec![
+        "sync",
+        src.path().to_str().unwrap(),
+        &dst,
+        "--report",
+        report2.to_str().unwrap(),
+    ];
+    args.extend(SMALL_PARTS);
+    ok(&s3ferry(&home, &args));
+    let r2 = report(&report2);
+    assert_eq!(r2["files_uploaded"], 0, "{r2}");
+    assert_eq!(r2["requests"]["total"], 1, "only the listing: {r2}");
+    assert_eq!(r2["requests"]["list"], 1);
+    assert_eq!(r2["requests"]["bytes_sent"], 0);
+}
+
+#[test]
+fn changed_files_are_uploaded_again() {
+    let home = Home::new();
+    let b = bucket("changed");
+    let src = tempfile::tempdir().unwrap();
+    let p = write(src.path(), "a.txt", b"version 1");
+    age(&p, Duration::from_secs(3600));
+    write(src.path(), "b.txt", b"stays");
+    age(&src.path().join("b.txt"), Duration::from_secs(3600));
+    let dst = format!("harbor-s3:{b}");
+    ok(&s3ferry(
+        &home,
+        &["sync", src.path().to_str().unwrap(), &dst],
+    ));
+    // Same size, new content and a later mtime.
+    std::fs::write(&p, b"version 2").unwrap();
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    let rep = home.path().join("r.json");
+    ok(&s3ferry(
+        &home,
+        &[
+            "sync",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--report",
+            rep.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(report(&rep)["files_uploaded"], 1);
+    assert_eq!(get(&b, "a.txt"), b"version 2");
+    // A size change is caught even with --size-only.
+    std::fs::write(&p, b"version three").unwrap();
+    ok(&s3ferry(
+        &home,
+        &["copy", src.path().to_str().unwrap(), &dst, "--size-only"],
+    ));
+    assert_eq!(get(&b, "a.txt"), b"version three");
+    // --checksum finds a same-size content change whatever the mtime says.
+    std::fs::write(&p, b"version THREE").unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(86400))
+        .unwrap();
+    ok(&s3ferry(
+        &home,
+        &["copy", src.path().to_str().unwrap(), &dst, "--size-only"],
+    ));
+    assert_eq!(get(&b, "a.txt"), b"version three", "--size-only must skip");
+    ok(&s3ferry(
+        &home,
+        &["copy", src.path().to_str().unwrap(), &dst, "--checksum"],
+    ));
+    assert_eq!(get(&b, "a.txt"), b"version THREE");
+}
+
+#[test]
+fn sync_deletes_copy_does_not_and_errors_block_deletes() {
+    let home = Home::new();
+    let b = bucket("deletes");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "keep.txt", b"keep");
+    let dst = format!("harbor-s3:{b}");
+    put(&b, "extra.txt", b"extra");
+    ok(&s3ferry(
+        &home,
+        &["copy", src.path().to_str().unwrap(), &dst],
+    ));
+    assert!(
+        list(&b).iter().any(|o| o.key == "extra.txt"),
+        "copy never deletes"
+    );
+
+    // --dry-run shows the delete and does nothing.
+    let err = ok(&s3ferry(
+        &home,
+        &["sync", src.path().to_str().unwrap(), &dst, "--dry-run"],
+    ));
+    assert!(
+        err.contains("extra.txt: Skipped delete as --dry-run is set"),
+        "{err}"
+    );
+    assert!(list(&b).iter().any(|o| o.key == "extra.txt"));
+
+    // An error anywhere (here a symlink without --copy-links) means nothing is deleted.
+    std::os::unix::fs::symlink("keep.txt", src.path().join("link")).unwrap();
+    let out = s3ferry(&home, &["sync", src.path().to_str().unwrap(), &dst]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 6, "{err}");
+    assert!(
+        err.contains("not deleting files as there were IO errors"),
+        "{err}"
+    );
+    assert!(err.contains("link: is a symlink"), "{err}");
+    assert!(
+        list(&b).iter().any(|o| o.key == "extra.txt"),
+        "nothing deleted after an error"
+    );
+
+    // With --copy-links the run is clean and the extra object goes.
+    ok(&s3ferry(
+        &home,
+        &["sync", src.path().to_str().unwrap(), &dst, "--copy-links"],
+    ));
+    let keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, vec!["keep.txt".to_string(), "link".to_string()]);
+}
+
+#[test]
+fn max_delete_refuses_all_deletes_over_the_limit() {
+    let home = Home::new();
+    let b = bucket("maxdel");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "keep.txt", b"keep");
+    for k in ["x1", "x2", "sub/x3"] {
+        put(&b, k, b"x");
+    }
+    let dst = format!("harbor-s3:{b}");
+    let out = s3ferry(
+        &home,
+        &[
+            "sync",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--max-delete",
+            "2",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 7, "{err}");
+    assert!(err.contains("--max-delete 2"), "{err}");
+    assert_eq!(list(&b).len(), 4, "none deleted");
+    ok(&s3ferry(
+        &home,
+        &[
+            "sync",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--max-delete",
+            "3",
+        ],
+    ));
+    assert_eq!(list(&b).len(), 1);
+}
+
+#[test]
+fn prefix_and_filters_scope_the_sync() {
+    let home = Home::new();
+    let b = bucket("prefix");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a/keep.txt", b"1");
+    write(src.path(), "a/skip.tmp", b"2");
+    put(&b, "other/outside.txt", b"outside the prefix");
+    put(&b, "pre/fix/old.tmp", b"excluded, so never deleted");
+    let dst = format!("harbor-s3:{b}/pre/fix");
+    ok(&s3ferry(
+        &home,
+        &[
+            "sync",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--exclude",
+            "*.tmp",
+        ],
+    ));
+    let mut keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec!["other/outside.txt", "pre/fix/a/keep.txt", "pre/fix/old.tmp"]
+    );
+}
+
+#[test]
+fn kill_during_multipart_then_rerun_resumes_and_check_passes() {
+    let home = Home::new();
+    let b = bucket("resume");
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(100 * MIB + 7, 42);
+    let p = write(src.path(), "blobs/big/data", &data);
+    age(&p, Duration::from_secs(3600));
+    let dst = format!("harbor-s3:{b}");
+    let s = src.path().to_str().unwrap();
+    let mut args = vec![
+        "sync",
+        s,
+        &dst,
+        "--transfers",
+        "1",
+        "--s3-upload-concurrency",
+        "1",
+    ];
+    args.extend(SMALL_PARTS);
+    let mut child = command(&home, &args, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a few of the 21 parts are on the server, then kill -9.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let parts_before = loop {
+        let up = uploads(&b);
+        if let Some((_, _, n)) = up.first() {
+            if *n >= 3 {
+                break *n;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no parts appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let after_kill = uploads(&b);
+    assert_eq!(
+        after_kill.len(),
+        1,
+        "one interrupted upload: {after_kill:?}"
+    );
+    let listed_parts = after_kill[0].2;
+    assert!(
+        listed_parts >= parts_before && listed_parts < 21,
+        "{listed_parts}"
+    );
+    assert!(list(&b).is_empty(), "no object yet");
+
+    let rep = home.path().join("resume.json");
+    let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
+    args.extend(SMALL_PARTS);
+    ok(&s3ferry(&home, &args));
+    let r = report(&rep);
+    assert_eq!(r["files_resumed"], 1, "{r}");
+    assert_eq!(
+        r["requests"]["create_multipart"], 0,
+        "resumed, not restarted: {r}"
+    );
+    let sent = r["requests"]["upload_part"].as_u64().unwrap();
+    assert_eq!(
+        sent,
+        21 - listed_parts as u64,
+        "only missing parts sent: {r}"
+    );
+    assert_eq!(r["bytes_reused"], (listed_parts * 5 * MIB) as u64, "{r}");
+    assert!(uploads(&b).is_empty(), "no upload left behind");
+    assert_eq!(get(&b, "blobs/big/data"), data);
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(err.contains("0 differences found"), "{err}");
+}
+
+#[test]
+fn corrupt_parts_of_an_interrupted_upload_are_resent() {
+    // An interrupted upload whose part 2 holds other bytes: the rerun must resend part 2, keep
+    // part 1, and produce an object with the right content.
+    let home = Home::new();
+    let b = bucket("badpart");
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(12 * MIB, 9);
+    let p = write(src.path(), "f.bin", &data);
+    age(&p, Duration::from_secs(3600));
+    let c = client();
+    rt().block_on(async {
+        let mut meta = std::collections::HashMap::new();
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        let d = mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        meta.insert(
+            "mtime".to_string(),
+            format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        );
+        meta.insert("s3ferry-part-size".to_string(), (5 * MIB).to_string());
+        let id = c
+            .create_multipart_upload()
+            .bucket(&b)
+            .key("f.bin")
+            .set_metadata(Some(meta))
+            .send()
+            .await
+            .unwrap();
+        let id = id.upload_id().unwrap();
+        c.upload_part()
+            .bucket(&b)
+            .key("f.bin")
+            .upload_id(id)
+            .part_number(1)
+            .body(data[..5 * MIB].to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        c.upload_part()
+            .bucket(&b)
+            .key("f.bin")
+            .upload_id(id)
+            .part_number(2)
+            .body(bytes(5 * MIB, 777).into())
+            .send()
+            .await
+            .unwrap();
+    });
+    let rep = home.path().join("r.json");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
+    args.extend(SMALL_PARTS);
+    ok(&s3ferry(&home, &args));
+    let r = report(&rep);
+    assert_eq!(r["files_resumed"], 1, "{r}");
+    assert_eq!(
+        r["requests"]["upload_part"], 2,
+        "parts 2 and 3 sent, part 1 reused: {r}"
+    );
+    assert_eq!(get(&b, "f.bin"), data);
+}
