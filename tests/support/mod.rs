@@ -291,9 +291,7 @@ pub fn s3ferry(home: &Home, args: &[&str]) -> Output {
 }
 
 pub fn s3ferry_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = command(home, args, env);
-    let out = cmd.output().expect("run s3ferry");
-    out
+    command(home, args, env).output().expect("run s3ferry")
 }
 
 pub fn command(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Command {
