@@ -287,6 +287,7 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
     let opts = CheckOptions {
         one_way: g.one_way,
         download: !g.no_download,
+        always_download: g.download,
         copy_links: g.copy_links,
         progress,
         stats_interval,

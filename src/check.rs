@@ -26,6 +26,7 @@ use crate::walk;
 pub struct CheckOptions {
     pub one_way: bool,
     pub download: bool,
+    pub always_download: bool,
     pub copy_links: bool,
     pub progress: ProgressMode,
     pub stats_interval: std::time::Duration,
@@ -165,6 +166,7 @@ pub async fn run(
     let sem = Arc::new(Semaphore::new(limits.checkers));
     let vopts = VerifyOptions {
         download: opts.download,
+        always_download: opts.always_download,
         parallel_parts: limits.parts_per_file,
     };
     let mut set = JoinSet::new();

@@ -150,7 +150,7 @@ pub struct Global {
     /// Most file data held in memory at once, e.g. 1Gi.
     #[arg(long, global = true, value_name = "SIZE")]
     pub max_buffer_memory: Option<String>,
-    /// check: always download objects to compare content (rclone --download).
+    /// check: download every object and compare its MD5 with the file's, ETag or not.
     #[arg(long, global = true)]
     pub download: bool,
     /// check: never download; objects whose ETag cannot prove content count as unverified.

@@ -150,6 +150,7 @@ pub async fn run(
     if !plan.compares.is_empty() {
         let vopts = VerifyOptions {
             download: false,
+            always_download: false,
             parallel_parts: limits.parts_per_file,
         };
         let sem = Arc::new(Semaphore::new(limits.checkers));

@@ -38,6 +38,8 @@ pub enum Verdict {
 pub struct VerifyOptions {
     /// Download objects whose ETag cannot prove their content.
     pub download: bool,
+    /// Download and compare every object, ETag or not (`--download`).
+    pub always_download: bool,
     /// Parts of one file hashed at once.
     pub parallel_parts: usize,
 }
@@ -213,6 +215,9 @@ async fn cannot_prove(store: &Store, entry: &SrcEntry, opts: VerifyOptions, why:
 pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyOptions) -> Verdict {
     if src.size != dst.size {
         return Verdict::SizeDiffers;
+    }
+    if opts.always_download {
+        return download_compare(store, src).await;
     }
     match ETag::parse(&dst.etag) {
         ETag::Md5(remote) => {
