@@ -54,6 +54,8 @@ pub struct SyncSummary {
     pub files_resumed: u64,
     pub files_skipped: u64,
     pub hash_not_comparable: u64,
+    /// Files or parts sent again after an integrity failure.
+    pub retries: u64,
     pub deleted: u64,
     pub deletes_planned: u64,
     pub errors_temporary: u64,
@@ -257,6 +259,7 @@ pub async fn run(
     summary.bytes_reused = stats
         .bytes_reused
         .load(std::sync::atomic::Ordering::Relaxed);
+    summary.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = store.requests.snapshot();
     tracing::warn!(
         "{} | uploaded {} files ({}), {} reused from interrupted uploads, {} unchanged, {} deleted, {} errors",

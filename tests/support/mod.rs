@@ -3,6 +3,8 @@
 //! helpers to run the `s3ferry` binary with an rclone.conf in the Job's shape.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -279,9 +281,13 @@ impl Home {
 
 /// rclone.conf exactly as the seed Job's ConfigMap has it, pointing at the test server.
 pub fn seed_conf() -> String {
+    conf_for(&endpoint())
+}
+
+/// rclone.conf in the seed Job's shape for another endpoint (e.g. a proxy).
+pub fn conf_for(endpoint: &str) -> String {
     format!(
-        "[harbor-s3]\ntype = s3\nprovider = Minio\nenv_auth = false\naccess_key_id = {KEY_ID}\nsecret_access_key = {SECRET}\nendpoint = {}\nacl = private\n# region = us-east-1\n",
-        endpoint()
+        "[harbor-s3]\ntype = s3\nprovider = Minio\nenv_auth = false\naccess_key_id = {KEY_ID}\nsecret_access_key = {SECRET}\nendpoint = {endpoint}\nacl = private\n# region = us-east-1\n"
     )
 }
 

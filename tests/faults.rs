@@ -1,0 +1,67 @@
+//! Faults injected between s3ferry and a real S3 server: corrupted request bodies. The server
+//! (moto) stores whatever arrives, so only s3ferry's own Content-MD5/ETag checks can notice.
+
+mod support;
+
+use support::proxy::corrupting_proxy;
+use support::*;
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn corrupted_uploads_are_detected_and_resent() {
+    let proxy = corrupting_proxy(moto().port, 3, true);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let b = bucket("corrupt");
+    let src = tempfile::tempdir().unwrap();
+    let small = bytes(1000, 1);
+    let big = bytes(12 * MIB, 2);
+    // One transfer at a time, every other PUT corrupted (3 in all): a-small.bin's first PUT,
+    // then big.bin's parts 1 and 2 on their first attempts.
+    write(src.path(), "a-small.bin", &small);
+    write(src.path(), "big.bin", &big);
+    let rep = home.path().join("r.json");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let out = s3ferry(
+        &home,
+        &[
+            "sync", s, &dst, "--transfers", "1", "--s3-upload-concurrency", "1", "--s3-upload-cutoff", "5Mi",
+            "--s3-chunk-size", "5Mi", "--report", rep.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    assert_eq!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let r = report(&rep);
+    assert_eq!(r["retries"], 3, "every corrupted request was sent again: {r}");
+    assert_eq!(get(&b, "a-small.bin"), small);
+    assert_eq!(get(&b, "big.bin"), big);
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(err.contains("0 differences found"), "{err}");
+}
+
+#[test]
+fn persistent_corruption_fails_the_file_and_leaves_no_bad_object() {
+    let proxy = corrupting_proxy(moto().port, -1, false);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let b = bucket("always");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "small.bin", &bytes(1000, 3));
+    write(src.path(), "big.bin", &bytes(11 * MIB, 4));
+    put(&b, "extra.txt", b"must survive a failed sync");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let out = s3ferry(
+        &home,
+        &["sync", s, &dst, "--retries", "2", "--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 5, "integrity failures are temporary: {err}");
+    assert!(err.contains("small.bin: Failed to copy"), "{err}");
+    assert!(err.contains("big.bin: Failed to copy"), "{err}");
+    assert!(err.contains("is not the MD5 we sent"), "{err}");
+    assert!(err.contains("not deleting files as there were IO errors"), "{err}");
+    let keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
+    assert_eq!(keys, vec!["extra.txt".to_string()], "no corrupt object left behind");
+    assert!(uploads(&b).is_empty(), "the failed multipart upload was aborted");
+}

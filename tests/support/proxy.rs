@@ -1,0 +1,100 @@
+//! A fault-injecting TCP proxy for HTTP/1.1 on 127.0.0.1: forwards to the test server and flips
+//! one byte in the body of every other PUT request (the 1st, 3rd, 5th, …), `budget` times. moto stores whatever arrives (it does
+//! not check Content-MD5), so this shows that s3ferry's own ETag checks catch corruption.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::thread;
+
+pub struct Proxy {
+    pub port: u16,
+    pub corrupted: Arc<AtomicI64>,
+}
+
+/// Start a proxy to `upstream` that corrupts up to `budget` PUT bodies (-1 = no limit);
+/// `every_other` corrupts only odd-numbered PUTs, otherwise every PUT.
+pub fn corrupting_proxy(upstream: u16, budget: i64, every_other: bool) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let left = Arc::new(AtomicI64::new(budget));
+    let corrupted = Arc::new(AtomicI64::new(0));
+    let seen = Arc::new(AtomicI64::new(0));
+    let c2 = corrupted.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+            let (left, corrupted, seen) = (left.clone(), c2.clone(), seen.clone());
+            let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let step = if every_other { 2 } else { 1 };
+            thread::spawn(move || requests(c_read, s_write, &left, &corrupted, &seen, step));
+            thread::spawn(move || pump(server, client));
+        }
+    });
+    Proxy { port, corrupted }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Forward requests one by one: headers, then exactly Content-Length body bytes.
+fn requests(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    left: &AtomicI64,
+    corrupted: &AtomicI64,
+    seen: &AtomicI64,
+    step: i64,
+) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Read until the end of the headers.
+        let header_end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = to.write_all(&pending);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..header_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        while pending.len() < header_end + len {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        let mut request: Vec<u8> = pending.drain(..header_end + len).collect();
+        if head.starts_with("put ") && len > 0 && seen.fetch_add(1, Ordering::SeqCst) % step == 0 {
+            let take = left.fetch_sub(1, Ordering::SeqCst);
+            if take != 0 {
+                request[header_end + len / 2] ^= 0x55;
+                corrupted.fetch_add(1, Ordering::SeqCst);
+            } else {
+                left.store(0, Ordering::SeqCst);
+            }
+        }
+        if to.write_all(&request).is_err() {
+            return;
+        }
+    }
+}
