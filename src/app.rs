@@ -209,14 +209,15 @@ async fn store(
         max_attempts: g.low_level_retries.max(1),
         path_style: None,
     };
-    let client = s3::build_client(s, &opts).await?;
+    let counts = Arc::new(s3::RequestCounts::default());
+    let client = s3::build_client(s, &opts, counts.clone()).await?;
     let put = PutOptions {
         acl: s.acl.clone(),
         sse: s.server_side_encryption.clone(),
         sse_kms_key_id: s.sse_kms_key_id.clone(),
         storage_class: s.storage_class.clone(),
     };
-    Ok(Arc::new(Store::new(client, path, put)))
+    Ok(Arc::new(Store::new(client, path, put, counts)))
 }
 
 fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {

@@ -133,7 +133,7 @@ pub async fn run(
     limits: Limits,
     opts: CheckOptions,
 ) -> Result<CheckSummary, anyhow::Error> {
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
     let dst_name = store.path.rclone_name();
     let src_name = format!("Local file system at {}", root.display());
     let mut outputs = Outputs::open(&opts)?;

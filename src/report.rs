@@ -32,8 +32,11 @@ pub struct Stats {
     pub checks_done: AtomicU64,
     pub in_flight: AtomicI64,
     pub errors: AtomicU64,
+    /// Files or parts sent again after an integrity failure.
     pub retries: AtomicU64,
     pub deletes: AtomicU64,
+    /// The S3 request counters, for the SDK's own retries.
+    pub requests: Option<Arc<crate::s3::RequestCounts>>,
 }
 
 impl Default for Stats {
@@ -51,6 +54,7 @@ impl Default for Stats {
             errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
+            requests: None,
         }
     }
 }
@@ -71,6 +75,19 @@ impl Drop for InFlight<'_> {
 impl Stats {
     pub fn add(a: &AtomicU64, n: u64) {
         a.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Stats whose `retries` also count the store's request retries.
+    pub fn for_requests(requests: Arc<crate::s3::RequestCounts>) -> Stats {
+        Stats {
+            requests: Some(requests),
+            ..Stats::default()
+        }
+    }
+
+    /// Integrity resends plus request retries.
+    pub fn all_retries(&self) -> u64 {
+        get(&self.retries) + self.requests.as_ref().map_or(0, |r| get(&r.retries))
     }
 
     pub fn start_one(&self) -> InFlight<'_> {
@@ -111,7 +128,7 @@ impl Stats {
             " | in flight {} | errors {} | retries {} | elapsed {}",
             self.in_flight.load(Ordering::Relaxed).max(0),
             get(&self.errors),
-            get(&self.retries),
+            self.all_retries(),
             humantime::format_duration(Duration::from_secs(self.started.elapsed().as_secs())),
         ));
         s

@@ -111,7 +111,7 @@ pub async fn run(
     limits: Limits,
     opts: SyncOptions,
 ) -> Result<SyncSummary, S3Error> {
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
     let mut summary = SyncSummary {
         dry_run: opts.dry_run,
         ..Default::default()

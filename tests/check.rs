@@ -129,11 +129,33 @@ fn check_reports_missing_size_and_content_differences_like_rclone() {
 
     // --download compares bytes, not ETags, and agrees.
     let rep = home.path().join("dl.json");
-    let out = s3ferry(&home, &["check", s, &dst, "--one-way", "--download", "--report", rep.to_str().unwrap()]);
+    let out = s3ferry(
+        &home,
+        &[
+            "check",
+            s,
+            &dst,
+            "--one-way",
+            "--download",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code(&out), 1);
     let r = report(&rep);
-    assert_eq!((r["hash_differ"].as_u64(), r["size_differ"].as_u64(), r["matching"].as_u64()), (Some(2), Some(1), Some(1)), "{r}");
-    assert_eq!(r["requests"]["get"], 3, "every same-size object downloaded: {r}");
+    assert_eq!(
+        (
+            r["hash_differ"].as_u64(),
+            r["size_differ"].as_u64(),
+            r["matching"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(
+        r["requests"]["get"], 3,
+        "every same-size object downloaded: {r}"
+    );
 }
 
 #[test]

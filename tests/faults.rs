@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::proxy::corrupting_proxy;
+use support::proxy::{Fault, corrupting_proxy, faulty_proxy};
 use support::*;
 
 const MIB: usize = 1 << 20;
@@ -26,14 +26,28 @@ fn corrupted_uploads_are_detected_and_resent() {
     let out = s3ferry(
         &home,
         &[
-            "sync", s, &dst, "--transfers", "1", "--s3-upload-concurrency", "1", "--s3-upload-cutoff", "5Mi",
-            "--s3-chunk-size", "5Mi", "--report", rep.to_str().unwrap(),
+            "sync",
+            s,
+            &dst,
+            "--transfers",
+            "1",
+            "--s3-upload-concurrency",
+            "1",
+            "--s3-upload-cutoff",
+            "5Mi",
+            "--s3-chunk-size",
+            "5Mi",
+            "--report",
+            rep.to_str().unwrap(),
         ],
     );
     ok(&out);
     assert_eq!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst), 3);
     let r = report(&rep);
-    assert_eq!(r["retries"], 3, "every corrupted request was sent again: {r}");
+    assert_eq!(
+        r["retries"], 3,
+        "every corrupted request was sent again: {r}"
+    );
     assert_eq!(get(&b, "a-small.bin"), small);
     assert_eq!(get(&b, "big.bin"), big);
     let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
@@ -53,15 +67,67 @@ fn persistent_corruption_fails_the_file_and_leaves_no_bad_object() {
     let dst = format!("harbor-s3:{b}");
     let out = s3ferry(
         &home,
-        &["sync", s, &dst, "--retries", "2", "--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"],
+        &[
+            "sync",
+            s,
+            &dst,
+            "--retries",
+            "2",
+            "--s3-upload-cutoff",
+            "5Mi",
+            "--s3-chunk-size",
+            "5Mi",
+        ],
     );
     let err = stderr(&out);
     assert_eq!(code(&out), 5, "integrity failures are temporary: {err}");
     assert!(err.contains("small.bin: Failed to copy"), "{err}");
     assert!(err.contains("big.bin: Failed to copy"), "{err}");
     assert!(err.contains("is not the MD5 we sent"), "{err}");
-    assert!(err.contains("not deleting files as there were IO errors"), "{err}");
+    assert!(
+        err.contains("not deleting files as there were IO errors"),
+        "{err}"
+    );
     let keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
-    assert_eq!(keys, vec!["extra.txt".to_string()], "no corrupt object left behind");
-    assert!(uploads(&b).is_empty(), "the failed multipart upload was aborted");
+    assert_eq!(
+        keys,
+        vec!["extra.txt".to_string()],
+        "no corrupt object left behind"
+    );
+    assert!(
+        uploads(&b).is_empty(),
+        "the failed multipart upload was aborted"
+    );
+}
+
+#[test]
+fn dropped_connections_are_retried_by_the_request_layer() {
+    let proxy = faulty_proxy(moto().port, 3, false, Fault::Drop);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let b = bucket("drops");
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(11 * MIB, 5);
+    write(src.path(), "big.bin", &data);
+    write(src.path(), "small.bin", b"small");
+    let rep = home.path().join("r.json");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let args = [
+        "sync",
+        s,
+        &dst,
+        "--s3-upload-cutoff",
+        "5Mi",
+        "--s3-chunk-size",
+        "5Mi",
+        "--report",
+        rep.to_str().unwrap(),
+    ];
+    ok(&s3ferry(&home, &args));
+    let r = report(&rep);
+    assert_eq!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(r["requests"]["retries"].as_u64().unwrap() >= 3, "{r}");
+    assert_eq!(r["retries"], 0, "no integrity resends needed: {r}");
+    assert_eq!(get(&b, "big.bin"), data);
+    assert_eq!(get(&b, "small.bin"), b"small");
 }

@@ -9,6 +9,7 @@
 pub mod http;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,12 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
     ObjectCannedAcl, ServerSideEncryption, StorageClass,
 };
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
@@ -180,6 +187,8 @@ pub struct RequestCounts {
     pub list_parts: AtomicU64,
     pub delete: AtomicU64,
     pub bytes_sent: AtomicU64,
+    /// Request attempts after the first (transport errors, throttling, 5xx), made by the SDK.
+    pub retries: AtomicU64,
 }
 
 /// A point-in-time copy of [`RequestCounts`].
@@ -198,6 +207,7 @@ pub struct RequestSnapshot {
     pub delete: u64,
     pub total: u64,
     pub bytes_sent: u64,
+    pub retries: u64,
 }
 
 impl RequestCounts {
@@ -217,6 +227,7 @@ impl RequestCounts {
             delete: g(&self.delete),
             total: 0,
             bytes_sent: g(&self.bytes_sent),
+            retries: g(&self.retries),
         };
         s.total = s.list
             + s.head
@@ -235,6 +246,31 @@ impl RequestCounts {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts the SDK's retry attempts, for progress lines and reports.
+#[derive(Debug)]
+struct CountRetries(Arc<RequestCounts>);
+
+impl Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "s3ferry-count-retries"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            bump(&self.0.retries);
+        }
+        Ok(())
+    }
 }
 
 /// How the client is built, beyond the remote's settings.
@@ -313,7 +349,7 @@ pub struct Store {
     client: Client,
     pub path: S3Path,
     pub put: PutOptions,
-    pub requests: RequestCounts,
+    pub requests: Arc<RequestCounts>,
 }
 
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
@@ -339,7 +375,13 @@ pub fn format_mtime(t: SystemTime) -> String {
 }
 
 /// Build a client for the settings.
-pub async fn build_client(settings: &S3Settings, opts: &ClientOptions) -> anyhow::Result<Client> {
+///
+/// `counts` receives the SDK's retry attempts; pass the same value to [`Store::new`].
+pub async fn build_client(
+    settings: &S3Settings,
+    opts: &ClientOptions,
+    counts: Arc<RequestCounts>,
+) -> anyhow::Result<Client> {
     let http = http::build(&opts.http)?;
     let mut region = settings.region.clone().filter(|r| !r.is_empty());
     let mut endpoint = settings.endpoint.clone();
@@ -391,6 +433,7 @@ pub async fn build_client(settings: &S3Settings, opts: &ClientOptions) -> anyhow
         .credentials_provider(credentials)
         .http_client(http)
         .sleep_impl(aws_smithy_async::rt::sleep::TokioSleep::new())
+        .interceptor(CountRetries(counts))
         .force_path_style(path_style)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
@@ -407,12 +450,17 @@ pub async fn build_client(settings: &S3Settings, opts: &ClientOptions) -> anyhow
 }
 
 impl Store {
-    pub fn new(client: Client, path: S3Path, put: PutOptions) -> Store {
+    pub fn new(
+        client: Client,
+        path: S3Path,
+        put: PutOptions,
+        requests: Arc<RequestCounts>,
+    ) -> Store {
         Store {
             client,
             path,
             put,
-            requests: RequestCounts::default(),
+            requests,
         }
     }
 

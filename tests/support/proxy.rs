@@ -10,12 +10,27 @@ use std::thread;
 
 pub struct Proxy {
     pub port: u16,
+    /// How many requests were corrupted or dropped.
     pub corrupted: Arc<AtomicI64>,
+}
+
+/// What to do to a targeted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Flip one body byte and forward it.
+    Corrupt,
+    /// Close the connection instead of forwarding (a reset mid-request).
+    Drop,
 }
 
 /// Start a proxy to `upstream` that corrupts up to `budget` PUT bodies (-1 = no limit);
 /// `every_other` corrupts only odd-numbered PUTs, otherwise every PUT.
 pub fn corrupting_proxy(upstream: u16, budget: i64, every_other: bool) -> Proxy {
+    faulty_proxy(upstream, budget, every_other, Fault::Corrupt)
+}
+
+/// Start a proxy that applies `fault` to up to `budget` PUT requests.
+pub fn faulty_proxy(upstream: u16, budget: i64, every_other: bool, fault: Fault) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let left = Arc::new(AtomicI64::new(budget));
@@ -25,11 +40,13 @@ pub fn corrupting_proxy(upstream: u16, budget: i64, every_other: bool) -> Proxy 
     thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
             let (left, corrupted, seen) = (left.clone(), c2.clone(), seen.clone());
             let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let step = if every_other { 2 } else { 1 };
-            thread::spawn(move || requests(c_read, s_write, &left, &corrupted, &seen, step));
+            thread::spawn(move || requests(c_read, s_write, &left, &corrupted, &seen, step, fault));
             thread::spawn(move || pump(server, client));
         }
     });
@@ -54,6 +71,7 @@ fn requests(
     corrupted: &AtomicI64,
     seen: &AtomicI64,
     step: i64,
+    fault: Fault,
 ) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -75,7 +93,10 @@ fn requests(
         let head = String::from_utf8_lossy(&pending[..header_end]).to_ascii_lowercase();
         let len: usize = head
             .lines()
-            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
             .unwrap_or(0);
         while pending.len() < header_end + len {
             match from.read(&mut buf) {
@@ -87,8 +108,13 @@ fn requests(
         if head.starts_with("put ") && len > 0 && seen.fetch_add(1, Ordering::SeqCst) % step == 0 {
             let take = left.fetch_sub(1, Ordering::SeqCst);
             if take != 0 {
-                request[header_end + len / 2] ^= 0x55;
                 corrupted.fetch_add(1, Ordering::SeqCst);
+                if fault == Fault::Drop {
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                request[header_end + len / 2] ^= 0x55;
             } else {
                 left.store(0, Ordering::SeqCst);
             }
