@@ -241,3 +241,39 @@ fn version_prints() {
     assert_eq!(code(&out), 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("s3ferry "));
 }
+
+#[test]
+fn s3_urls_use_aws_profiles_from_the_shared_files() {
+    let home = Home::with_conf("");
+    let b = bucket("profile");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "f", b"profile");
+    let creds = home.path().join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[migrate]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let config = home.path().join("config");
+    std::fs::write(&config, "[profile migrate]\nregion = eu-north-1\n").unwrap();
+    let ep = endpoint();
+    let env = [
+        ("AWS_PROFILE", "migrate"),
+        ("AWS_SHARED_CREDENTIALS_FILE", creds.to_str().unwrap()),
+        ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+    ];
+    let dst = format!("s3://{b}");
+    ok(&s3ferry_env(
+        &home,
+        &[
+            "copy",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--endpoint",
+            &ep,
+            "--path-style",
+        ],
+        &env,
+    ));
+    assert_eq!(get(&b, "f"), b"profile");
+}

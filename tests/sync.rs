@@ -453,3 +453,38 @@ fn corrupt_parts_of_an_interrupted_upload_are_resent() {
     );
     assert_eq!(get(&b, "f.bin"), data);
 }
+
+#[test]
+fn listings_over_one_page_are_followed() {
+    // moto pages ListObjectsV2 at 1,000 keys, like S3.
+    let home = Home::new();
+    let b = bucket("pages");
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..1100 {
+        let p = write(
+            src.path(),
+            &format!("links/{i:05}/link"),
+            format!("sha256:{i:064x}").as_bytes(),
+        );
+        age(&p, Duration::from_secs(3600));
+    }
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    ok(&s3ferry(&home, &["sync", s, &dst, "--transfers", "64"]));
+    assert_eq!(list(&b).len(), 1100);
+    let rep = home.path().join("r.json");
+    ok(&s3ferry(
+        &home,
+        &["sync", s, &dst, "--report", rep.to_str().unwrap()],
+    ));
+    let r = report(&rep);
+    assert_eq!(
+        (r["files_uploaded"].as_u64(), r["files_skipped"].as_u64()),
+        (Some(0), Some(1100)),
+        "{r}"
+    );
+    assert_eq!(r["requests"]["list"], 2, "two pages, nothing else: {r}");
+    assert_eq!(r["requests"]["total"], 2, "{r}");
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(err.contains("1100 matching files"), "{err}");
+}

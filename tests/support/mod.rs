@@ -310,7 +310,10 @@ pub fn command(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.env("HOME", home.path()).args(args);
+    // Never let the AWS default chain reach for instance metadata (a non-loopback address).
+    cmd.env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
