@@ -142,41 +142,35 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
 }
 
 fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
-    let mut l = Limits::default();
-    if let Some(v) = s.chunk_size {
-        l.chunk_size = v;
+    // Flags > remote settings > defaults.
+    let size = |flag: &Option<String>, name: &'static str| {
+        flag.as_deref()
+            .map(|v| parse_size(v).context(name))
+            .transpose()
+    };
+    let d = Limits::default();
+    Ok(Limits {
+        chunk_size: size(&g.s3_chunk_size, "--s3-chunk-size")?
+            .or(s.chunk_size)
+            .unwrap_or(d.chunk_size),
+        upload_cutoff: size(&g.s3_upload_cutoff, "--s3-upload-cutoff")?
+            .or(s.upload_cutoff)
+            .unwrap_or(d.upload_cutoff),
+        parts_per_file: g
+            .s3_upload_concurrency
+            .or(s.upload_concurrency)
+            .unwrap_or(d.parts_per_file),
+        max_parts: g
+            .s3_max_upload_parts
+            .or(s.max_upload_parts)
+            .unwrap_or(d.max_parts),
+        transfers: g.transfers.unwrap_or(d.transfers),
+        checkers: g.checkers.unwrap_or(d.checkers),
+        buffer_memory: size(&g.max_buffer_memory, "--max-buffer-memory")?
+            .unwrap_or(d.buffer_memory),
+        walk_threads: d.walk_threads,
     }
-    if let Some(v) = s.upload_cutoff {
-        l.upload_cutoff = v;
-    }
-    if let Some(v) = s.upload_concurrency {
-        l.parts_per_file = v;
-    }
-    if let Some(v) = s.max_upload_parts {
-        l.max_parts = v;
-    }
-    if let Some(v) = &g.s3_chunk_size {
-        l.chunk_size = parse_size(v).context("--s3-chunk-size")?;
-    }
-    if let Some(v) = &g.s3_upload_cutoff {
-        l.upload_cutoff = parse_size(v).context("--s3-upload-cutoff")?;
-    }
-    if let Some(v) = g.s3_upload_concurrency {
-        l.parts_per_file = v;
-    }
-    if let Some(v) = g.s3_max_upload_parts {
-        l.max_parts = v;
-    }
-    if let Some(v) = g.transfers {
-        l.transfers = v;
-    }
-    if let Some(v) = g.checkers {
-        l.checkers = v;
-    }
-    if let Some(v) = &g.max_buffer_memory {
-        l.buffer_memory = parse_size(v).context("--max-buffer-memory")?;
-    }
-    Ok(l.normalised())
+    .normalised())
 }
 
 async fn store(

@@ -361,6 +361,19 @@ fn kms_or_customer(sse: Option<&ServerSideEncryption>, customer: Option<&str>) -
     customer.is_some() || sse.is_some_and(|s| s.as_str().starts_with("aws:kms"))
 }
 
+/// The headers every object we write carries, on a PutObject or CreateMultipartUpload builder
+/// (two SDK types with the same setters).
+macro_rules! object_headers {
+    ($req:expr, $put:expr, $meta:expr) => {
+        $req.content_type("application/octet-stream")
+            .set_metadata(Some($meta))
+            .set_acl($put.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_server_side_encryption($put.sse.as_deref().map(ServerSideEncryption::from))
+            .set_ssekms_key_id($put.sse_kms_key_id.clone())
+            .set_storage_class($put.storage_class.as_deref().map(StorageClass::from))
+    };
+}
+
 /// Base64 of an MD5, as the Content-MD5 header wants it.
 pub fn content_md5(d: &Md5Digest) -> String {
     base64::engine::general_purpose::STANDARD.encode(d)
@@ -530,19 +543,14 @@ impl Store {
         bump(&self.requests.put);
         let len = body.len() as u64;
         let p = &self.put;
-        let out = self
+        let req = self
             .client
             .put_object()
             .bucket(self.bucket())
             .key(&key)
             .body(ByteStream::from(body))
-            .content_md5(content_md5(md5))
-            .content_type("application/octet-stream")
-            .set_metadata(Some(Self::metadata(mtime, None)))
-            .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
-            .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
-            .set_ssekms_key_id(p.sse_kms_key_id.clone())
-            .set_storage_class(p.storage_class.as_deref().map(StorageClass::from))
+            .content_md5(content_md5(md5));
+        let out = object_headers!(req, p, Self::metadata(mtime, None))
             .send()
             .await
             .map_err(|e| classify("put", self.bucket(), &key, e))?;
@@ -565,17 +573,12 @@ impl Store {
         let key = self.key(rel);
         bump(&self.requests.create_multipart);
         let p = &self.put;
-        let out = self
+        let req = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
-            .key(&key)
-            .content_type("application/octet-stream")
-            .set_metadata(Some(Self::metadata(mtime, Some(part_size))))
-            .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
-            .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
-            .set_ssekms_key_id(p.sse_kms_key_id.clone())
-            .set_storage_class(p.storage_class.as_deref().map(StorageClass::from))
+            .key(&key);
+        let out = object_headers!(req, p, Self::metadata(mtime, Some(part_size)))
             .send()
             .await
             .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
