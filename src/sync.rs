@@ -236,6 +236,18 @@ pub async fn run(
         if summary.errors() > 0 {
             tracing::error!("{src_name}: not deleting files as there were IO errors");
             summary.deletes_refused = true;
+        } else if summary.files_source == 0 && opts.max_delete.is_none() {
+            // An empty source would empty the bucket: far more often an unmounted or wrong
+            // volume than an intent. Make the operator say so.
+            summary.error(
+                false,
+                format!(
+                    "{src_name}: not deleting {n} objects: the source has no files (is the volume mounted?); pass --max-delete {n} to allow it",
+                    n = plan.deletes.len(),
+                ),
+            );
+            summary.deletes_refused = true;
+            summary.max_delete_exceeded = true;
         } else if opts
             .max_delete
             .is_some_and(|m| plan.deletes.len() as u64 > m)

@@ -488,3 +488,23 @@ fn listings_over_one_page_are_followed() {
     let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
     assert!(err.contains("1100 matching files"), "{err}");
 }
+
+#[test]
+fn an_empty_source_never_empties_the_bucket_by_default() {
+    let home = Home::new();
+    let b = bucket("emptysrc");
+    put(&b, "blob", b"precious");
+    let src = tempfile::tempdir().unwrap();
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let out = s3ferry(&home, &["sync", s, &dst]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 7, "{err}");
+    assert!(
+        err.contains("the source has no files (is the volume mounted?)"),
+        "{err}"
+    );
+    assert_eq!(list(&b).len(), 1);
+    ok(&s3ferry(&home, &["sync", s, &dst, "--max-delete", "1"]));
+    assert!(list(&b).is_empty());
+}
