@@ -63,9 +63,7 @@ pub fn parse_location(text: &str) -> Result<Location, LocationError> {
             && !name.starts_with(['.', '/', '-', ' '])
             && name
                 .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '+' | '@'))
-            // A single letter could be a Windows drive; rclone treats it as local too.
-            && name.len() > 1;
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '+' | '@'));
         if looks_like_remote {
             return split_bucket(text, rest).map(|(bucket, prefix)| {
                 Location::S3(S3Path {
@@ -397,7 +395,7 @@ mod tests {
             ("s3://bkt", s3(None, "bkt", "")),
             ("/data", Location::Local("/data".into())),
             ("./a:b", Location::Local("./a:b".into())),
-            ("C:/x", Location::Local("C:/x".into())),
+            ("s:bkt1", s3(Some("s"), "bkt1", "")),
             ("relative/dir", Location::Local("relative/dir".into())),
         ];
         for (text, want) in cases {

@@ -6,7 +6,7 @@
 # with an rclone.conf in the Job's shape, and finally show that a rerun uploads nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tests/setup.sh
+tests/setup.sh --moto-only
 cargo build --release --locked --quiet
 bin="$PWD/target/release/s3ferry"
 

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
+export S3FERRY_S3S_FS="$PWD/.tools/bin/s3s-fs"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -60,19 +60,68 @@ pub fn moto() -> &'static Server {
     })
 }
 
+/// s3s-fs (a second, independent S3 implementation; it has no ListMultipartUploads and no
+/// part ETags), started once per test binary on 127.0.0.1 with its data in a temp dir.
+/// `S3FERRY_S3S_FS` names the binary; otherwise `s3s-fs` on PATH (tests/setup.sh installs it).
+pub fn s3s_fs() -> &'static Server {
+    static SERVER: OnceLock<(Server, tempfile::TempDir)> = OnceLock::new();
+    let (server, _) = SERVER.get_or_init(|| {
+        let bin = std::env::var("S3FERRY_S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
+        let root = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", KEY_ID, "--secret-key", SECRET])
+            .arg(root.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start {bin}: {e}: run tests/setup.sh (cargo install s3s-fs)")
+            });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let stdin = child.stdin.take().unwrap();
+        let server = Server {
+            port,
+            _stdin: Mutex::new(stdin),
+            _child: Mutex::new(child),
+        };
+        (server, root)
+    });
+    server
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self._child.lock() {
+            let _ = c.kill();
+        }
+    }
+}
+
 pub fn endpoint() -> String {
     format!("http://127.0.0.1:{}", moto().port)
 }
 
-/// An SDK client for the test server (plain HTTP).
+/// An SDK client for the moto server (plain HTTP).
 pub fn client() -> Client {
+    client_at(&endpoint())
+}
+
+/// An SDK client for any test server.
+pub fn client_at(endpoint: &str) -> Client {
     // The same HTTP client the binary uses (it copes with moto's response quirks).
     let http = s3ferry::s3::http::build(&s3ferry::s3::http::HttpOptions::default()).unwrap();
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(KEY_ID, SECRET, None, None, "tests"))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .force_path_style(true)
         .http_client(http)
         .build();

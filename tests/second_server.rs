@@ -1,0 +1,97 @@
+//! The core paths against a second, independent S3 implementation (s3s-fs), which also lacks
+//! ListMultipartUploads and part ETags: sync, check, a rerun that sends nothing, and a rerun
+//! after kill -9 that must fall back to a fresh upload and still converge.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::*;
+
+const MIB: usize = 1 << 20;
+
+fn setup(tag: &str) -> (Home, String, String) {
+    let ep = format!("http://127.0.0.1:{}", s3s_fs().port);
+    let home = Home::with_conf(&conf_for(&ep));
+    let b = format!("s3s-{tag}-{}", std::process::id());
+    let c = client_at(&ep);
+    rt().block_on(async { c.create_bucket().bucket(&b).send().await.unwrap() });
+    (home, b, ep)
+}
+
+fn old(path: &std::path::Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+#[test]
+fn sync_check_and_rerun_on_s3s_fs() {
+    let (home, b, _) = setup("tree");
+    let src = tempfile::tempdir().unwrap();
+    for (rel, data) in [
+        ("empty", Vec::new()),
+        ("dir/names with space+plus%#.txt", b"odd".to_vec()),
+        ("blobs/big/data", bytes(11 * MIB + 5, 1)),
+        ("blobs/at-cutoff/data", bytes(5 * MIB, 2)),
+    ] {
+        old(&write(src.path(), rel, &data));
+    }
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let small = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
+    let mut args = vec!["sync", s, &dst];
+    args.extend(small);
+    ok(&s3ferry(&home, &args));
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(
+        err.contains("0 differences found") && err.contains("4 matching files"),
+        "{err}"
+    );
+    let rep = home.path().join("r.json");
+    let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
+    args.extend(small);
+    ok(&s3ferry(&home, &args));
+    let r = report(&rep);
+    assert_eq!(r["requests"]["total"], 1, "{r}");
+}
+
+#[test]
+fn kill_then_rerun_without_list_uploads_restarts_and_converges() {
+    let (home, b, ep) = setup("kill");
+    let src = tempfile::tempdir().unwrap();
+    let data = bytes(100 * MIB, 3);
+    old(&write(src.path(), "blob", &data));
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let small = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
+    let mut args = vec![
+        "sync",
+        s,
+        &dst,
+        "--transfers",
+        "1",
+        "--s3-upload-concurrency",
+        "1",
+    ];
+    args.extend(small);
+    let mut child = command(&home, &args, &[])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    child.wait().unwrap();
+    let rep = home.path().join("r.json");
+    let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
+    args.extend(small);
+    ok(&s3ferry(&home, &args));
+    let c = client_at(&ep);
+    let got = rt().block_on(async {
+        let o = c.get_object().bucket(&b).key("blob").send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    });
+    assert!(got == data, "object content differs after the rerun");
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(err.contains("0 differences found"), "{err}");
+}
