@@ -100,7 +100,7 @@ pub fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError>
 /// Build the SDK's HTTP client.
 pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
     let tls = tls_config(opts)?;
-    let mut tcp = TcpConnector::new();
+    let mut tcp = TcpConnector::new_with_resolver(super::dns::Dns::system());
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_keepalive(Some(Duration::from_secs(30)));
@@ -120,7 +120,7 @@ pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
     }))
 }
 
-type Https = hyper_rustls::HttpsConnector<TcpConnector>;
+type Https = hyper_rustls::HttpsConnector<TcpConnector<super::dns::Dns>>;
 
 #[derive(Clone, Debug)]
 struct Connector {

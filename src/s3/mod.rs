@@ -6,6 +6,7 @@
 //! only one that retries transport and 5xx errors; an error returned from here is final.
 //! No message produced here contains credentials or signed URLs.
 
+pub mod dns;
 pub mod http;
 
 use std::collections::HashMap;
