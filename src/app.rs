@@ -19,6 +19,7 @@ use crate::rclone_conf::{self, ConfError};
 use crate::remote::{self, Location, LocationError, S3Path, S3Settings, SettingsError};
 use crate::report::ProgressMode;
 use crate::s3::{self, ClientOptions, PutOptions, S3Error, Store};
+use crate::shard::{Shard, ShardError};
 use crate::sync::{self, Mode, SyncOptions};
 use crate::units::{UnitError, parse_duration, parse_size};
 
@@ -42,6 +43,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
             || cause.is::<UnitError>()
             || cause.is::<crate::filter::FilterError>()
             || cause.is::<s3::http::HttpError>()
+            || cause.is::<ShardError>()
         {
             return Exit::Usage;
         }
@@ -223,6 +225,21 @@ fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {
     Ok((ProgressMode::choose(g.progress, g.quiet), interval))
 }
 
+/// Include/exclude rules and the shard, if any.
+fn filter(g: &Global) -> anyhow::Result<Filter> {
+    let shard = match &g.shard {
+        Some(s) => {
+            let shard = Shard::parse(s, env("JOB_COMPLETION_INDEX").as_deref())?;
+            tracing::warn!(
+                "shard {shard}: only this shard's files are synced, checked and deleted"
+            );
+            Some(shard)
+        }
+        None => None,
+    };
+    Ok(Filter::new(&g.exclude, &g.include)?.with_shard(shard))
+}
+
 fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()> {
     if let Some(path) = &g.report {
         let text = serde_json::to_string_pretty(value)?;
@@ -235,7 +252,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     let root = source_dir(src)?;
     let (path, settings) = resolve_s3(g, dst)?;
     let limits = limits(g, &settings)?;
-    let filter = Filter::new(&g.exclude, &g.include)?;
+    let filter = filter(g)?;
     let (progress, stats_interval) = progress(g)?;
     let store = store(g, path, &settings, &limits).await?;
     let opts = SyncOptions {
@@ -276,7 +293,7 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
     let root = source_dir(src)?;
     let (path, settings) = resolve_s3(g, dst)?;
     let limits = limits(g, &settings)?;
-    let filter = Filter::new(&g.exclude, &g.include)?;
+    let filter = filter(g)?;
     let (progress, stats_interval) = progress(g)?;
     let store = store(g, path, &settings, &limits).await?;
     let opts = CheckOptions {

@@ -178,6 +178,10 @@ pub struct Global {
     /// Write a JSON report (counts, bytes, durations, requests, every difference).
     #[arg(long, global = true, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Work on one shard of the key space: I/N, or auto/N to take I from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs). N runs with I = 0..N-1 cover every file exactly once.
+    #[arg(long, global = true, value_name = "I/N")]
+    pub shard: Option<String>,
     /// cleanup: only abort uploads started at least this long ago.
     #[arg(long, global = true, value_name = "DURATION", default_value = "24h")]
     pub max_age: String,

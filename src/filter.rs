@@ -20,6 +20,8 @@ pub struct FilterError {
 pub struct Filter {
     excludes: Vec<Rule>,
     includes: Vec<Rule>,
+    /// With `--shard`, only this shard's paths.
+    shard: Option<crate::shard::Shard>,
 }
 
 /// One rule compiles to one or two globs (the pattern itself and `**/pattern` when unanchored).
@@ -62,11 +64,21 @@ impl Filter {
                 .iter()
                 .map(|p| compile(p))
                 .collect::<Result<_, _>>()?,
+            shard: None,
         })
+    }
+
+    /// Restrict to one shard's paths.
+    pub fn with_shard(mut self, shard: Option<crate::shard::Shard>) -> Filter {
+        self.shard = shard;
+        self
     }
 
     /// Whether a relative path (with `/` separators) is selected.
     pub fn allows(&self, rel: &str) -> bool {
+        if self.shard.is_some_and(|s| !s.owns(rel)) {
+            return false;
+        }
         if self.excludes.iter().flatten().any(|g| g.is_match(rel)) {
             return false;
         }

@@ -20,6 +20,7 @@ pub mod read;
 pub mod remote;
 pub mod report;
 pub mod s3;
+pub mod shard;
 pub mod sync;
 pub mod units;
 pub mod upload;

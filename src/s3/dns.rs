@@ -35,13 +35,18 @@ impl Dns {
             Ok(b) => b.build(),
             Err(e) => {
                 tracing::debug!("no usable /etc/resolv.conf ({e}): resolving from /etc/hosts only");
-                let mut b = TokioResolver::builder_with_config(ResolverConfig::default(), TokioRuntimeProvider::default());
+                let mut b = TokioResolver::builder_with_config(
+                    ResolverConfig::default(),
+                    TokioRuntimeProvider::default(),
+                );
                 b.options_mut().use_hosts_file = ResolveHosts::Always;
                 b.build()
             }
         };
         match resolver {
-            Ok(r) => Dns { resolver: Arc::new(r) },
+            Ok(r) => Dns {
+                resolver: Arc::new(r),
+            },
             Err(e) => panic!("building a resolver with no name servers cannot fail: {e}"),
         }
     }
@@ -59,10 +64,9 @@ impl tower_service::Service<Name> for Dns {
     fn call(&mut self, name: Name) -> Self::Future {
         let resolver = self.resolver.clone();
         Box::pin(async move {
-            let ips = resolver
-                .lookup_ip(name.as_str())
-                .await
-                .map_err(|e| std::io::Error::other(format!("cannot resolve {}: {e}", name.as_str())))?;
+            let ips = resolver.lookup_ip(name.as_str()).await.map_err(|e| {
+                std::io::Error::other(format!("cannot resolve {}: {e}", name.as_str()))
+            })?;
             let addrs: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
             Ok(addrs.into_iter())
         })
