@@ -132,11 +132,11 @@ pub fn load_remote(
     let prefix = format!("RCLONE_CONFIG_{}_", env_name(name));
     let mut from_env = false;
     for (k, v) in env_vars {
-        if let Some(key) = k.strip_prefix(&prefix) {
-            if !key.is_empty() {
-                values.insert(key.to_ascii_lowercase(), v.clone());
-                from_env = true;
-            }
+        if let Some(key) = k.strip_prefix(&prefix)
+            && !key.is_empty()
+        {
+            values.insert(key.to_ascii_lowercase(), v.clone());
+            from_env = true;
         }
     }
     if file_keys.is_empty() && !from_env {

@@ -70,10 +70,11 @@ enum ShardKey<'a> {
 fn shard_key(rel: &str) -> ShardKey<'_> {
     if let Some(pos) = rel.find("blobs/sha256/") {
         let rest = &rel[pos + "blobs/sha256/".len()..];
-        if rest.len() > 2 && rest.as_bytes()[2] == b'/' {
-            if let Ok(b) = u8::from_str_radix(&rest[..2], 16) {
-                return ShardKey::BlobDir(b);
-            }
+        if rest.len() > 2
+            && rest.as_bytes()[2] == b'/'
+            && let Ok(b) = u8::from_str_radix(&rest[..2], 16)
+        {
+            return ShardKey::BlobDir(b);
         }
     }
     if let Some(pos) = rel.find("repositories/") {

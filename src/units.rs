@@ -56,10 +56,11 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
 /// Parse a duration: a bare number is seconds, otherwise humantime's syntax (`1h30m`, `7d`).
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let s = text.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = s.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(s).map_err(|_| UnitError::Duration(text.to_string()))
 }

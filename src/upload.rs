@@ -444,12 +444,13 @@ async fn send_part(
         Ok((data, md5))
     })
     .await?;
-    if let Some(p) = existing.get(&number) {
-        if p.size == len && ETag::parse(&p.etag) == ETag::Md5(md5) {
-            Stats::add(&ctx.stats.bytes_done, len);
-            Stats::add(&ctx.stats.bytes_reused, len);
-            return Ok((md5, p.etag.clone(), true));
-        }
+    if let Some(p) = existing.get(&number)
+        && p.size == len
+        && ETag::parse(&p.etag) == ETag::Md5(md5)
+    {
+        Stats::add(&ctx.stats.bytes_done, len);
+        Stats::add(&ctx.stats.bytes_reused, len);
+        return Ok((md5, p.etag.clone(), true));
     }
     let kms = ctx.store.put.etag_not_md5();
     let mut attempt = 0;
