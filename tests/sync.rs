@@ -341,10 +341,10 @@ fn kill_during_multipart_then_rerun_resumes_and_check_passes() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let parts_before = loop {
         let up = uploads(&b);
-        if let Some((_, _, n)) = up.first() {
-            if *n >= 3 {
-                break *n;
-            }
+        if let Some((_, _, n)) = up.first()
+            && *n >= 3
+        {
+            break *n;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
