@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what it needs, then formatting, lints,
-# unit tests and the integration tests (which start their own S3 server on 127.0.0.1).
+# The whole test suite, on a fresh machine: installs what it needs (tests/setup.sh), then
+# formatting, lints, unit tests, integration tests against real S3 servers on 127.0.0.1, and the
+# delivery tests (static binary, chroot with TLS and DNS, image round trip, manifests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tests/setup.sh
@@ -8,3 +9,4 @@ export S3FERRY_S3S_FS="$PWD/.tools/bin/s3s-fs"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+tests/delivery.sh

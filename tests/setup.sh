@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
 # Install what the tests and the demo need that a fresh machine lacks, idempotently:
-#  - the moto S3 server (PyPI), the main test server;
-#  - s3s-fs (crates.io), a second S3 implementation, into .tools/ (skipped with --moto-only).
+#  - the moto S3 server (PyPI): the main test server;
+#  - with no argument also: s3ferry's second S3 implementation s3s-fs (crates.io, into .tools/),
+#    and for the delivery tests nginx, umoci, skopeo and the distribution registry (Debian),
+#    kubernetes-validate (PyPI) and kubectl for `kubectl kustomize` (Debian's
+#    kubernetes-client when no kubectl is installed).
+#   tests/setup.sh [--moto-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pip_install() { python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "$@"; }
 if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "installing moto[server] from PyPI" >&2
-  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+  pip_install 'moto[server]>=5,<6'
 fi
-if [ "${1:-}" != "--moto-only" ] && [ ! -x .tools/bin/s3s-fs ]; then
+[ "${1:-}" = "--moto-only" ] && exit 0
+
+if [ ! -x .tools/bin/s3s-fs ]; then
   echo "building s3s-fs 0.14.1 from crates.io into .tools/ (about 3 minutes, once)" >&2
   cargo install --quiet s3s-fs@0.14.1 --features binary --locked --root .tools
 fi
+missing=()
+for tool in nginx:nginx-light umoci:umoci skopeo:skopeo docker-registry:docker-registry file:file openssl:openssl; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1 || pip_install kubernetes-validate pyyaml

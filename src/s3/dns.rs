@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{LookupIpStrategy, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hyper_util::client::legacy::connect::dns::Name;
 
@@ -31,23 +31,23 @@ impl std::fmt::Debug for Dns {
 impl Dns {
     /// The system configuration, or hosts-file-only when `/etc/resolv.conf` is missing or bad.
     pub fn system() -> Dns {
-        let resolver = match TokioResolver::builder_tokio() {
-            Ok(b) => b.build(),
-            Err(e) => {
-                tracing::debug!("no usable /etc/resolv.conf ({e}): resolving from /etc/hosts only");
-                let mut b = TokioResolver::builder_with_config(
-                    ResolverConfig::default(),
-                    TokioRuntimeProvider::default(),
-                );
-                b.options_mut().use_hosts_file = ResolveHosts::Always;
-                b.build()
-            }
-        };
-        match resolver {
+        let mut builder = TokioResolver::builder_tokio().unwrap_or_else(|e| {
+            tracing::debug!("no usable /etc/resolv.conf ({e}): resolving from /etc/hosts only");
+            TokioResolver::builder_with_config(
+                ResolverConfig::default(),
+                TokioRuntimeProvider::default(),
+            )
+        });
+        let opts = builder.options_mut();
+        opts.use_hosts_file = ResolveHosts::Always;
+        // Like glibc: IPv4 first, IPv6 only without an IPv4 answer. A name /etc/hosts maps to an
+        // IPv4 address is then answered without asking any name server for AAAA.
+        opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+        match builder.build() {
             Ok(r) => Dns {
                 resolver: Arc::new(r),
             },
-            Err(e) => panic!("building a resolver with no name servers cannot fail: {e}"),
+            Err(e) => panic!("building a resolver from parsed settings cannot fail: {e}"),
         }
     }
 }

@@ -81,14 +81,13 @@ pub fn tls_config(opts: &HttpOptions) -> Result<rustls::ClientConfig, HttpError>
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| HttpError::Tls(e.to_string()))?;
-    let mut config = if roots.is_empty() && !opts.insecure {
-        // No roots at all: every https handshake would fail; say so early and clearly.
-        return Err(HttpError::Tls(
-            "no trusted CA certificates found: install a CA bundle or pass --ca-cert FILE".into(),
-        ));
-    } else {
-        builder.with_root_certificates(roots).with_no_client_auth()
-    };
+    if roots.is_empty() && !opts.insecure {
+        // Fine for an http:// endpoint; every https handshake would fail, so say why up front.
+        tracing::warn!(
+            "no trusted CA certificates found: https endpoints will fail; install a CA bundle or pass --ca-cert FILE"
+        );
+    }
+    let mut config = builder.with_root_certificates(roots).with_no_client_auth();
     if opts.insecure {
         config
             .dangerous()
@@ -141,9 +140,14 @@ impl HttpConnector for Connector {
             && matches!(*request.method(), http::Method::GET | http::Method::POST);
         HttpConnectorFuture::new(async move {
             let response = client.request(request).await.map_err(|e| {
-                // Connect failures, resets and truncated responses: all worth a retry, and
-                // S3 writes are idempotent (same key, same bytes).
-                ConnectorError::io(Box::new(e))
+                if is_certificate_error(&e) {
+                    // A certificate the trust store rejects will be rejected again: not retried.
+                    ConnectorError::user(Box::new(e))
+                } else {
+                    // Connect failures, resets and truncated responses: all worth a retry, and
+                    // S3 writes are idempotent (same key, same bytes).
+                    ConnectorError::io(Box::new(e))
+                }
             })?;
             let response = if multipart_call && response.status() == http::StatusCode::OK {
                 let (mut parts, body) = response.into_parts();
@@ -163,6 +167,20 @@ impl HttpConnector for Connector {
             HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
+}
+
+/// Whether a transport error is the server's certificate being rejected.
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return matches!(tls, rustls::Error::InvalidCertificate(_));
+    }
+    // io::Error hides its payload from `source()`; look inside it explicitly.
+    if let Some(io) = e.downcast_ref::<std::io::Error>()
+        && let Some(inner) = io.get_ref()
+    {
+        return is_certificate_error(inner);
+    }
+    e.source().is_some_and(is_certificate_error)
 }
 
 /// Some S3-compatible servers (moto among them) name the root element of the ListParts and
