@@ -127,6 +127,8 @@ check "chroot: a name that does not resolve fails cleanly" bash -c \
 # --- 3. image without a Docker engine: umoci -> registry -> pull -> run ---------------------------
 img=$work/image
 check "image builds with umoci" docker/build-oci.sh "$img" test
+layer=$(python3 -c 'import json,sys; d=sys.argv[1]; i=json.load(open(d+"/index.json")); m=i["manifests"][0]["digest"].split(":")[1]; man=json.load(open(d+"/blobs/sha256/"+m)); print(sum(l["size"] for l in man["layers"]))' "$img/oci")
+echo "image: compressed layers $layer bytes; docker-archive $(stat -c %s "$img/s3ferry-test-linux-amd64.tar") bytes"
 reg_port=$(free_port)
 mkdir -p "$work/registry"
 cat >"$work/registry/config.yml" <<CONF
