@@ -16,6 +16,7 @@ use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::plan::SkipRule;
 use crate::rclone_conf::{self, ConfError};
+use crate::registry::{self, Layout, RegistryMode};
 use crate::remote::{self, Location, LocationError, S3Path, S3Settings, SettingsError};
 use crate::report::ProgressMode;
 use crate::s3::{self, ClientOptions, PutOptions, S3Error, Store};
@@ -225,6 +226,28 @@ fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {
     Ok((ProgressMode::choose(g.progress, g.quiet), interval))
 }
 
+/// The registry layout under the source, per `--registry`.
+fn registry_layout(g: &Global, root: &Path) -> anyhow::Result<Option<Layout>> {
+    let found = registry::detect(root);
+    match (g.registry, found) {
+        (RegistryMode::Off, _) => Ok(None),
+        (RegistryMode::On, None) => Err(UsageError(format!(
+            "--registry on: no docker/registry/v2 (with blobs/ and repositories/) under {}: point SRC at the registry's storage root",
+            root.display()
+        ))
+        .into()),
+        (_, Some(layout)) => {
+            tracing::warn!(
+                "registry mode: {}/{} (blob digests and links verified; --registry off disables)",
+                root.display(),
+                if layout.v2.is_empty() { "." } else { layout.v2.trim_end_matches('/') }
+            );
+            Ok(Some(layout))
+        }
+        (RegistryMode::Auto, None) => Ok(None),
+    }
+}
+
 /// Include/exclude rules and the shard, if any.
 fn filter(g: &Global) -> anyhow::Result<Filter> {
     let shard = match &g.shard {
@@ -272,6 +295,8 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         integrity_retries: g.retries.saturating_sub(1),
         progress,
         stats_interval,
+        registry: registry_layout(g, &root)?,
+        include_uploads: g.registry_uploads,
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;
@@ -297,6 +322,8 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
     let (progress, stats_interval) = progress(g)?;
     let store = store(g, path, &settings, &limits).await?;
     let opts = CheckOptions {
+        registry: registry_layout(g, &root)?,
+        include_uploads: g.registry_uploads,
         one_way: g.one_way,
         download: !g.no_download,
         always_download: g.download,

@@ -17,13 +17,18 @@ use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list;
 use crate::plan::{self, Pair};
+use crate::registry::{Kind, Layout, parse_link};
 use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store};
 use crate::verify::{self, Verdict, VerifyOptions};
 use crate::walk;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
+    /// Registry mode: leave `_uploads` out (unless `include_uploads`) and report dangling links.
+    pub registry: Option<Layout>,
+    pub include_uploads: bool,
     pub one_way: bool,
     pub download: bool,
     pub always_download: bool,
@@ -58,6 +63,8 @@ pub struct CheckSummary {
     pub size_differ: u64,
     pub hash_differ: u64,
     pub unverified: u64,
+    /// Registry mode: links to blobs the bucket does not hold.
+    pub dangling_links: u64,
     pub errors: u64,
     pub bytes_verified: u64,
     pub differences_total: u64,
@@ -76,6 +83,77 @@ impl CheckSummary {
             + self.unverified
             + self.errors
     }
+}
+
+/// Registry mode: every source link must be valid and point at a blob the bucket holds; a link
+/// that does not is what users would see as "blob unknown" after the migration.
+async fn dangling_links(
+    store: &Store,
+    layout: &Layout,
+    files: &[walk::SrcEntry],
+    listed: &[crate::plan::DstEntry],
+) -> Result<Vec<Difference>, anyhow::Error> {
+    let blobs: HashSet<String> = listed
+        .iter()
+        .filter_map(|d| match layout.kind(&d.rel) {
+            Kind::Blob { digest } => Some(digest),
+            _ => None,
+        })
+        .collect();
+    let links: Vec<(String, PathBuf, Option<String>)> = files
+        .iter()
+        .filter_map(|f| match layout.kind(&f.rel) {
+            Kind::Link { path_digest } => Some((f.rel.clone(), f.path.clone(), path_digest)),
+            _ => None,
+        })
+        .collect();
+    let read = tokio::task::spawn_blocking(move || {
+        links
+            .into_iter()
+            .map(|(rel, path, pd)| {
+                let parsed = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| parse_link(&b, pd.as_deref()).map_err(|e| e.to_string()));
+                (rel, parsed)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let mut out = Vec::new();
+    // Blobs not in this listing may still be in the bucket (another shard's): ask, once each.
+    let mut asked: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for (rel, parsed) in read {
+        match parsed {
+            Ok(target) if blobs.contains(&target) => {}
+            Ok(target) => {
+                let present = match asked.get(&target) {
+                    Some(p) => *p,
+                    None => {
+                        let p = match store.head(&layout.blob_path(&target), None).await {
+                            Ok(_) => true,
+                            Err(S3Error::NotFound { .. }) => false,
+                            Err(e) => return Err(e.into()),
+                        };
+                        asked.insert(target.clone(), p);
+                        p
+                    }
+                };
+                if !present {
+                    out.push(Difference {
+                        path: rel,
+                        kind: "dangling",
+                        detail: format!("dangling link: blob sha256:{target} is not in the bucket"),
+                    });
+                }
+            }
+            Err(e) => out.push(Difference {
+                path: rel,
+                kind: "error",
+                detail: format!("invalid link: {e}"),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// rclone `--combined` markers.
@@ -150,10 +228,20 @@ pub async fn run(
     });
     let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter).await;
     let listed = listed?;
-    let walked = walking.await?;
+    let mut walked = walking.await?;
+    let mut listed = listed;
+    if let Some(layout) = &opts.registry
+        && !opts.include_uploads
+    {
+        walked.files.retain(|f| layout.kind(&f.rel) != Kind::Upload);
+        listed.retain(|d| layout.kind(&d.rel) != Kind::Upload);
+    }
     s.files_source = walked.files.len() as u64;
 
     let mut diffs: Vec<Difference> = Vec::new();
+    if let Some(layout) = &opts.registry {
+        diffs.extend(dangling_links(&store, layout, &walked.files, &listed).await?);
+    }
     for e in &walked.errors {
         diffs.push(Difference {
             path: e.path().to_string(),
@@ -235,6 +323,7 @@ pub async fn run(
             "size" => s.size_differ += 1,
             "hash" => s.hash_differ += 1,
             "unverified" => s.unverified += 1,
+            "dangling" => s.dangling_links += 1,
             _ => s.errors += 1,
         }
         if d.detail.starts_with(&d.path) {
@@ -259,6 +348,12 @@ pub async fn run(
     }
     if s.unverified > 0 {
         tracing::warn!("{dst_name}: {} hashes could not be checked", s.unverified);
+    }
+    if s.dangling_links > 0 {
+        tracing::warn!(
+            "{dst_name}: {} dangling links (blob unknown after migration)",
+            s.dangling_links
+        );
     }
     if s.matching > 0 {
         tracing::warn!("{dst_name}: {} matching files", s.matching);

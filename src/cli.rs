@@ -182,6 +182,13 @@ pub struct Global {
     /// (Kubernetes Indexed Jobs). N runs with I = 0..N-1 cover every file exactly once.
     #[arg(long, global = true, value_name = "I/N")]
     pub shard: Option<String>,
+    /// Registry mode (source is a distribution/Harbor storage tree): verify blob digests while
+    /// reading, validate links, upload blobs before links, leave `_uploads` out.
+    #[arg(long, global = true, value_enum, default_value_t = crate::registry::RegistryMode::Auto)]
+    pub registry: crate::registry::RegistryMode,
+    /// Registry mode: also sync (and delete) the driver's in-progress `_uploads` state.
+    #[arg(long, global = true)]
+    pub registry_uploads: bool,
     /// cleanup: only abort uploads started at least this long ago.
     #[arg(long, global = true, value_name = "DURATION", default_value = "24h")]
     pub max_age: String,

@@ -17,6 +17,7 @@ pub mod list;
 pub mod plan;
 pub mod rclone_conf;
 pub mod read;
+pub mod registry;
 pub mod remote;
 pub mod report;
 pub mod s3;

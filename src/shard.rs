@@ -2,8 +2,9 @@
 //! together they cover every key exactly once.
 //!
 //! The split is a pure function of the relative path: registry blobs go by their two-hex-digit
-//! directory (`blobs/sha256/XX/…`), registry repository files by repository name, anything else
-//! by a stable hash of its top-level path component. Walk, listing, deletes and `check` all see
+//! directory (`blobs/sha256/XX/…`), link files named by a digest go with that blob, other
+//! repository files by repository name, anything else by a stable hash of its top-level path
+//! component. Walk, listing, deletes and `check` all see
 //! the same split, so a sharded `sync` only ever deletes inside its own shard.
 
 use sha2::{Digest, Sha256};
@@ -77,6 +78,17 @@ fn shard_key(rel: &str) -> ShardKey<'_> {
             return ShardKey::BlobDir(b);
         }
     }
+    // A link named by a digest (`…/sha256/<hex>/link`) goes with the blob it points to, so one
+    // shard uploads both and can keep the blob-before-link order.
+    if rel.contains("repositories/")
+        && let Some(dir) = rel.strip_suffix("/link")
+        && let Some((parent, hex)) = dir.rsplit_once('/')
+        && parent.ends_with("/sha256")
+        && hex.len() == 64
+        && let Ok(b) = u8::from_str_radix(&hex[..2], 16)
+    {
+        return ShardKey::BlobDir(b);
+    }
     if let Some(pos) = rel.find("repositories/") {
         // The repository name: components up to the first `_layers`, `_manifests`, `_uploads`.
         let start = pos + "repositories/".len();
@@ -128,6 +140,14 @@ mod tests {
             shard_key(&format!("{v2}/blobs/sha256/ab/abcd/data")),
             ShardKey::BlobDir(0xab)
         );
+        let hex = format!("cd{}", "0".repeat(62));
+        assert_eq!(
+            shard_key(&format!(
+                "{v2}/repositories/lib/app/_layers/sha256/{hex}/link"
+            )),
+            ShardKey::BlobDir(0xcd),
+            "a digest-named link goes with its blob"
+        );
         assert_eq!(
             shard_key(&format!(
                 "{v2}/repositories/library/app/_layers/sha256/ab/link"
@@ -176,13 +196,22 @@ mod tests {
             }
         }
         let a = shard_of(
-            "docker/registry/v2/repositories/p1/app/_layers/sha256/1/link",
+            "docker/registry/v2/repositories/p1/app/_manifests/tags/v1/current/link",
             5,
         );
         let b = shard_of(
-            "docker/registry/v2/repositories/p1/app/_manifests/revisions/sha256/2/link",
+            "docker/registry/v2/repositories/p1/app/_manifests/tags/v2/current/link",
             5,
         );
-        assert_eq!(a, b, "one repository, one shard");
+        assert_eq!(a, b, "one repository's tags, one shard");
+        let hex = format!("7f{}", "1".repeat(62));
+        assert_eq!(
+            shard_of(&format!("docker/registry/v2/blobs/sha256/7f/{hex}/data"), 5),
+            shard_of(
+                &format!("docker/registry/v2/repositories/p1/app/_layers/sha256/{hex}/link"),
+                5
+            ),
+            "a layer link and its blob, one shard"
+        );
     }
 }

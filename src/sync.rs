@@ -4,7 +4,7 @@
 //! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
 //! `--max-delete`; otherwise nothing is deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,10 @@ use crate::filter::Filter;
 use crate::limits::{Budget, Limits};
 use crate::list;
 use crate::plan::{self, Reason, SkipRule};
+use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};
-use crate::upload::{self, Proof, UploadCtx};
+use crate::upload::{self, Proof, RegistryCtx, UploadCtx};
 use crate::verify::{self, Verdict, VerifyOptions};
 use crate::walk::{self, SrcEntry};
 
@@ -42,6 +43,10 @@ pub struct SyncOptions {
     pub integrity_retries: u32,
     pub progress: ProgressMode,
     pub stats_interval: Duration,
+    /// Registry mode (the source is a distribution storage tree), if on.
+    pub registry: Option<Layout>,
+    /// Registry mode: also sync the driver's `_uploads` state.
+    pub include_uploads: bool,
 }
 
 /// What a sync did, for the exit code, the summary line and `--report`.
@@ -60,6 +65,9 @@ pub struct SyncSummary {
     pub deletes_planned: u64,
     pub errors_temporary: u64,
     pub errors_permanent: u64,
+    /// Registry mode: in-progress upload files left out (`_uploads`), and their bytes.
+    pub registry_uploads_skipped: u64,
+    pub registry_uploads_skipped_bytes: u64,
     /// Deletes were needed but not done (errors, or over `--max-delete`).
     pub deletes_refused: bool,
     pub max_delete_exceeded: bool,
@@ -135,7 +143,43 @@ pub async fn run(
         }
         other => other?,
     };
-    let walked = walking.await.expect("walk task");
+    let mut walked = walking.await.expect("walk task");
+    let mut listed = listed;
+    if let Some(layout) = &opts.registry
+        && !opts.include_uploads
+    {
+        // The filesystem driver's in-progress uploads mean nothing to the S3 driver: leave them
+        // out of the sync, and out of the deletes.
+        let is_upload = |rel: &str| layout.kind(rel) == Kind::Upload;
+        let before = walked.files.len();
+        let bytes: u64 = walked
+            .files
+            .iter()
+            .filter(|f| is_upload(&f.rel))
+            .map(|f| f.size)
+            .sum();
+        walked.files.retain(|f| !is_upload(&f.rel));
+        listed.retain(|d| !is_upload(&d.rel));
+        summary.registry_uploads_skipped = (before - walked.files.len()) as u64;
+        summary.registry_uploads_skipped_bytes = bytes;
+        if summary.registry_uploads_skipped > 0 {
+            tracing::warn!(
+                "registry mode: skipped {} files ({}) of in-progress uploads (_uploads); --registry-uploads includes them",
+                summary.registry_uploads_skipped,
+                report::bytes(bytes)
+            );
+        }
+    }
+    let listed_blobs: HashSet<String> = match &opts.registry {
+        Some(layout) => listed
+            .iter()
+            .filter_map(|d| match layout.kind(&d.rel) {
+                Kind::Blob { digest } => Some(digest),
+                _ => None,
+            })
+            .collect(),
+        None => HashSet::new(),
+    };
     for e in &walked.errors {
         summary.error(false, e.to_string());
     }
@@ -229,8 +273,36 @@ pub async fn run(
         stats: stats.clone(),
         integrity_retries: opts.integrity_retries,
         pending,
+        registry: opts.registry.clone().map(|layout| RegistryCtx {
+            layout,
+            known_blobs: None,
+        }),
     });
-    upload_all(&ctx, plan.uploads, &mut summary).await;
+    match &opts.registry {
+        None => {
+            upload_all(&ctx, plan.uploads, &mut summary).await;
+        }
+        Some(layout) => {
+            // Blobs (and everything else) first, links last, and a link only when its blob is in
+            // the bucket: at no moment does the bucket hold a link to a missing blob.
+            let (links, rest): (Vec<_>, Vec<_>) = plan
+                .uploads
+                .into_iter()
+                .partition(|(s, _)| matches!(layout.kind(&s.rel), Kind::Link { .. }));
+            let uploaded = upload_all(&ctx, rest, &mut summary).await;
+            let mut known = listed_blobs;
+            known.extend(uploaded.iter().filter_map(|rel| match layout.kind(rel) {
+                Kind::Blob { digest } => Some(digest),
+                _ => None,
+            }));
+            let mut link_ctx = (*ctx).clone();
+            link_ctx.registry = Some(RegistryCtx {
+                layout: layout.clone(),
+                known_blobs: Some(Arc::new(known)),
+            });
+            upload_all(&Arc::new(link_ctx), links, &mut summary).await;
+        }
+    }
 
     if opts.mode == Mode::Sync && !plan.deletes.is_empty() {
         if summary.errors() > 0 {
@@ -286,11 +358,13 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Upload files, `--transfers` at a time; returns the paths uploaded successfully.
 async fn upload_all(
     ctx: &Arc<UploadCtx>,
     uploads: Vec<(SrcEntry, Reason)>,
     summary: &mut SyncSummary,
-) {
+) -> Vec<String> {
+    let mut done = Vec::new();
     let sem = Arc::new(Semaphore::new(ctx.limits.transfers));
     let mut set = JoinSet::new();
     for (entry, reason) in uploads {
@@ -305,13 +379,14 @@ async fn upload_all(
             (rel, size, reason, r)
         });
         // Reap finished tasks as we go so the set does not grow with the file count.
-        while let Some(done) = set.try_join_next() {
-            record(done.expect("upload task"), ctx, summary);
+        while let Some(r) = set.try_join_next() {
+            done.extend(record(r.expect("upload task"), ctx, summary));
         }
     }
-    while let Some(done) = set.join_next().await {
-        record(done.expect("upload task"), ctx, summary);
+    while let Some(r) = set.join_next().await {
+        done.extend(record(r.expect("upload task"), ctx, summary));
     }
+    done
 }
 
 fn record(
@@ -323,7 +398,7 @@ fn record(
     ),
     ctx: &UploadCtx,
     summary: &mut SyncSummary,
-) {
+) -> Option<String> {
     match r {
         Ok(u) => {
             Stats::add(&ctx.stats.files_done, 1);
@@ -341,11 +416,13 @@ fn record(
             } else {
                 tracing::info!("{rel}: Copied ({})", reason.as_str());
             }
+            Some(rel)
         }
         Err(e) => {
             Stats::add(&ctx.stats.errors, 1);
             let temporary = e.is_temporary();
             summary.error(temporary, format!("{rel}: Failed to copy: {e}"));
+            None
         }
     }
 }

@@ -15,9 +15,14 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
 use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
 use crate::limits::{Budget, Limits};
 use crate::read::{ReadError, SourceFile, Stamp, read_whole};
+use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
 use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
 use crate::walk::SrcEntry;
@@ -35,6 +40,9 @@ pub enum UploadError {
     Parts { path: String, source: PartError },
     #[error("{path}: internal error: {message}")]
     Internal { path: String, message: String },
+    /// A corrupt blob or an invalid or dangling link in registry mode: never uploaded.
+    #[error("{path}: {message}")]
+    Registry { path: String, message: String },
 }
 
 impl UploadError {
@@ -69,6 +77,7 @@ pub struct Uploaded {
 }
 
 /// Shared state for all uploads of a run.
+#[derive(Clone)]
 pub struct UploadCtx {
     pub store: Arc<Store>,
     pub limits: Limits,
@@ -78,6 +87,63 @@ pub struct UploadCtx {
     pub integrity_retries: u32,
     /// In-progress multipart uploads found at the start of the run, by absolute key.
     pub pending: HashMap<String, Vec<UploadInfo>>,
+    /// Registry mode: verify blobs and links as they are read.
+    pub registry: Option<RegistryCtx>,
+}
+
+/// What registry mode needs while uploading.
+#[derive(Debug, Clone)]
+pub struct RegistryCtx {
+    pub layout: Layout,
+    /// Blobs known to be in the bucket (listed, or uploaded earlier in this run). Set while
+    /// links are uploaded: a link to any other blob is not uploaded.
+    pub known_blobs: Option<Arc<HashSet<String>>>,
+}
+
+impl RegistryCtx {
+    /// Check a small file's bytes: a blob must hash to its name, a link must be valid and point
+    /// to a blob the bucket has. Returns a link target that is not known to be in the bucket
+    /// (its blob is in another shard, or missing): the caller asks the bucket.
+    fn check(&self, rel: &str, data: &[u8]) -> Result<Option<String>, UploadError> {
+        let err = |message: String| UploadError::Registry {
+            path: rel.to_string(),
+            message,
+        };
+        match self.layout.kind(rel) {
+            Kind::Blob { digest } => {
+                let actual = hex::encode(Sha256::digest(data));
+                if actual != digest {
+                    return Err(err(corrupt_blob(&digest, &actual)));
+                }
+            }
+            Kind::Link { path_digest } => {
+                let target =
+                    parse_link(data, path_digest.as_deref()).map_err(|e| err(e.to_string()))?;
+                if let Some(known) = &self.known_blobs
+                    && !known.contains(&target)
+                {
+                    return Ok(Some(target));
+                }
+            }
+            Kind::Upload | Kind::Other => {}
+        }
+        Ok(None)
+    }
+}
+
+fn dangling(rel: &str, target: &str) -> UploadError {
+    UploadError::Registry {
+        path: rel.to_string(),
+        message: format!(
+            "link to sha256:{target}, which is neither in the bucket nor uploaded: not uploading a dangling link"
+        ),
+    }
+}
+
+fn corrupt_blob(expected: &str, actual: &str) -> String {
+    format!(
+        "corrupt blob: its path says sha256:{expected} but its content hashes to sha256:{actual}; not uploaded"
+    )
 }
 
 fn stamp(e: &SrcEntry) -> Stamp {
@@ -152,6 +218,16 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
     let _permit = ctx.budget.acquire(entry.size).await;
     let (path, st) = (entry.path.clone(), stamp(entry));
     let (data, md5) = blocking(&entry.rel, move || read_whole(&path, st)).await?;
+    if let Some(reg) = &ctx.registry
+        && let Some(target) = reg.check(&entry.rel, &data)?
+    {
+        // Not listed here nor uploaded by this run: another shard's blob, or a missing one.
+        match ctx.store.head(&reg.layout.blob_path(&target), None).await {
+            Ok(_) => {}
+            Err(S3Error::NotFound { .. }) => return Err(dangling(&entry.rel, &target)),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let kms = ctx.store.put.etag_not_md5();
     let mut attempt = 0;
     loop {
@@ -282,7 +358,40 @@ async fn upload_multipart(
     };
     let existing = Arc::new(existing);
 
+    // A registry blob must hash to its name: one sequential SHA-256 pass over the file, run
+    // alongside the part uploads and checked before the upload is completed.
+    let blob_digest = ctx
+        .registry
+        .as_ref()
+        .and_then(|r| match r.layout.kind(&entry.rel) {
+            Kind::Blob { digest } => Some(digest),
+            _ => None,
+        });
+    let sha_pass = blob_digest.as_ref().map(|_| {
+        let f = file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut h = Sha256::new();
+            f.for_each_block(4 << 20, |b| h.update(b))
+                .map(|()| hex::encode(h.finalize()))
+        })
+    });
+
     let result = send_parts(&ctx, &entry, &plan, &file, &upload_id, existing).await;
+    let result = match (result, sha_pass, &blob_digest) {
+        (Ok(r), Some(pass), Some(expected)) => match pass.await {
+            Ok(Ok(actual)) if &actual == expected => Ok(r),
+            Ok(Ok(actual)) => Err(UploadError::Registry {
+                path: entry.rel.clone(),
+                message: corrupt_blob(expected, &actual),
+            }),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(UploadError::Internal {
+                path: entry.rel.clone(),
+                message: e.to_string(),
+            }),
+        },
+        (r, _, _) => r,
+    };
     let (md5s, etags, reused) = match result {
         Ok(r) => r,
         Err(e) => {

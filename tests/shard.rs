@@ -10,8 +10,12 @@ use support::*;
 fn registry_tree(root: &std::path::Path) -> usize {
     let mut n = 0;
     for i in 0..40u32 {
-        let digest = format!("{:02x}{:062x}", (i * 37) % 256, i);
         let blob = bytes(1000 + i as usize * 97, i as u64);
+        // Real content addresses: registry mode checks them.
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&blob))
+        };
         let p = write(
             root,
             &format!(

@@ -1,0 +1,193 @@
+//! Registry mode on a distribution storage tree: blob digests verified while reading, links
+//! validated and uploaded only after their blobs, `_uploads` left out, dangling links reported.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use support::*;
+
+const V2: &str = "docker/registry/v2";
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+fn old(p: &Path) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+/// A small registry: `n` blobs (one over the 5 MiB cutoff), a layer link for each, one
+/// manifest revision and tag, and an unfinished upload. Returns the blob digests.
+fn registry(root: &Path, n: usize) -> Vec<String> {
+    let mut digests = Vec::new();
+    for i in 0..n {
+        let data = bytes(if i == 0 { 6 << 20 } else { 500 + i * 7 }, i as u64 + 100);
+        let d = sha256_hex(&data);
+        old(&write(
+            root,
+            &format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]),
+            &data,
+        ));
+        old(&write(
+            root,
+            &format!("{V2}/repositories/lib/app/_layers/sha256/{d}/link"),
+            format!("sha256:{d}").as_bytes(),
+        ));
+        digests.push(d);
+    }
+    let m = &digests[n - 1];
+    for link in [
+        format!("{V2}/repositories/lib/app/_manifests/revisions/sha256/{m}/link"),
+        format!("{V2}/repositories/lib/app/_manifests/tags/latest/current/link"),
+        format!("{V2}/repositories/lib/app/_manifests/tags/latest/index/sha256/{m}/link"),
+    ] {
+        old(&write(root, &link, format!("sha256:{m}").as_bytes()));
+    }
+    old(&write(
+        root,
+        &format!("{V2}/repositories/lib/app/_uploads/5f0e/data"),
+        &bytes(3000, 9),
+    ));
+    old(&write(
+        root,
+        &format!("{V2}/repositories/lib/app/_uploads/5f0e/startedat"),
+        b"2026-01-01T00:00:00Z",
+    ));
+    digests
+}
+
+const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
+
+#[test]
+fn registry_sync_skips_uploads_and_check_passes() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    registry(src.path(), 6);
+    let b = bucket("reg");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let rep = home.path().join("r.json");
+    let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
+    args.extend(SMALL_PARTS);
+    let err = ok(&s3ferry(&home, &args));
+    assert!(err.contains("registry mode"), "{err}");
+    assert!(err.contains("skipped 2 files"), "{err}");
+    let r = report(&rep);
+    assert_eq!(r["registry_uploads_skipped"], 2, "{r}");
+    assert_eq!(r["files_uploaded"], 6 + 6 + 3, "{r}");
+    let keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
+    assert!(!keys.iter().any(|k| k.contains("_uploads")), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.starts_with('/')));
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(
+        err.contains("0 differences found"),
+        "_uploads are not missing: {err}"
+    );
+    // _uploads already in the bucket are not deleted by a sync either.
+    put(
+        &b,
+        &format!("{V2}/repositories/lib/app/_uploads/old/data"),
+        b"x",
+    );
+    ok(&s3ferry(&home, &["sync", s, &dst]));
+    assert!(list(&b).iter().any(|o| o.key.contains("_uploads/old")));
+}
+
+#[test]
+fn corrupt_blobs_are_refused_and_their_links_held_back() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    let digests = registry(src.path(), 4);
+    // Flip a byte in a small blob and in the multipart one.
+    for d in [&digests[0], &digests[2]] {
+        let p = src
+            .path()
+            .join(format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
+        let mut data = std::fs::read(&p).unwrap();
+        data[100] ^= 1;
+        std::fs::write(&p, &data).unwrap();
+        old(&p);
+    }
+    let b = bucket("corruptblob");
+    put(&b, "unrelated", b"kept: a failed sync deletes nothing");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let mut args = vec!["sync", s, &dst];
+    args.extend(SMALL_PARTS);
+    let out = s3ferry(&home, &args);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 6, "{err}");
+    for d in [&digests[0], &digests[2]] {
+        assert!(err.contains(&format!("its path says sha256:{d}")), "{err}");
+        assert!(
+            err.contains(&format!(
+                "link to sha256:{d}, which is neither in the bucket nor uploaded"
+            )),
+            "{err}"
+        );
+    }
+    let keys: Vec<String> = list(&b).into_iter().map(|o| o.key).collect();
+    for d in [&digests[0], &digests[2]] {
+        assert!(
+            !keys.iter().any(|k| k.contains(d.as_str())),
+            "nothing of {d} uploaded: {keys:?}"
+        );
+    }
+    for d in [&digests[1], &digests[3]] {
+        assert!(
+            keys.iter().any(|k| k.ends_with(&format!("{d}/data"))),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter()
+                .any(|k| k.ends_with(&format!("_layers/sha256/{d}/link"))),
+            "{keys:?}"
+        );
+    }
+    assert!(keys.contains(&"unrelated".to_string()));
+    assert!(
+        uploads(&b).is_empty(),
+        "the corrupt multipart upload was aborted"
+    );
+}
+
+#[test]
+fn check_reports_dangling_links() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    let digests = registry(src.path(), 3);
+    let b = bucket("dangling");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    ok(&s3ferry(&home, &["sync", s, &dst]));
+    let d = &digests[2]; // the manifest: 1 layer link + revision + tag index + tag current
+    delete(&b, &format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
+    let rep = home.path().join("r.json");
+    let out = s3ferry(
+        &home,
+        &[
+            "check",
+            s,
+            &dst,
+            "--one-way",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains(&format!("{d}/data: file not in S3 bucket")),
+        "{err}"
+    );
+    assert!(err.contains("4 dangling links"), "{err}");
+    assert_eq!(report(&rep)["dangling_links"], 4);
+    // --registry off checks files only.
+    let out = s3ferry(&home, &["check", s, &dst, "--one-way", "--registry", "off"]);
+    assert!(!stderr(&out).contains("dangling link"), "{}", stderr(&out));
+}
