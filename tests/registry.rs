@@ -4,7 +4,6 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use support::*;
 
@@ -15,12 +14,6 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(data))
 }
 
-fn old(p: &Path) {
-    let f = std::fs::File::options().write(true).open(p).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
-}
-
 /// A small registry: `n` blobs (one over the 5 MiB cutoff), a layer link for each, one
 /// manifest revision and tag, and an unfinished upload. Returns the blob digests.
 fn registry(root: &Path, n: usize) -> Vec<String> {
@@ -28,12 +21,12 @@ fn registry(root: &Path, n: usize) -> Vec<String> {
     for i in 0..n {
         let data = bytes(if i == 0 { 6 << 20 } else { 500 + i * 7 }, i as u64 + 100);
         let d = sha256_hex(&data);
-        old(&write(
+        make_old(&write(
             root,
             &format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]),
             &data,
         ));
-        old(&write(
+        make_old(&write(
             root,
             &format!("{V2}/repositories/lib/app/_layers/sha256/{d}/link"),
             format!("sha256:{d}").as_bytes(),
@@ -46,14 +39,14 @@ fn registry(root: &Path, n: usize) -> Vec<String> {
         format!("{V2}/repositories/lib/app/_manifests/tags/latest/current/link"),
         format!("{V2}/repositories/lib/app/_manifests/tags/latest/index/sha256/{m}/link"),
     ] {
-        old(&write(root, &link, format!("sha256:{m}").as_bytes()));
+        make_old(&write(root, &link, format!("sha256:{m}").as_bytes()));
     }
-    old(&write(
+    make_old(&write(
         root,
         &format!("{V2}/repositories/lib/app/_uploads/5f0e/data"),
         &bytes(3000, 9),
     ));
-    old(&write(
+    make_old(&write(
         root,
         &format!("{V2}/repositories/lib/app/_uploads/5f0e/startedat"),
         b"2026-01-01T00:00:00Z",
@@ -111,7 +104,7 @@ fn corrupt_blobs_are_refused_and_their_links_held_back() {
         let mut data = std::fs::read(&p).unwrap();
         data[100] ^= 1;
         std::fs::write(&p, &data).unwrap();
-        old(&p);
+        make_old(&p);
     }
     let b = bucket("corruptblob");
     put(&b, "unrelated", b"kept: a failed sync deletes nothing");

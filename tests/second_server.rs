@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use support::*;
 
@@ -19,12 +19,6 @@ fn setup(tag: &str) -> (Home, String, String) {
     (home, b, ep)
 }
 
-fn old(path: &std::path::Path) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
-}
-
 #[test]
 fn sync_check_and_rerun_on_s3s_fs() {
     let (home, b, _) = setup("tree");
@@ -35,7 +29,7 @@ fn sync_check_and_rerun_on_s3s_fs() {
         ("blobs/big/data", bytes(11 * MIB + 5, 1)),
         ("blobs/at-cutoff/data", bytes(5 * MIB, 2)),
     ] {
-        old(&write(src.path(), rel, &data));
+        make_old(&write(src.path(), rel, &data));
     }
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
@@ -61,7 +55,7 @@ fn kill_then_rerun_without_list_uploads_restarts_and_converges() {
     let (home, b, ep) = setup("kill");
     let src = tempfile::tempdir().unwrap();
     let data = bytes(100 * MIB, 3);
-    old(&write(src.path(), "blob", &data));
+    make_old(&write(src.path(), "blob", &data));
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
     let small = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
-
 use support::*;
 
 fn registry_tree(root: &std::path::Path) -> usize {
@@ -32,11 +30,8 @@ fn registry_tree(root: &std::path::Path) -> usize {
             ),
             format!("sha256:{digest}").as_bytes(),
         );
-        for f in [p, l] {
-            let file = std::fs::File::options().write(true).open(&f).unwrap();
-            file.set_modified(SystemTime::now() - Duration::from_secs(3600))
-                .unwrap();
-        }
+        make_old(&p);
+        make_old(&l);
         n += 2;
     }
     n

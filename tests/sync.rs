@@ -10,12 +10,6 @@ const MIB: usize = 1 << 20;
 /// Small cutoff and part size so multipart paths run with small files.
 const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
 
-/// Set a file's mtime (generated trees look old, like a registry's).
-fn age(path: &std::path::Path, ago: Duration) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(SystemTime::now() - ago).unwrap();
-}
-
 /// The generated tree: (relative path, content).
 fn tree() -> Vec<(String, Vec<u8>)> {
     let mut files = vec![
@@ -45,7 +39,7 @@ fn make_tree(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let files = tree();
     for (rel, data) in &files {
         let p = write(root, rel, data);
-        age(&p, Duration::from_secs(3600));
+        make_old(&p);
     }
     files
 }
@@ -147,9 +141,9 @@ fn changed_files_are_uploaded_again() {
     let b = bucket("changed");
     let src = tempfile::tempdir().unwrap();
     let p = write(src.path(), "a.txt", b"version 1");
-    age(&p, Duration::from_secs(3600));
+    make_old(&p);
     write(src.path(), "b.txt", b"stays");
-    age(&src.path().join("b.txt"), Duration::from_secs(3600));
+    make_old(&src.path().join("b.txt"));
     let dst = format!("harbor-s3:{b}");
     ok(&s3ferry(
         &home,
@@ -320,7 +314,7 @@ fn kill_during_multipart_then_rerun_resumes_and_check_passes() {
     let src = tempfile::tempdir().unwrap();
     let data = bytes(100 * MIB + 7, 42);
     let p = write(src.path(), "blobs/big/data", &data);
-    age(&p, Duration::from_secs(3600));
+    make_old(&p);
     let dst = format!("harbor-s3:{b}");
     let s = src.path().to_str().unwrap();
     let mut args = vec![
@@ -400,7 +394,7 @@ fn corrupt_parts_of_an_interrupted_upload_are_resent() {
     let src = tempfile::tempdir().unwrap();
     let data = bytes(12 * MIB, 9);
     let p = write(src.path(), "f.bin", &data);
-    age(&p, Duration::from_secs(3600));
+    make_old(&p);
     let c = client();
     rt().block_on(async {
         let mut meta = std::collections::HashMap::new();
@@ -466,7 +460,7 @@ fn listings_over_one_page_are_followed() {
             &format!("links/{i:05}/link"),
             format!("sha256:{i:064x}").as_bytes(),
         );
-        age(&p, Duration::from_secs(3600));
+        make_old(&p);
     }
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");

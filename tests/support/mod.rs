@@ -408,6 +408,21 @@ pub fn write(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
     p
 }
 
+/// Set a file's mtime an hour back, like a registry at rest (so an object written now is from
+/// a later second, and the skip rule applies).
+pub fn make_old(path: &Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .unwrap();
+}
+
+/// `write` then `make_old`.
+pub fn write_old(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = write(root, rel, data);
+    make_old(&p);
+    p
+}
+
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
