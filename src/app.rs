@@ -271,13 +271,49 @@ fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()
     Ok(())
 }
 
-async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Result<Exit> {
+/// What `sync`, `copy` and `check` share: the source, the destination, and how to run.
+struct Setup {
+    root: PathBuf,
+    settings: S3Settings,
+    limits: Limits,
+    filter: Filter,
+    progress: ProgressMode,
+    stats_interval: Duration,
+    registry: Option<Layout>,
+    store: Arc<Store>,
+}
+
+async fn setup(g: &Global, src: &str, dst: &str) -> anyhow::Result<Setup> {
     let root = source_dir(src)?;
     let (path, settings) = resolve_s3(g, dst)?;
     let limits = limits(g, &settings)?;
     let filter = filter(g)?;
     let (progress, stats_interval) = progress(g)?;
+    let registry = registry_layout(g, &root)?;
     let store = store(g, path, &settings, &limits).await?;
+    Ok(Setup {
+        root,
+        settings,
+        limits,
+        filter,
+        progress,
+        stats_interval,
+        registry,
+        store,
+    })
+}
+
+async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Result<Exit> {
+    let Setup {
+        root,
+        settings,
+        limits,
+        filter,
+        progress,
+        stats_interval,
+        registry,
+        store,
+    } = setup(g, src, dst).await?;
     let opts = SyncOptions {
         mode,
         dry_run: g.dry_run,
@@ -295,7 +331,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         integrity_retries: g.retries.saturating_sub(1),
         progress,
         stats_interval,
-        registry: registry_layout(g, &root)?,
+        registry,
         include_uploads: g.registry_uploads,
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;
@@ -315,14 +351,18 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
 }
 
 async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
-    let root = source_dir(src)?;
-    let (path, settings) = resolve_s3(g, dst)?;
-    let limits = limits(g, &settings)?;
-    let filter = filter(g)?;
-    let (progress, stats_interval) = progress(g)?;
-    let store = store(g, path, &settings, &limits).await?;
+    let Setup {
+        root,
+        limits,
+        filter,
+        progress,
+        stats_interval,
+        registry,
+        store,
+        ..
+    } = setup(g, src, dst).await?;
     let opts = CheckOptions {
-        registry: registry_layout(g, &root)?,
+        registry,
         include_uploads: g.registry_uploads,
         one_way: g.one_way,
         download: !g.no_download,

@@ -22,7 +22,6 @@ use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store};
 use crate::verify::{self, Verdict, VerifyOptions};
 use crate::walk;
-use std::collections::HashSet;
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -93,13 +92,7 @@ async fn dangling_links(
     files: &[walk::SrcEntry],
     listed: &[crate::plan::DstEntry],
 ) -> Result<Vec<Difference>, anyhow::Error> {
-    let blobs: HashSet<String> = listed
-        .iter()
-        .filter_map(|d| match layout.kind(&d.rel) {
-            Kind::Blob { digest } => Some(digest),
-            _ => None,
-        })
-        .collect();
+    let blobs = layout.blob_digests(listed.iter().map(|d| d.rel.as_str()));
     let links: Vec<(String, PathBuf, Option<String>)> = files
         .iter()
         .filter_map(|f| match layout.kind(&f.rel) {
@@ -129,11 +122,7 @@ async fn dangling_links(
                 let present = match asked.get(&target) {
                     Some(p) => *p,
                     None => {
-                        let p = match store.head(&layout.blob_path(&target), None).await {
-                            Ok(_) => true,
-                            Err(S3Error::NotFound { .. }) => false,
-                            Err(e) => return Err(e.into()),
-                        };
+                        let p = store.exists(&layout.blob_path(&target)).await?;
                         asked.insert(target.clone(), p);
                         p
                     }
@@ -233,8 +222,7 @@ pub async fn run(
     if let Some(layout) = &opts.registry
         && !opts.include_uploads
     {
-        walked.files.retain(|f| layout.kind(&f.rel) != Kind::Upload);
-        listed.retain(|d| layout.kind(&d.rel) != Kind::Upload);
+        layout.leave_out_uploads(&mut walked.files, &mut listed);
     }
     s.files_source = walked.files.len() as u64;
 

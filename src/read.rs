@@ -115,6 +115,19 @@ impl SourceFile {
     }
 }
 
+/// Run blocking file work on a blocking thread; `rel` names the file in errors.
+pub async fn blocking<T: Send + 'static>(
+    rel: &str,
+    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ReadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReadError::Io {
+            path: rel.to_string(),
+            message: e.to_string(),
+        })?
+}
+
 /// Read a whole (small) file and its MD5, checking it is the walked version before and after.
 pub fn read_whole(
     path: &Path,

@@ -150,17 +150,8 @@ pub async fn run(
     {
         // The filesystem driver's in-progress uploads mean nothing to the S3 driver: leave them
         // out of the sync, and out of the deletes.
-        let is_upload = |rel: &str| layout.kind(rel) == Kind::Upload;
-        let before = walked.files.len();
-        let bytes: u64 = walked
-            .files
-            .iter()
-            .filter(|f| is_upload(&f.rel))
-            .map(|f| f.size)
-            .sum();
-        walked.files.retain(|f| !is_upload(&f.rel));
-        listed.retain(|d| !is_upload(&d.rel));
-        summary.registry_uploads_skipped = (before - walked.files.len()) as u64;
+        let (count, bytes) = layout.leave_out_uploads(&mut walked.files, &mut listed);
+        summary.registry_uploads_skipped = count;
         summary.registry_uploads_skipped_bytes = bytes;
         if summary.registry_uploads_skipped > 0 {
             tracing::warn!(
@@ -171,13 +162,7 @@ pub async fn run(
         }
     }
     let listed_blobs: HashSet<String> = match &opts.registry {
-        Some(layout) => listed
-            .iter()
-            .filter_map(|d| match layout.kind(&d.rel) {
-                Kind::Blob { digest } => Some(digest),
-                _ => None,
-            })
-            .collect(),
+        Some(layout) => layout.blob_digests(listed.iter().map(|d| d.rel.as_str())),
         None => HashSet::new(),
     };
     for e in &walked.errors {
@@ -291,10 +276,7 @@ pub async fn run(
                 .partition(|(s, _)| matches!(layout.kind(&s.rel), Kind::Link { .. }));
             let uploaded = upload_all(&ctx, rest, &mut summary).await;
             let mut known = listed_blobs;
-            known.extend(uploaded.iter().filter_map(|rel| match layout.kind(rel) {
-                Kind::Blob { digest } => Some(digest),
-                _ => None,
-            }));
+            known.extend(layout.blob_digests(uploaded.iter().map(String::as_str)));
             let mut link_ctx = (*ctx).clone();
             link_ctx.registry = Some(RegistryCtx {
                 layout: layout.clone(),

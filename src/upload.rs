@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
 use crate::limits::{Budget, Limits};
-use crate::read::{ReadError, SourceFile, Stamp, read_whole};
+use crate::read::{self, ReadError, SourceFile, read_whole};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
 use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
@@ -146,26 +146,6 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
     )
 }
 
-fn stamp(e: &SrcEntry) -> Stamp {
-    Stamp {
-        size: e.size,
-        mtime: e.mtime,
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    path: &str,
-    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
-) -> Result<T, UploadError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| UploadError::Internal {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?
-        .map_err(UploadError::from)
-}
-
 /// Compare a single-PUT ETag with the MD5 we sent.
 pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
     if w.etag_not_md5 || kms_configured {
@@ -216,16 +196,14 @@ pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, Up
 
 async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, UploadError> {
     let _permit = ctx.budget.acquire(entry.size).await;
-    let (path, st) = (entry.path.clone(), stamp(entry));
-    let (data, md5) = blocking(&entry.rel, move || read_whole(&path, st)).await?;
+    let (path, st) = (entry.path.clone(), entry.stamp());
+    let (data, md5) = read::blocking(&entry.rel, move || read_whole(&path, st)).await?;
     if let Some(reg) = &ctx.registry
         && let Some(target) = reg.check(&entry.rel, &data)?
     {
         // Not listed here nor uploaded by this run: another shard's blob, or a missing one.
-        match ctx.store.head(&reg.layout.blob_path(&target), None).await {
-            Ok(_) => {}
-            Err(S3Error::NotFound { .. }) => return Err(dangling(&entry.rel, &target)),
-            Err(e) => return Err(e.into()),
+        if !ctx.store.exists(&reg.layout.blob_path(&target)).await? {
+            return Err(dangling(&entry.rel, &target));
         }
     }
     let kms = ctx.store.put.etag_not_md5();
@@ -331,8 +309,8 @@ async fn upload_multipart(
             source,
         },
     )?;
-    let (path, st) = (entry.path.clone(), stamp(&entry));
-    let file = Arc::new(blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
+    let (path, st) = (entry.path.clone(), entry.stamp());
+    let file = Arc::new(read::blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
 
     let (resume, stale) = if allow_resume {
         find_resumable(&ctx, &entry, &plan).await
@@ -407,7 +385,7 @@ async fn upload_multipart(
         }
     };
     let f = file.clone();
-    blocking(&entry.rel, move || f.check_unchanged())
+    read::blocking(&entry.rel, move || f.check_unchanged())
         .await
         .inspect_err(|_| {
             let store = ctx.store.clone();
@@ -547,7 +525,7 @@ async fn send_part(
     let _permit = ctx.budget.acquire(len).await;
     let _flight = ctx.stats.start_one();
     let f = file.clone();
-    let (data, md5) = blocking(rel, move || {
+    let (data, md5) = read::blocking(rel, move || {
         let data = f.read_at(offset, len)?;
         let md5 = crate::etag::md5_of(&data);
         Ok((data, md5))

@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 
 use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::plan::DstEntry;
-use crate::read::{ReadError, SourceFile, Stamp};
+use crate::read::{self, ReadError, SourceFile, Stamp};
 use crate::s3::{self, S3Error, Store};
 use crate::walk::SrcEntry;
 
@@ -108,18 +108,8 @@ pub async fn file_composite_parallel(
     parallel: usize,
 ) -> Result<ETag, ReadError> {
     let plan = PartPlan::with_part_size(entry.size, part_size);
-    let (path, st) = (
-        entry.path.clone(),
-        Stamp {
-            size: entry.size,
-            mtime: entry.mtime,
-        },
-    );
-    let file = Arc::new(
-        tokio::task::spawn_blocking(move || SourceFile::open(&path, st))
-            .await
-            .map_err(|e| join_err(entry, e))??,
-    );
+    let (path, st) = (entry.path.clone(), entry.stamp());
+    let file = Arc::new(read::blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
     let mut digests = vec![[0u8; 16]; plan.count as usize];
     let mut set = tokio::task::JoinSet::new();
     let mut next = 0u64;
@@ -143,36 +133,22 @@ pub async fn file_composite_parallel(
         match set.join_next().await {
             None => break,
             Some(r) => {
-                let (i, d) = r.map_err(|e| join_err(entry, e))??;
+                let (i, d) = r.map_err(|e| ReadError::Io {
+                    path: entry.rel.clone(),
+                    message: e.to_string(),
+                })??;
                 digests[i] = d;
             }
         }
     }
     let f = file.clone();
-    tokio::task::spawn_blocking(move || f.check_unchanged())
-        .await
-        .map_err(|e| join_err(entry, e))??;
+    read::blocking(&entry.rel, move || f.check_unchanged()).await?;
     Ok(ETag::composite(&digests))
 }
 
-fn join_err(entry: &SrcEntry, e: tokio::task::JoinError) -> ReadError {
-    ReadError::Io {
-        path: entry.rel.clone(),
-        message: e.to_string(),
-    }
-}
-
 async fn local_md5(entry: &SrcEntry) -> Result<Md5Digest, ReadError> {
-    let (path, st) = (
-        entry.path.clone(),
-        Stamp {
-            size: entry.size,
-            mtime: entry.mtime,
-        },
-    );
-    tokio::task::spawn_blocking(move || file_md5(&path, st))
-        .await
-        .map_err(|e| join_err(entry, e))?
+    let (path, st) = (entry.path.clone(), entry.stamp());
+    read::blocking(&entry.rel, move || file_md5(&path, st)).await
 }
 
 /// Download the object and compare its MD5 with the file's.
@@ -272,12 +248,11 @@ async fn verify_multipart(
             hints.push(h.content_length);
         }
     }
-    let authoritative = hints.iter().any(|&p| crate::etag::fits(src.size, p, parts));
-    if authoritative {
-        let part = *hints
-            .iter()
-            .find(|&&p| crate::etag::fits(src.size, p, parts))
-            .expect("checked");
+    // A hint that fits the part count is the part size: hash the parts in parallel.
+    if let Some(&part) = hints
+        .iter()
+        .find(|&&p| crate::etag::fits(src.size, p, parts))
+    {
         return match file_composite_parallel(src, part, opts.parallel_parts).await {
             Ok(got) if got == want => Verdict::Match,
             Ok(_) => Verdict::HashDiffers,
@@ -286,18 +261,10 @@ async fn verify_multipart(
     }
     let cands = candidate_part_sizes(src.size, parts, &hints, MAX_CANDIDATES);
     if !cands.is_empty() {
-        let (path, st) = (
-            src.path.clone(),
-            Stamp {
-                size: src.size,
-                mtime: src.mtime,
-            },
-        );
-        let c = cands.clone();
-        match tokio::task::spawn_blocking(move || file_composites(&path, st, &c)).await {
-            Ok(Ok(got)) if got.contains(&want) => return Verdict::Match,
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Verdict::Error(e.to_string()),
+        let (path, st) = (src.path.clone(), src.stamp());
+        match read::blocking(&src.rel, move || file_composites(&path, st, &cands)).await {
+            Ok(got) if got.contains(&want) => return Verdict::Match,
+            Ok(_) => {}
             Err(e) => return Verdict::Error(e.to_string()),
         }
     }

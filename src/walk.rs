@@ -24,6 +24,16 @@ pub struct SrcEntry {
     pub mtime: SystemTime,
 }
 
+impl SrcEntry {
+    /// The version of the file that was walked, for change detection while reading.
+    pub fn stamp(&self) -> crate::read::Stamp {
+        crate::read::Stamp {
+            size: self.size,
+            mtime: self.mtime,
+        }
+    }
+}
+
 /// Why one entry of the walk could not be used.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WalkError {

@@ -14,18 +14,12 @@ fn synced(tag: &str, files: &[(&str, Vec<u8>)]) -> (Home, String, tempfile::Temp
         write(src.path(), rel, data);
     }
     let dst = format!("harbor-s3:{b}");
-    ok(&s3ferry(
-        &home,
-        &[
-            "sync",
-            src.path().to_str().unwrap(),
-            &dst,
-            "--s3-upload-cutoff",
-            "5Mi",
-            "--s3-chunk-size",
-            "5Mi",
-        ],
-    ));
+    let args = [
+        &["sync", src.path().to_str().unwrap(), &dst][..],
+        &SMALL_PARTS,
+    ]
+    .concat();
+    ok(&s3ferry(&home, &args));
     (home, b, src)
 }
 

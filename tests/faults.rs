@@ -23,24 +23,14 @@ fn corrupted_uploads_are_detected_and_resent() {
     let rep = home.path().join("r.json");
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
-    let out = s3ferry(
-        &home,
-        &[
-            "sync",
-            s,
-            &dst,
-            "--transfers",
-            "1",
-            "--s3-upload-concurrency",
-            "1",
-            "--s3-upload-cutoff",
-            "5Mi",
-            "--s3-chunk-size",
-            "5Mi",
-            "--report",
-            rep.to_str().unwrap(),
-        ],
-    );
+    let one_at_a_time = ["--transfers", "1", "--s3-upload-concurrency", "1"];
+    let args = [
+        &["sync", s, &dst, "--report", rep.to_str().unwrap()][..],
+        &one_at_a_time,
+        &SMALL_PARTS,
+    ]
+    .concat();
+    let out = s3ferry(&home, &args);
     ok(&out);
     assert_eq!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst), 3);
     let r = report(&rep);
@@ -65,20 +55,8 @@ fn persistent_corruption_fails_the_file_and_leaves_no_bad_object() {
     put(&b, "extra.txt", b"must survive a failed sync");
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
-    let out = s3ferry(
-        &home,
-        &[
-            "sync",
-            s,
-            &dst,
-            "--retries",
-            "2",
-            "--s3-upload-cutoff",
-            "5Mi",
-            "--s3-chunk-size",
-            "5Mi",
-        ],
-    );
+    let args = [&["sync", s, &dst, "--retries", "2"][..], &SMALL_PARTS].concat();
+    let out = s3ferry(&home, &args);
     let err = stderr(&out);
     assert_eq!(code(&out), 5, "integrity failures are temporary: {err}");
     assert!(err.contains("small.bin: Failed to copy"), "{err}");
@@ -113,16 +91,10 @@ fn dropped_connections_are_retried_by_the_request_layer() {
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
     let args = [
-        "sync",
-        s,
-        &dst,
-        "--s3-upload-cutoff",
-        "5Mi",
-        "--s3-chunk-size",
-        "5Mi",
-        "--report",
-        rep.to_str().unwrap(),
-    ];
+        &["sync", s, &dst, "--report", rep.to_str().unwrap()][..],
+        &SMALL_PARTS,
+    ]
+    .concat();
     ok(&s3ferry(&home, &args));
     let r = report(&rep);
     assert_eq!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst), 3);

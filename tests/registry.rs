@@ -54,8 +54,6 @@ fn registry(root: &Path, n: usize) -> Vec<String> {
     digests
 }
 
-const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
-
 #[test]
 fn registry_sync_skips_uploads_and_check_passes() {
     let home = Home::new();

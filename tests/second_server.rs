@@ -33,9 +33,8 @@ fn sync_check_and_rerun_on_s3s_fs() {
     }
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
-    let small = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
     let mut args = vec!["sync", s, &dst];
-    args.extend(small);
+    args.extend(SMALL_PARTS);
     ok(&s3ferry(&home, &args));
     let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
     assert!(
@@ -44,7 +43,7 @@ fn sync_check_and_rerun_on_s3s_fs() {
     );
     let rep = home.path().join("r.json");
     let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
-    args.extend(small);
+    args.extend(SMALL_PARTS);
     ok(&s3ferry(&home, &args));
     let r = report(&rep);
     assert_eq!(r["requests"]["total"], 1, "{r}");
@@ -58,7 +57,6 @@ fn kill_then_rerun_without_list_uploads_restarts_and_converges() {
     make_old(&write(src.path(), "blob", &data));
     let s = src.path().to_str().unwrap();
     let dst = format!("harbor-s3:{b}");
-    let small = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
     let mut args = vec![
         "sync",
         s,
@@ -68,7 +66,7 @@ fn kill_then_rerun_without_list_uploads_restarts_and_converges() {
         "--s3-upload-concurrency",
         "1",
     ];
-    args.extend(small);
+    args.extend(SMALL_PARTS);
     let mut child = command(&home, &args, &[])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -78,7 +76,7 @@ fn kill_then_rerun_without_list_uploads_restarts_and_converges() {
     child.wait().unwrap();
     let rep = home.path().join("r.json");
     let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
-    args.extend(small);
+    args.extend(SMALL_PARTS);
     ok(&s3ferry(&home, &args));
     let c = client_at(&ep);
     let got = rt().block_on(async {

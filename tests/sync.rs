@@ -7,9 +7,6 @@ use std::time::{Duration, SystemTime};
 use support::*;
 
 const MIB: usize = 1 << 20;
-/// Small cutoff and part size so multipart paths run with small files.
-const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
-
 /// The generated tree: (relative path, content).
 fn tree() -> Vec<(String, Vec<u8>)> {
     let mut files = vec![

@@ -785,6 +785,15 @@ impl Store {
         })
     }
 
+    /// Whether an object exists (one HEAD).
+    pub async fn exists(&self, rel: &str) -> Result<bool, S3Error> {
+        match self.head(rel, None).await {
+            Ok(_) => Ok(true),
+            Err(S3Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stream an object's bytes.
     pub async fn get(&self, rel: &str) -> Result<ByteStream, S3Error> {
         let key = self.key(rel);
@@ -841,18 +850,21 @@ impl Store {
     }
 }
 
-/// Metadata we read back: the recorded part size, if any.
-pub fn recorded_part_size(meta: &HashMap<String, String>) -> Option<u64> {
+/// A user-metadata value by key; servers differ in the case they return keys in.
+fn meta<'a>(meta: &'a HashMap<String, String>, key: &str) -> Option<&'a str> {
     meta.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(META_PART_SIZE))
-        .and_then(|(_, v)| v.parse().ok())
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Metadata we read back: the recorded part size, if any.
+pub fn recorded_part_size(m: &HashMap<String, String>) -> Option<u64> {
+    meta(m, META_PART_SIZE).and_then(|v| v.parse().ok())
 }
 
 /// Metadata we read back: the recorded mtime string, if any.
-pub fn recorded_mtime(meta: &HashMap<String, String>) -> Option<&str> {
-    meta.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(META_MTIME))
-        .map(|(_, v)| v.as_str())
+pub fn recorded_mtime(m: &HashMap<String, String>) -> Option<&str> {
+    meta(m, META_MTIME)
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use std::sync::{Mutex, OnceLock};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 
+/// Flags that make multipart paths run with small files: 5 MiB cutoff and parts.
+pub const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-size", "5Mi"];
+
 pub const KEY_ID: &str = "AKIDTESTS3FERRY";
 pub const SECRET: &str = "s3ferry-test-secret-value";
 
