@@ -361,9 +361,17 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         store,
         ..
     } = setup(g, src, dst).await?;
+    if g.verify_digests && registry.is_none() {
+        return Err(UsageError(format!(
+            "--verify-digests needs registry mode, and {} is not a registry storage tree (no docker/registry/v2 with blobs/ and repositories/): point SRC at the storage root or drop the flag",
+            root.display()
+        ))
+        .into());
+    }
     let opts = CheckOptions {
         registry,
         include_uploads: g.registry_uploads,
+        verify_digests: !g.no_verify_digests,
         one_way: g.one_way,
         download: !g.no_download,
         always_download: g.download,
@@ -382,7 +390,7 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
             "--download: objects whose ETag cannot prove content are downloaded (always on unless --no-download)"
         );
     }
-    let summary = check::run(store, Path::new(&root), filter, limits, opts).await?;
+    let summary = check::run(store, &root, filter, limits, opts).await?;
     write_report(g, &summary)?;
     Ok(if summary.not_ok() > 0 {
         Exit::Uncategorized

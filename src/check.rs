@@ -28,6 +28,8 @@ pub struct CheckOptions {
     /// Registry mode: leave `_uploads` out (unless `include_uploads`) and report dangling links.
     pub registry: Option<Layout>,
     pub include_uploads: bool,
+    /// Registry mode: hash every source blob and compare with the digest its path names.
+    pub verify_digests: bool,
     pub one_way: bool,
     pub download: bool,
     pub always_download: bool,
@@ -47,7 +49,8 @@ pub struct CheckOptions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Difference {
     pub path: String,
-    /// `missing_on_dst`, `missing_on_src`, `size`, `hash`, `unverified`, `error`.
+    /// `missing_on_dst`, `missing_on_src`, `size`, `hash`, `unverified`, `dangling`,
+    /// `corrupt`, `error`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -64,6 +67,10 @@ pub struct CheckSummary {
     pub unverified: u64,
     /// Registry mode: links to blobs the bucket does not hold.
     pub dangling_links: u64,
+    /// Registry mode (`--verify-digests`): source blobs whose content does not hash to their name.
+    pub corrupt_blobs: u64,
+    /// Registry mode (`--verify-digests`): source blobs proven to hash to their name.
+    pub blobs_digest_verified: u64,
     pub errors: u64,
     pub bytes_verified: u64,
     pub differences_total: u64,
@@ -80,6 +87,8 @@ impl CheckSummary {
             + self.size_differ
             + self.hash_differ
             + self.unverified
+            + self.dangling_links
+            + self.corrupt_blobs
             + self.errors
     }
 }
@@ -151,7 +160,7 @@ fn marker(kind: &str) -> char {
         "match" => '=',
         "missing_on_dst" => '-',
         "missing_on_src" => '+',
-        "error" | "unverified" => '!',
+        "error" | "unverified" | "dangling" | "corrupt" => '!',
         _ => '*',
     }
 }
@@ -183,7 +192,9 @@ impl Outputs {
             let line = match *which {
                 "combined" => format!("{} {path}\n", marker(kind)),
                 "differ" if matches!(kind, "size" | "hash") => format!("{path}\n"),
-                "error" if matches!(kind, "error" | "unverified") => format!("{path}\n"),
+                "error" if matches!(kind, "error" | "unverified" | "dangling" | "corrupt") => {
+                    format!("{path}\n")
+                }
                 w if w == kind => format!("{path}\n"),
                 _ => continue,
             };
@@ -247,10 +258,10 @@ pub async fn run(
     };
     let mut set = JoinSet::new();
     // `None` = not in the destination.
-    let mut verdicts: Vec<(String, u64, Option<Verdict>)> = Vec::new();
+    let mut verdicts: Vec<(String, u64, Option<Verdict>, bool)> = Vec::new();
     for pair in plan::merge(&walked.files, &listed) {
         match pair {
-            Pair::SrcOnly(src) => verdicts.push((src.rel.clone(), 0, None)),
+            Pair::SrcOnly(src) => verdicts.push((src.rel.clone(), 0, None, false)),
             Pair::DstOnly(d) => {
                 if !opts.one_way {
                     diffs.push(Difference {
@@ -265,13 +276,20 @@ pub async fn run(
                 Stats::add(&stats.bytes_total, src.size);
                 let (store, sem, stats) = (store.clone(), sem.clone(), stats.clone());
                 let (src, d) = (src.clone(), d.clone());
+                let blob = match &opts.registry {
+                    Some(layout) if opts.verify_digests => match layout.kind(&src.rel) {
+                        Kind::Blob { digest } => Some(digest),
+                        _ => None,
+                    },
+                    _ => None,
+                };
                 set.spawn(async move {
                     let _p = sem.acquire_owned().await;
                     let _f = stats.start_one();
-                    let v = verify::verify(&store, &src, &d, vopts).await;
+                    let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
                     Stats::add(&stats.checks_done, 1);
                     Stats::add(&stats.bytes_done, src.size);
-                    (src.rel, src.size, Some(v))
+                    (src.rel, src.size, Some(v), blob.is_some())
                 });
             }
         }
@@ -281,7 +299,10 @@ pub async fn run(
     }
     progress.finish().await;
 
-    for (rel, size, v) in verdicts {
+    for (rel, size, v, blob) in verdicts {
+        if blob && !matches!(v, Some(Verdict::CorruptSource(_) | Verdict::Error(_))) {
+            s.blobs_digest_verified += 1;
+        }
         let (kind, detail) = match v {
             None => ("missing_on_dst", format!("file not in {dst_name}")),
             Some(Verdict::Match) => {
@@ -295,6 +316,7 @@ pub async fn run(
             Some(Verdict::Unverified(why)) => {
                 ("unverified", format!("hash could not be checked: {why}"))
             }
+            Some(Verdict::CorruptSource(e)) => ("corrupt", e),
             Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
         };
         diffs.push(Difference {
@@ -312,6 +334,7 @@ pub async fn run(
             "hash" => s.hash_differ += 1,
             "unverified" => s.unverified += 1,
             "dangling" => s.dangling_links += 1,
+            "corrupt" => s.corrupt_blobs += 1,
             _ => s.errors += 1,
         }
         if d.detail.starts_with(&d.path) {
@@ -341,6 +364,18 @@ pub async fn run(
         tracing::warn!(
             "{dst_name}: {} dangling links (blob unknown after migration)",
             s.dangling_links
+        );
+    }
+    if s.corrupt_blobs > 0 {
+        tracing::warn!(
+            "{src_name}: {} corrupt blobs (content does not match their digest)",
+            s.corrupt_blobs
+        );
+    }
+    if opts.verify_digests && opts.registry.is_some() {
+        tracing::info!(
+            "{src_name}: {} blobs hash to their digest",
+            s.blobs_digest_verified
         );
     }
     if s.matching > 0 {

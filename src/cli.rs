@@ -189,6 +189,13 @@ pub struct Global {
     /// Registry mode: also sync (and delete) the driver's in-progress `_uploads` state.
     #[arg(long, global = true)]
     pub registry_uploads: bool,
+    /// check, registry mode: hash every source blob and compare with the digest its path names
+    /// (on by default in registry mode; a mismatch is a corrupt source blob).
+    #[arg(long, global = true, overrides_with = "no_verify_digests")]
+    pub verify_digests: bool,
+    /// check, registry mode: do not hash source blobs against their digests.
+    #[arg(long, global = true, overrides_with = "verify_digests")]
+    pub no_verify_digests: bool,
     /// cleanup: only abort uploads started at least this long ago.
     #[arg(long, global = true, value_name = "DURATION", default_value = "24h")]
     pub max_age: String,

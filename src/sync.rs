@@ -190,7 +190,7 @@ pub async fn run(
             let (store, sem) = (store.clone(), sem.clone());
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                let v = verify::verify(&store, &s, &d, vopts).await;
+                let v = verify::verify(&store, &s, &d, vopts, None).await;
                 (s, v)
             });
         }

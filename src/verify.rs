@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::plan::DstEntry;
@@ -30,6 +31,8 @@ pub enum Verdict {
     HashDiffers,
     /// Content could not be proven (reason given); counted as a difference, never a match.
     Unverified(String),
+    /// Registry mode: the source blob does not hash to the digest its path names.
+    CorruptSource(String),
     Error(String),
 }
 
@@ -44,20 +47,24 @@ pub struct VerifyOptions {
     pub parallel_parts: usize,
 }
 
-/// MD5 of a whole file, streamed.
-pub fn file_md5(path: &Path, walked: Stamp) -> Result<Md5Digest, ReadError> {
-    let f = SourceFile::open(path, walked)?;
-    let mut h = Md5::new();
-    f.for_each_block(HASH_BLOCK, |b| h.update(b))?;
-    Ok(h.finalize().into())
+/// What one sequential pass over a file computes: any of its MD5, its composite ETags for
+/// several part sizes, and its SHA-256 (a registry blob's name).
+#[derive(Debug, Default)]
+pub struct Hashes {
+    pub md5: Option<Md5Digest>,
+    pub composites: Vec<ETag>,
+    pub sha256: Option<String>,
 }
 
-/// Composite ETags of a file for several part sizes, in one pass over the file.
-pub fn file_composites(
+/// Hash a file in one pass: `md5` for the whole-file MD5, one composite ETag per part size,
+/// and the SHA-256 when `sha256`.
+pub fn hash_file(
     path: &Path,
     walked: Stamp,
+    md5: bool,
     part_sizes: &[u64],
-) -> Result<Vec<ETag>, ReadError> {
+    sha256: bool,
+) -> Result<Hashes, ReadError> {
     struct Cand {
         part: u64,
         filled: u64,
@@ -73,11 +80,18 @@ pub fn file_composites(
             done: Vec::new(),
         })
         .collect();
+    let mut whole = md5.then(Md5::new);
+    let mut sha = sha256.then(Sha256::new);
     let f = SourceFile::open(path, walked)?;
-    f.for_each_block(HASH_BLOCK, |mut block| {
-        let whole = block;
+    f.for_each_block(HASH_BLOCK, |all| {
+        if let Some(h) = whole.as_mut() {
+            h.update(all);
+        }
+        if let Some(h) = sha.as_mut() {
+            h.update(all);
+        }
         for c in cands.iter_mut() {
-            block = whole;
+            let mut block = all;
             while !block.is_empty() {
                 let take = ((c.part - c.filled) as usize).min(block.len());
                 c.h.update(&block[..take]);
@@ -90,15 +104,35 @@ pub fn file_composites(
             }
         }
     })?;
-    Ok(cands
-        .into_iter()
-        .map(|mut c| {
-            if c.filled > 0 || c.done.is_empty() {
-                c.done.push(c.h.finalize().into());
-            }
-            ETag::composite(&c.done)
-        })
-        .collect())
+    Ok(Hashes {
+        md5: whole.map(|h| h.finalize().into()),
+        composites: cands
+            .into_iter()
+            .map(|mut c| {
+                if c.filled > 0 || c.done.is_empty() {
+                    c.done.push(c.h.finalize().into());
+                }
+                ETag::composite(&c.done)
+            })
+            .collect(),
+        sha256: sha.map(|h| hex::encode(h.finalize())),
+    })
+}
+
+/// MD5 of a whole file, streamed.
+pub fn file_md5(path: &Path, walked: Stamp) -> Result<Md5Digest, ReadError> {
+    Ok(hash_file(path, walked, true, &[], false)?
+        .md5
+        .expect("md5 requested"))
+}
+
+/// Composite ETags of a file for several part sizes, in one pass over the file.
+pub fn file_composites(
+    path: &Path,
+    walked: Stamp,
+    part_sizes: &[u64],
+) -> Result<Vec<ETag>, ReadError> {
+    Ok(hash_file(path, walked, false, part_sizes, false)?.composites)
 }
 
 /// Composite ETag for one known part size, hashing parts in parallel.
@@ -146,13 +180,34 @@ pub async fn file_composite_parallel(
     Ok(ETag::composite(&digests))
 }
 
-async fn local_md5(entry: &SrcEntry) -> Result<Md5Digest, ReadError> {
-    let (path, st) = (entry.path.clone(), entry.stamp());
-    read::blocking(&entry.rel, move || file_md5(&path, st)).await
+/// Registry mode: the SHA-256 a source blob must hash to, and what it hashed to when a pass
+/// over the file computed it on the way.
+struct BlobCheck<'a> {
+    expected: Option<&'a str>,
+    actual: Option<String>,
+}
+
+impl BlobCheck<'_> {
+    fn wanted(&self) -> bool {
+        self.expected.is_some() && self.actual.is_none()
+    }
+
+    fn take(&mut self, h: &mut Hashes) {
+        if let Some(a) = h.sha256.take() {
+            self.actual = Some(a);
+        }
+    }
+}
+
+async fn local_md5(entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Result<Md5Digest, ReadError> {
+    let (path, st, sha) = (entry.path.clone(), entry.stamp(), blob.wanted());
+    let mut h = read::blocking(&entry.rel, move || hash_file(&path, st, true, &[], sha)).await?;
+    blob.take(&mut h);
+    Ok(h.md5.expect("md5 requested"))
 }
 
 /// Download the object and compare its MD5 with the file's.
-async fn download_compare(store: &Store, entry: &SrcEntry) -> Verdict {
+async fn download_compare(store: &Store, entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Verdict {
     let remote = async {
         let mut body = store.get(&entry.rel).await?;
         let mut h = Md5::new();
@@ -169,7 +224,7 @@ async fn download_compare(store: &Store, entry: &SrcEntry) -> Verdict {
         }
         Ok::<_, S3Error>((n, <[u8; 16]>::from(h.finalize())))
     };
-    let (remote, local) = tokio::join!(remote, local_md5(entry));
+    let (remote, local) = tokio::join!(remote, local_md5(entry, blob));
     match (remote, local) {
         (Err(e), _) => Verdict::Error(e.to_string()),
         (_, Err(e)) => Verdict::Error(e.to_string()),
@@ -179,25 +234,73 @@ async fn download_compare(store: &Store, entry: &SrcEntry) -> Verdict {
     }
 }
 
-async fn cannot_prove(store: &Store, entry: &SrcEntry, opts: VerifyOptions, why: &str) -> Verdict {
+async fn cannot_prove(
+    store: &Store,
+    entry: &SrcEntry,
+    opts: VerifyOptions,
+    why: &str,
+    blob: &mut BlobCheck<'_>,
+) -> Verdict {
     if opts.download {
-        download_compare(store, entry).await
+        download_compare(store, entry, blob).await
     } else {
         Verdict::Unverified(why.to_string())
     }
 }
 
-/// Check one source file against its object.
-pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyOptions) -> Verdict {
+/// Check one source file against its object. `blob_digest` (registry mode with
+/// `--verify-digests`) is the SHA-256 the file's path names: the file is hashed for it in the
+/// same pass as for the MD5, and a file that does not match is a corrupt source blob, whatever
+/// the bucket holds.
+pub async fn verify(
+    store: &Store,
+    src: &SrcEntry,
+    dst: &DstEntry,
+    opts: VerifyOptions,
+    blob_digest: Option<&str>,
+) -> Verdict {
+    let mut blob = BlobCheck {
+        expected: blob_digest,
+        actual: None,
+    };
+    let v = verify_content(store, src, dst, opts, &mut blob).await;
+    let Some(expected) = blob.expected else {
+        return v;
+    };
+    let actual = match blob.actual {
+        Some(a) => a,
+        None => {
+            let (path, st) = (src.path.clone(), src.stamp());
+            match read::blocking(&src.rel, move || hash_file(&path, st, false, &[], true)).await {
+                Ok(h) => h.sha256.expect("sha256 requested"),
+                Err(e) => return Verdict::Error(e.to_string()),
+            }
+        }
+    };
+    if actual != expected {
+        return Verdict::CorruptSource(format!(
+            "corrupt source blob: its path says sha256:{expected} but its content hashes to sha256:{actual}"
+        ));
+    }
+    v
+}
+
+async fn verify_content(
+    store: &Store,
+    src: &SrcEntry,
+    dst: &DstEntry,
+    opts: VerifyOptions,
+    blob: &mut BlobCheck<'_>,
+) -> Verdict {
     if src.size != dst.size {
         return Verdict::SizeDiffers;
     }
     if opts.always_download {
-        return download_compare(store, src).await;
+        return download_compare(store, src, blob).await;
     }
     match ETag::parse(&dst.etag) {
         ETag::Md5(remote) => {
-            let local = match local_md5(src).await {
+            let local = match local_md5(src, blob).await {
                 Ok(m) => m,
                 Err(e) => return Verdict::Error(e.to_string()),
             };
@@ -208,14 +311,21 @@ pub async fn verify(store: &Store, src: &SrcEntry, dst: &DstEntry, opts: VerifyO
             // with KMS or a customer key, whose ETags are not MD5s.
             match store.head(&src.rel, None).await {
                 Ok(h) if h.etag_not_md5 => {
-                    cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await
+                    cannot_prove(
+                        store,
+                        src,
+                        opts,
+                        "encrypted object: ETag is not an MD5",
+                        blob,
+                    )
+                    .await
                 }
                 Ok(_) => Verdict::HashDiffers,
                 Err(e) => Verdict::Error(e.to_string()),
             }
         }
-        ETag::Multipart { parts, .. } => verify_multipart(store, src, dst, parts, opts).await,
-        ETag::Opaque(_) => cannot_prove(store, src, opts, "ETag is not an MD5").await,
+        ETag::Multipart { parts, .. } => verify_multipart(store, src, dst, parts, opts, blob).await,
+        ETag::Opaque(_) => cannot_prove(store, src, opts, "ETag is not an MD5", blob).await,
     }
 }
 
@@ -225,6 +335,7 @@ async fn verify_multipart(
     dst: &DstEntry,
     parts: u32,
     opts: VerifyOptions,
+    blob: &mut BlobCheck<'_>,
 ) -> Verdict {
     let want = ETag::parse(&dst.etag);
     // One HEAD gives both our recorded part size and, where supported, part 1's length.
@@ -237,7 +348,14 @@ async fn verify_multipart(
         Err(e) => return Verdict::Error(e.to_string()),
     };
     if head.as_ref().is_some_and(|h| h.etag_not_md5) {
-        return cannot_prove(store, src, opts, "encrypted object: ETag is not an MD5").await;
+        return cannot_prove(
+            store,
+            src,
+            opts,
+            "encrypted object: ETag is not an MD5",
+            blob,
+        )
+        .await;
     }
     let mut hints = Vec::new();
     if let Some(h) = &head {
@@ -248,10 +366,14 @@ async fn verify_multipart(
             hints.push(h.content_length);
         }
     }
-    // A hint that fits the part count is the part size: hash the parts in parallel.
-    if let Some(&part) = hints
+    let known = hints
         .iter()
-        .find(|&&p| crate::etag::fits(src.size, p, parts))
+        .copied()
+        .find(|&p| crate::etag::fits(src.size, p, parts));
+    // A known part size and no SHA-256 wanted: hash the parts in parallel. A blob is hashed
+    // in one sequential pass instead, which gives its SHA-256 with the parts' MD5s.
+    if let Some(part) = known
+        && !blob.wanted()
     {
         return match file_composite_parallel(src, part, opts.parallel_parts).await {
             Ok(got) if got == want => Verdict::Match,
@@ -259,16 +381,34 @@ async fn verify_multipart(
             Err(e) => Verdict::Error(e.to_string()),
         };
     }
-    let cands = candidate_part_sizes(src.size, parts, &hints, MAX_CANDIDATES);
+    let cands = match known {
+        Some(part) => vec![part],
+        None => candidate_part_sizes(src.size, parts, &hints, MAX_CANDIDATES),
+    };
     if !cands.is_empty() {
-        let (path, st) = (src.path.clone(), src.stamp());
-        match read::blocking(&src.rel, move || file_composites(&path, st, &cands)).await {
-            Ok(got) if got.contains(&want) => return Verdict::Match,
-            Ok(_) => {}
+        let (path, st, sha) = (src.path.clone(), src.stamp(), blob.wanted());
+        let exact = known.is_some();
+        match read::blocking(&src.rel, move || hash_file(&path, st, false, &cands, sha)).await {
+            Ok(mut h) => {
+                blob.take(&mut h);
+                if h.composites.contains(&want) {
+                    return Verdict::Match;
+                }
+                if exact {
+                    return Verdict::HashDiffers;
+                }
+            }
             Err(e) => return Verdict::Error(e.to_string()),
         }
     }
-    cannot_prove(store, src, opts, "multipart object with unknown part size").await
+    cannot_prove(
+        store,
+        src,
+        opts,
+        "multipart object with unknown part size",
+        blob,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -182,3 +182,73 @@ fn check_reports_dangling_links() {
     let out = s3ferry(&home, &["check", s, &dst, "--one-way", "--registry", "off"]);
     assert!(!stderr(&out).contains("dangling link"), "{}", stderr(&out));
 }
+
+#[test]
+fn check_verifies_source_blob_digests() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    let digests = registry(src.path(), 3);
+    // Corrupt the multipart blob and a small one, then upload the corrupt bytes as plain files
+    // (--registry off): the bucket matches the source byte for byte, and only the digests can
+    // tell that both are wrong.
+    for d in [&digests[0], &digests[1]] {
+        let p = src
+            .path()
+            .join(format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
+        let mut data = std::fs::read(&p).unwrap();
+        data[10] ^= 0x20;
+        std::fs::write(&p, &data).unwrap();
+        make_old(&p);
+    }
+    let b = bucket("digests");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let mut args = vec!["sync", s, &dst, "--registry", "off"];
+    args.extend(SMALL_PARTS);
+    ok(&s3ferry(&home, &args));
+    let err = ok(&s3ferry(
+        &home,
+        &["check", s, &dst, "--one-way", "--registry", "off"],
+    ));
+    assert!(err.contains("0 differences found"), "{err}");
+
+    let rep = home.path().join("r.json");
+    let out = s3ferry(
+        &home,
+        &[
+            "check",
+            s,
+            &dst,
+            "--one-way",
+            "--report",
+            rep.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    for d in [&digests[0], &digests[1]] {
+        assert!(
+            err.contains(&format!(
+                "{d}/data: corrupt source blob: its path says sha256:{d}"
+            )),
+            "{err}"
+        );
+    }
+    assert!(err.contains("2 differences found"), "{err}");
+    let r = report(&rep);
+    assert_eq!(r["corrupt_blobs"], 2, "{r}");
+    assert_eq!(r["blobs_digest_verified"], 1, "{r}");
+
+    // Opting out checks files only; asking for digests outside registry mode is a usage error.
+    let err = ok(&s3ferry(
+        &home,
+        &["check", s, &dst, "--one-way", "--no-verify-digests"],
+    ));
+    assert!(err.contains("0 differences found"), "{err}");
+    let out = s3ferry(
+        &home,
+        &["check", s, &dst, "--registry", "off", "--verify-digests"],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--verify-digests needs registry mode"));
+}
