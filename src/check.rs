@@ -226,7 +226,7 @@ pub async fn run(
     let walking = tokio::task::spawn_blocking(move || {
         walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
     });
-    let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter).await;
+    let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter, limits.checkers).await;
     let listed = listed?;
     let mut walked = walking.await?;
     let mut listed = listed;

@@ -133,7 +133,7 @@ pub async fn run(
     let walking = tokio::task::spawn_blocking(move || {
         walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
     });
-    let listed = match list::list(&store, &filter).await {
+    let listed = match list::list(&store, &filter, limits.checkers).await {
         Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
             store
                 .create_bucket(opts.location_constraint.as_deref())

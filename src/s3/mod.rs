@@ -311,6 +311,16 @@ pub struct Listed {
     pub last_modified: SystemTime,
 }
 
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub objects: Vec<Listed>,
+    /// Common prefixes (delimited listings only).
+    pub prefixes: Vec<String>,
+    /// Continuation token when there is more.
+    pub next: Option<String>,
+}
+
 /// Result of a write: the ETag and whether the server says it encrypted with KMS or a customer
 /// key (then the ETag is not an MD5).
 #[derive(Debug, Clone)]
@@ -487,23 +497,29 @@ impl Store {
         &self.path.bucket
     }
 
-    /// One page of ListObjectsV2 under `prefix` (absolute key prefix).
+    /// One page of ListObjectsV2 under `prefix` (absolute key prefix), after `start_after`
+    /// (exclusive) when given. With `delimited`, keys are grouped at the next `/` and the groups
+    /// come back as common prefixes.
     pub async fn list_page(
         &self,
         prefix: &str,
+        start_after: Option<&str>,
         token: Option<String>,
-    ) -> Result<(Vec<Listed>, Option<String>), S3Error> {
+        delimited: bool,
+    ) -> Result<ListPage, S3Error> {
         bump(&self.requests.list);
         let out = self
             .client
             .list_objects_v2()
             .bucket(self.bucket())
             .prefix(prefix)
+            .set_start_after(start_after.map(String::from))
             .set_continuation_token(token)
+            .set_delimiter(delimited.then(|| "/".to_string()))
             .send()
             .await
             .map_err(|e| classify("list", self.bucket(), prefix, e))?;
-        let items = out
+        let objects = out
             .contents()
             .iter()
             .filter_map(|o| {
@@ -515,12 +531,21 @@ impl Store {
                 })
             })
             .collect();
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(String::from))
+            .collect();
         let next = if out.is_truncated().unwrap_or(false) {
             out.next_continuation_token().map(String::from)
         } else {
             None
         };
-        Ok((items, next))
+        Ok(ListPage {
+            objects,
+            prefixes,
+            next,
+        })
     }
 
     fn metadata(mtime: SystemTime, part_size: Option<u64>) -> HashMap<String, String> {
