@@ -4,7 +4,7 @@
 //! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
 //! `--max-delete`; otherwise nothing is deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -251,6 +251,7 @@ pub async fn run(
     } else {
         HashMap::new()
     };
+    let known_blobs = Arc::new(std::sync::Mutex::new(listed_blobs));
     let ctx = Arc::new(UploadCtx {
         store: store.clone(),
         budget: Budget::new(limits.buffer_memory),
@@ -260,31 +261,11 @@ pub async fn run(
         pending,
         registry: opts.registry.clone().map(|layout| RegistryCtx {
             layout,
-            known_blobs: None,
+            known_blobs: known_blobs.clone(),
         }),
     });
-    match &opts.registry {
-        None => {
-            upload_all(&ctx, plan.uploads, &mut summary).await;
-        }
-        Some(layout) => {
-            // Blobs (and everything else) first, links last, and a link only when its blob is in
-            // the bucket: at no moment does the bucket hold a link to a missing blob.
-            let (links, rest): (Vec<_>, Vec<_>) = plan
-                .uploads
-                .into_iter()
-                .partition(|(s, _)| matches!(layout.kind(&s.rel), Kind::Link { .. }));
-            let uploaded = upload_all(&ctx, rest, &mut summary).await;
-            let mut known = listed_blobs;
-            known.extend(layout.blob_digests(uploaded.iter().map(String::as_str)));
-            let mut link_ctx = (*ctx).clone();
-            link_ctx.registry = Some(RegistryCtx {
-                layout: layout.clone(),
-                known_blobs: Some(Arc::new(known)),
-            });
-            upload_all(&Arc::new(link_ctx), links, &mut summary).await;
-        }
-    }
+    let queue = Queue::new(plan.uploads, opts.registry.as_ref(), &known_blobs);
+    upload_all(&ctx, queue, &known_blobs, &mut summary).await;
 
     if opts.mode == Mode::Sync && !plan.deletes.is_empty() {
         if summary.errors() > 0 {
@@ -340,35 +321,145 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Upload files, `--transfers` at a time; returns the paths uploaded successfully.
-async fn upload_all(
-    ctx: &Arc<UploadCtx>,
-    uploads: Vec<(SrcEntry, Reason)>,
-    summary: &mut SyncSummary,
-) -> Vec<String> {
-    let mut done = Vec::new();
-    let sem = Arc::new(Semaphore::new(ctx.limits.transfers));
-    let mut set = JoinSet::new();
-    for (entry, reason) in uploads {
-        let permit = sem.clone().acquire_owned().await.expect("semaphore open");
-        let task_ctx = ctx.clone();
-        set.spawn(async move {
-            let _permit = permit;
-            let _flight = task_ctx.stats.start_one();
-            let size = entry.size;
-            let rel = entry.rel.clone();
-            let r = upload::upload(task_ctx.clone(), entry).await;
-            (rel, size, reason, r)
-        });
-        // Reap finished tasks as we go so the set does not grow with the file count.
-        while let Some(r) = set.try_join_next() {
-            done.extend(record(r.expect("upload task"), ctx, summary));
+/// The order files are uploaded in. Without registry mode: as planned. In registry mode,
+/// links and blobs are interleaved so that neither the request rate (71-byte links) nor the
+/// bandwidth (blobs) idles, and no link is uploaded before its blob is in the bucket:
+/// - a link whose path names a blob the bucket already holds is ready at once;
+/// - one whose blob this run uploads waits for that upload to complete;
+/// - the rest (tag `current` links, which name no digest, and links to blobs neither listed
+///   nor uploaded here: another shard's, or missing) go last, when everything else is done,
+///   and are checked against the bucket then.
+struct Queue {
+    files: VecDeque<(SrcEntry, Reason)>,
+    ready_links: VecDeque<(SrcEntry, Reason)>,
+    waiting: HashMap<String, Vec<(SrcEntry, Reason)>>,
+    last: Vec<(SrcEntry, Reason)>,
+    layout: Option<Layout>,
+}
+
+impl Queue {
+    fn new(
+        uploads: Vec<(SrcEntry, Reason)>,
+        layout: Option<&Layout>,
+        known: &std::sync::Mutex<HashSet<String>>,
+    ) -> Queue {
+        let mut q = Queue {
+            files: VecDeque::new(),
+            ready_links: VecDeque::new(),
+            waiting: HashMap::new(),
+            last: Vec::new(),
+            layout: layout.cloned(),
+        };
+        let Some(layout) = layout else {
+            q.files = uploads.into();
+            return q;
+        };
+        let uploading: HashSet<String> =
+            layout.blob_digests(uploads.iter().map(|(s, _)| s.rel.as_str()));
+        let known = known.lock().expect("known blobs");
+        for u in uploads {
+            match layout.kind(&u.0.rel) {
+                Kind::Link {
+                    path_digest: Some(d),
+                } if known.contains(&d) => q.ready_links.push_back(u),
+                Kind::Link {
+                    path_digest: Some(d),
+                } if uploading.contains(&d) => q.waiting.entry(d).or_default().push(u),
+                Kind::Link { .. } => q.last.push(u),
+                _ => q.files.push_back(u),
+            }
+        }
+        q
+    }
+
+    /// The next file to start, given how many links are in flight out of `slots`.
+    fn next(&mut self, links_in_flight: usize, slots: usize) -> Option<(SrcEntry, Reason)> {
+        let links_first = links_in_flight < slots.div_ceil(2) || self.files.is_empty();
+        if links_first && let Some(u) = self.ready_links.pop_front() {
+            return Some(u);
+        }
+        self.files
+            .pop_front()
+            .or_else(|| self.ready_links.pop_front())
+    }
+
+    fn is_link(&self, rel: &str) -> bool {
+        self.layout
+            .as_ref()
+            .is_some_and(|l| matches!(l.kind(rel), Kind::Link { .. }))
+    }
+
+    /// A file finished: a blob's waiting links become ready (uploaded) or go last (failed).
+    fn finished(&mut self, rel: &str, ok: bool) {
+        let Some(layout) = &self.layout else { return };
+        if let Kind::Blob { digest } = layout.kind(rel)
+            && let Some(links) = self.waiting.remove(&digest)
+        {
+            if ok {
+                self.ready_links.extend(links);
+            } else {
+                self.last.extend(links);
+            }
         }
     }
-    while let Some(r) = set.join_next().await {
-        done.extend(record(r.expect("upload task"), ctx, summary));
+
+    /// Nothing is running: release what goes last. False when the queue is empty.
+    fn release_last(&mut self) -> bool {
+        // Links still waiting here wait on a blob that was never reported done.
+        let waiting: Vec<_> = self.waiting.drain().flat_map(|(_, v)| v).collect();
+        self.last.extend(waiting);
+        if self.last.is_empty() {
+            return false;
+        }
+        self.ready_links.extend(self.last.drain(..));
+        true
     }
-    done
+}
+
+/// Upload the queue, `--transfers` at a time.
+async fn upload_all(
+    ctx: &Arc<UploadCtx>,
+    mut queue: Queue,
+    known: &std::sync::Mutex<HashSet<String>>,
+    summary: &mut SyncSummary,
+) {
+    let slots = ctx.limits.transfers.max(1);
+    let mut set = JoinSet::new();
+    let mut links_in_flight = 0usize;
+    loop {
+        while set.len() < slots {
+            let Some((entry, reason)) = queue.next(links_in_flight, slots) else {
+                break;
+            };
+            let link = queue.is_link(&entry.rel);
+            links_in_flight += usize::from(link);
+            let task_ctx = ctx.clone();
+            set.spawn(async move {
+                let _flight = task_ctx.stats.start_one();
+                let size = entry.size;
+                let rel = entry.rel.clone();
+                let r = upload::upload(task_ctx.clone(), entry).await;
+                (link, (rel, size, reason, r))
+            });
+        }
+        let Some(r) = set.join_next().await else {
+            if queue.release_last() {
+                continue;
+            }
+            break;
+        };
+        let (link, r) = r.expect("upload task");
+        links_in_flight -= usize::from(link);
+        let rel = r.0.clone();
+        let ok = record(r, ctx, summary).is_some();
+        if ok
+            && let Some(layout) = &queue.layout
+            && let Kind::Blob { digest } = layout.kind(&rel)
+        {
+            known.lock().expect("known blobs").insert(digest);
+        }
+        queue.finished(&rel, ok);
+    }
 }
 
 fn record(

@@ -95,9 +95,10 @@ pub struct UploadCtx {
 #[derive(Debug, Clone)]
 pub struct RegistryCtx {
     pub layout: Layout,
-    /// Blobs known to be in the bucket (listed, or uploaded earlier in this run). Set while
-    /// links are uploaded: a link to any other blob is not uploaded.
-    pub known_blobs: Option<Arc<HashSet<String>>>,
+    /// Blobs known to be in the bucket: listed, or uploaded earlier in this run (the
+    /// scheduler adds each blob as its upload completes). A link to any other blob is uploaded
+    /// only if the bucket confirms the blob.
+    pub known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl RegistryCtx {
@@ -119,8 +120,11 @@ impl RegistryCtx {
             Kind::Link { path_digest } => {
                 let target =
                     parse_link(data, path_digest.as_deref()).map_err(|e| err(e.to_string()))?;
-                if let Some(known) = &self.known_blobs
-                    && !known.contains(&target)
+                if !self
+                    .known_blobs
+                    .lock()
+                    .expect("known blobs")
+                    .contains(&target)
                 {
                     return Ok(Some(target));
                 }

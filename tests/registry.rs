@@ -252,3 +252,49 @@ fn check_verifies_source_blob_digests() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("--verify-digests needs registry mode"));
 }
+
+#[test]
+fn links_interleave_with_blobs_but_never_precede_them() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    let digests = registry(src.path(), 40);
+    let b = bucket("interleave");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let mut args = vec!["sync", s, &dst, "-v", "--transfers", "4"];
+    args.extend(SMALL_PARTS);
+    let err = ok(&s3ferry(&home, &args));
+    // "Copied" lines are logged in the order uploads complete.
+    let copied: Vec<&str> = err
+        .lines()
+        .filter_map(|l| {
+            l.split(": Copied")
+                .next()
+                .filter(|_| l.contains(": Copied"))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    let at = |suffix: &str| {
+        copied
+            .iter()
+            .position(|p| p.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not copied: {err}"))
+    };
+    let mut last_blob = 0;
+    let mut first_link = usize::MAX;
+    for d in &digests {
+        let blob = at(&format!("{d}/data"));
+        let link = at(&format!("_layers/sha256/{d}/link"));
+        assert!(blob < link, "link of {d} before its blob: {copied:?}");
+        last_blob = last_blob.max(blob);
+        first_link = first_link.min(link);
+    }
+    assert!(
+        first_link < last_blob,
+        "links start while blobs are still uploading: {copied:?}"
+    );
+    let current = at("tags/latest/current/link");
+    assert!(current > last_blob, "a tag's current link goes last");
+    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    assert!(err.contains("0 differences found"), "{err}");
+}
