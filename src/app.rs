@@ -16,6 +16,7 @@ use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::plan::SkipRule;
 use crate::rclone_conf::{self, ConfError};
+use crate::read::IoEngine;
 use crate::registry::{self, Layout, RegistryMode};
 use crate::remote::{self, Location, LocationError, S3Path, S3Settings, SettingsError};
 use crate::report::ProgressMode;
@@ -226,6 +227,12 @@ fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {
     Ok((ProgressMode::choose(g.progress, g.quiet), interval))
 }
 
+/// The engine that reads the source, per `--io-engine`: one ring per core, up to 4.
+fn io_engine(g: &Global) -> anyhow::Result<(Arc<IoEngine>, String)> {
+    let rings = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    Ok(IoEngine::choose(g.io_engine, rings).map_err(UsageError)?)
+}
+
 /// The registry layout under the source, per `--registry`.
 fn registry_layout(g: &Global, root: &Path) -> anyhow::Result<Option<Layout>> {
     let found = registry::detect(root);
@@ -333,6 +340,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         stats_interval,
         registry,
         include_uploads: g.registry_uploads,
+        io: io_engine(g)?,
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;

@@ -196,6 +196,10 @@ pub struct Global {
     /// check, registry mode: do not hash source blobs against their digests.
     #[arg(long, global = true, overrides_with = "verify_digests")]
     pub no_verify_digests: bool,
+    /// How source files are read: io_uring reader threads, pread on blocking threads, or auto
+    /// (io_uring where the kernel and the seccomp profile allow it, else pread).
+    #[arg(long, global = true, value_enum, default_value_t = crate::read::IoEngineMode::Auto)]
+    pub io_engine: crate::read::IoEngineMode,
     /// cleanup: only abort uploads started at least this long ago.
     #[arg(long, global = true, value_name = "DURATION", default_value = "24h")]
     pub max_age: String,

@@ -17,6 +17,7 @@ use crate::filter::Filter;
 use crate::limits::{Budget, Limits};
 use crate::list;
 use crate::plan::{self, Reason, SkipRule};
+use crate::read::IoEngine;
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};
@@ -47,6 +48,8 @@ pub struct SyncOptions {
     pub registry: Option<Layout>,
     /// Registry mode: also sync the driver's `_uploads` state.
     pub include_uploads: bool,
+    /// The engine that reads the source, and why it was chosen.
+    pub io: (Arc<IoEngine>, String),
 }
 
 /// What a sync did, for the exit code, the summary line and `--report`.
@@ -66,6 +69,10 @@ pub struct SyncSummary {
     pub errors_temporary: u64,
     pub errors_permanent: u64,
     /// Registry mode: in-progress upload files left out (`_uploads`), and their bytes.
+    /// The I/O engine that read the source (`io_uring`, `pread`; empty if nothing was read)
+    /// and why it was chosen.
+    pub io_engine: &'static str,
+    pub io_engine_reason: String,
     pub registry_uploads_skipped: u64,
     pub registry_uploads_skipped_bytes: u64,
     /// Deletes were needed but not done (errors, or over `--max-delete`).
@@ -252,7 +259,12 @@ pub async fn run(
         HashMap::new()
     };
     let known_blobs = Arc::new(std::sync::Mutex::new(listed_blobs));
+    let (io, why) = opts.io.clone();
+    tracing::info!("reading with {}: {why}", io.name());
+    summary.io_engine = io.name();
+    summary.io_engine_reason = why;
     let ctx = Arc::new(UploadCtx {
+        io,
         store: store.clone(),
         budget: Budget::new(limits.buffer_memory),
         limits: limits.clone(),

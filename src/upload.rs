@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
 use crate::limits::{Budget, Limits};
-use crate::read::{self, ReadError, SourceFile, read_whole};
+use crate::read::{self, ReadError, SourceFile};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
 use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
@@ -80,6 +80,8 @@ pub struct Uploaded {
 #[derive(Clone)]
 pub struct UploadCtx {
     pub store: Arc<Store>,
+    /// Reads source files.
+    pub io: Arc<crate::read::IoEngine>,
     pub limits: Limits,
     pub budget: Budget,
     pub stats: Arc<Stats>,
@@ -200,8 +202,10 @@ pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, Up
 
 async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, UploadError> {
     let _permit = ctx.budget.acquire(entry.size).await;
-    let (path, st) = (entry.path.clone(), entry.stamp());
-    let (data, md5) = read::blocking(&entry.rel, move || read_whole(&path, st)).await?;
+    let (data, md5) = ctx
+        .io
+        .read_whole(&entry.rel, &entry.path, entry.stamp())
+        .await?;
     if let Some(reg) = &ctx.registry
         && let Some(target) = reg.check(&entry.rel, &data)?
     {
@@ -528,13 +532,7 @@ async fn send_part(
 ) -> Result<(Md5Digest, String, bool), UploadError> {
     let _permit = ctx.budget.acquire(len).await;
     let _flight = ctx.stats.start_one();
-    let f = file.clone();
-    let (data, md5) = read::blocking(rel, move || {
-        let data = f.read_at(offset, len)?;
-        let md5 = crate::etag::md5_of(&data);
-        Ok((data, md5))
-    })
-    .await?;
+    let (data, md5) = ctx.io.read_at(rel, file, offset, len).await?;
     if let Some(p) = existing.get(&number)
         && p.size == len
         && ETag::parse(&p.etag) == ETag::Md5(md5)

@@ -4,7 +4,8 @@
 //! file can be read in parallel. A file is stamped (size, mtime) when walked, when opened and
 //! after its last read; if any stamp differs the file was being written while we read it, and
 //! that is an error for the file: a half-written file is never uploaded as if it were whole.
-//! Reading blocks, so callers run these functions on blocking threads, never on the reactor.
+//! Reading blocks, so callers run these functions on blocking threads, never on the reactor,
+//! or use an [`IoEngine`]: io_uring reader threads, or these functions on blocking threads.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,6 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
+
+pub mod engine;
+#[cfg(target_os = "linux")]
+mod uring;
+
+pub use engine::{IoEngine, IoEngineMode};
 
 /// Why a source file could not be read as a whole, stable file.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
