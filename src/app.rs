@@ -170,8 +170,25 @@ fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
             .unwrap_or(d.max_parts),
         transfers: g.transfers.unwrap_or(d.transfers),
         checkers: g.checkers.unwrap_or(d.checkers),
-        buffer_memory: size(&g.max_buffer_memory, "--max-buffer-memory")?
-            .unwrap_or(d.buffer_memory),
+        buffer_memory: match size(&g.max_buffer_memory, "--max-buffer-memory")? {
+            Some(b) => b,
+            None => {
+                let limit = crate::limits::cgroup_memory_limit();
+                let b = crate::limits::budget_for(limit);
+                tracing::info!(
+                    "buffer memory {} ({}; --max-buffer-memory overrides)",
+                    crate::report::bytes(b),
+                    match limit {
+                        Some(l) => format!(
+                            "from the container's memory limit of {}",
+                            crate::report::bytes(l)
+                        ),
+                        None => "no container memory limit".to_string(),
+                    }
+                );
+                b
+            }
+        },
         walk_threads: d.walk_threads,
     }
     .normalised())

@@ -71,6 +71,38 @@ impl Limits {
     }
 }
 
+/// The container's memory limit: cgroup v2 `memory.max`, else cgroup v1
+/// `memory.limit_in_bytes`, as the container sees them. `None` when unlimited or unknown.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let v2 = read("/proc/self/cgroup").and_then(|c| {
+        c.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|path| format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')))
+    });
+    let candidates = [
+        v2,
+        Some("/sys/fs/cgroup/memory.max".to_string()),
+        Some("/sys/fs/cgroup/memory/memory.limit_in_bytes".to_string()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find_map(|p| read(&p))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        // cgroup v1 writes "no limit" as a huge page-aligned number.
+        .filter(|&v| v < (1 << 60))
+}
+
+/// The default buffer budget for a memory limit: half of it less 64 MiB for everything else
+/// (at least 32 MiB), at most 2 GiB; 1 GiB when there is no limit.
+pub fn budget_for(limit: Option<u64>) -> u64 {
+    match limit {
+        None => 1024 * MIB,
+        Some(l) => (l / 2).saturating_sub(64 * MIB).clamp(32 * MIB, 2048 * MIB),
+    }
+}
+
 /// The memory budget: a semaphore counted in KiB.
 #[derive(Debug, Clone)]
 pub struct Budget {
@@ -107,6 +139,18 @@ impl Budget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_follows_the_container_limit() {
+        assert_eq!(budget_for(None), 1024 * MIB);
+        assert_eq!(
+            budget_for(Some(4096 * MIB)),
+            1984 * MIB,
+            "the seed Job's 4 GiB"
+        );
+        assert_eq!(budget_for(Some(64 * 1024 * MIB)), 2048 * MIB);
+        assert_eq!(budget_for(Some(128 * MIB)), 32 * MIB);
+    }
 
     #[test]
     fn normalise_keeps_cutoff_within_budget() {
