@@ -231,6 +231,7 @@ async fn store(
         sse: s.server_side_encryption.clone(),
         sse_kms_key_id: s.sse_kms_key_id.clone(),
         storage_class: s.storage_class.clone(),
+        sign_payload: g.s3_sign_payload,
     };
     Ok(Arc::new(Store::new(client, path, put, counts)))
 }

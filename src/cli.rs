@@ -80,6 +80,10 @@ pub struct Global {
     /// --create-bucket is given.
     #[arg(long, global = true, hide = true)]
     pub s3_no_check_bucket: bool,
+    /// Sign every upload's payload with SHA-256 (SigV4). Off by default: Content-MD5 (signed)
+    /// and the ETag checks already protect the body; turn on for servers that require it.
+    #[arg(long, global = true)]
+    pub s3_sign_payload: bool,
     /// check: only check that source files are in the destination (not the reverse).
     #[arg(long, global = true)]
     pub one_way: bool,

@@ -291,6 +291,11 @@ pub struct PutOptions {
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub storage_class: Option<String>,
+    /// Hash every payload for SigV4 (`x-amz-content-sha256`). Off by default: the body is
+    /// protected by Content-MD5, which is signed, and by our ETag checks, so a second pass
+    /// over every byte (SHA-256) buys nothing but CPU; `--s3-sign-payload` turns it on for
+    /// servers that insist.
+    pub sign_payload: bool,
 }
 
 impl PutOptions {
@@ -576,7 +581,13 @@ impl Store {
             .key(&key)
             .body(ByteStream::from(body))
             .content_md5(content_md5(md5));
-        let out = object_headers!(req, p, Self::metadata(mtime, None))
+        let req = object_headers!(req, p, Self::metadata(mtime, None)).customize();
+        let req = if p.sign_payload {
+            req
+        } else {
+            req.disable_payload_signing()
+        };
+        let out = req
             .send()
             .await
             .map_err(|e| classify("put", self.bucket(), &key, e))?;
@@ -631,7 +642,7 @@ impl Store {
         let key = self.key(rel);
         bump(&self.requests.upload_part);
         let len = body.len() as u64;
-        let out = self
+        let req = self
             .client
             .upload_part()
             .bucket(self.bucket())
@@ -640,6 +651,13 @@ impl Store {
             .part_number(number as i32)
             .body(ByteStream::from(body))
             .content_md5(content_md5(md5))
+            .customize();
+        let req = if self.put.sign_payload {
+            req
+        } else {
+            req.disable_payload_signing()
+        };
+        let out = req
             .send()
             .await
             .map_err(|e| classify("upload part", self.bucket(), &key, e))?;
