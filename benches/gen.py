@@ -1,0 +1,63 @@
+"""Generate the benchmark's source trees (deterministic, idempotent) under OUT:
+  w1/  registry mix: LINKS 71-byte link files and BLOBS blobs, log-normal sizes around 15 MB,
+       laid out as docker/registry/v2 (blobs/sha256/XX/<hex>/data, repositories/...)
+  w2/  SMALL files of 4 KiB
+  w3/  LARGE files of 1 GiB
+    gen.py OUT SCALE
+Sizes and counts are multiplied by SCALE (1 = the issue's workloads).
+"""
+import hashlib
+import math
+import os
+import random
+import sys
+
+
+def write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def main():
+    out, scale = sys.argv[1], float(sys.argv[2])
+    rnd = random.Random(42)
+    links, blobs = int(20000 * scale), max(1, int(1000 * scale))
+    small, large = int(100000 * scale), 4
+    large_size = int((1 << 30) * min(1.0, scale * 4))
+    stamp = os.path.join(out, f".done-{scale}")
+    if os.path.exists(stamp):
+        return
+    v2 = os.path.join(out, "w1", "docker", "registry", "v2")
+    block = os.urandom(1 << 20)
+    digests = []
+    for i in range(blobs):
+        size = int(min(200e6, max(1000, rnd.lognormvariate(math.log(15e6) - 0.5, 1.0))))
+        head = i.to_bytes(8, "little")
+        data = head + (block * (size // len(block) + 1))[: size - len(head)]
+        hexd = hashlib.sha256(data).hexdigest()
+        write(os.path.join(v2, "blobs", "sha256", hexd[:2], hexd, "data"), data)
+        digests.append(hexd)
+    for i in range(links):
+        # Every link points at a blob that exists (a dangling link would be refused).
+        d = digests[i % len(digests)]
+        repo = f"project{i // len(digests) % 20}/app{i // len(digests)}"
+        write(os.path.join(v2, "repositories", repo, "_layers", "sha256", d, "link"), f"sha256:{d}".encode())
+    for i in range(small):
+        write(os.path.join(out, "w2", f"d{i % 100:02}", f"f{i:06}"), rnd.randbytes(4096))
+    for i in range(large):
+        p = os.path.join(out, "w3", f"large{i}.bin")
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            left = large_size
+            while left > 0:
+                n = min(left, len(block))
+                f.write(block[:n])
+                left -= n
+            f.seek(0)
+            f.write(i.to_bytes(8, "little"))
+    open(stamp, "w").close()
+
+
+if __name__ == "__main__":
+    main()

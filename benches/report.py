@@ -1,0 +1,60 @@
+"""Turn benches/run.sh's measurements into benches/RESULTS.md (markdown on stdout).
+    report.py RESULTS_TSV MD5FLOOR_TSV SCALE VERSION...
+"""
+import os
+import platform
+import sys
+from collections import OrderedDict
+
+
+def main():
+    results, floor_file, scale, versions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    rows = OrderedDict()
+    for line in open(results):
+        w, tool, wall, cpu, rss, units, rc = line.rstrip("\n").split("\t")
+        rows.setdefault(w, []).append(dict(tool=tool, wall=float(wall), cpu=float(cpu),
+                                           rss=int(rss) / 1024, units=units, rc=int(rc)))
+    floor = {}
+    for line in open(floor_file):
+        name, cpu = line.rstrip("\n").split("\t")
+        floor[name.split()[-1]] = float(cpu)
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print("# Benchmark results\n")
+    print(f"`benches/run.sh {scale}` — scale {scale} of the workloads; one run, one machine.\n")
+    print(f"- Machine: {os.cpu_count()} CPUs ({model}), Linux {platform.release()}, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    print("- Server: s3s-fs 0.14.1 on 127.0.0.1 (same machine: the server's CPU is shared)")
+    for v in versions:
+        print(f"- {v}")
+    print()
+    print("Wall time; rate in MB/s (bytes) or files/s; client CPU = user + sys seconds; "
+          "peak RSS of the client. `× rclone`: rclone's (defaults) wall time over this tool's; "
+          "`× best peer`: the fastest other tool's wall time over s3ferry's. A failed run is marked.\n")
+    print("| workload | tool | wall s | rate | client CPU s | peak RSS MiB | × rclone | × best peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for w, rs in rows.items():
+        base = next((r for r in rs if r["tool"] in ("rclone", "rclone check")), None)
+        peers = [r for r in rs if r["tool"] != "s3ferry" and r["rc"] == 0]
+        best = min(peers, key=lambda r: r["wall"]) if peers else None
+        for r in rs:
+            n, unit = r["units"].split()
+            n = float(n)
+            rate = f"{n / 1e6 / r['wall']:.0f} MB/s" if unit == "B" else f"{n / r['wall']:.0f} files/s"
+            vs_rclone = f"{base['wall'] / r['wall']:.2f}" if base and r is not base else ""
+            vs_best = f"{best['wall'] / r['wall']:.2f} (vs {best['tool']})" if best and r["tool"] == "s3ferry" else ""
+            tool = r["tool"] + ("" if r["rc"] == 0 else f" (exit {r['rc']})")
+            print(f"| {w} | {tool} | {r['wall']:.2f} | {rate} | {r['cpu']:.2f} | {r['rss']:.0f} | {vs_rclone} | {vs_best} |")
+    print()
+    print("MD5 floor (coreutils md5sum over the same bytes, CPU seconds) and s3ferry's client CPU "
+          "as a multiple of it:\n")
+    for w, key in (("W1 registry mix", "w1"), ("W3 large files", "w3")):
+        s = next((r for r in rows.get(w, []) if r["tool"] == "s3ferry"), None)
+        rc = next((r for r in rows.get(w, []) if r["tool"] == "rclone"), None)
+        if s and key in floor:
+            extra = f"; rclone {rc['cpu']:.2f} s ({rc['cpu'] / floor[key]:.2f}×)" if rc else ""
+            print(f"- {w}: floor {floor[key]:.2f} s; s3ferry {s['cpu']:.2f} s "
+                  f"({s['cpu'] / floor[key]:.2f}×){extra}")
+
+
+if __name__ == "__main__":
+    main()
