@@ -26,6 +26,9 @@ def main():
     print("- Server: s3s-fs 0.14.1 on 127.0.0.1 (same machine: the server's CPU is shared)")
     for v in versions:
         print(f"- {v}")
+    notes = os.environ.get("BENCH_NOTES")
+    if notes:
+        print(f"\n{notes}")
     print()
     print("Wall time; rate in MB/s (bytes) or files/s; client CPU = user + sys seconds; "
           "peak RSS of the client. `× rclone`: rclone's (defaults) wall time over this tool's; "

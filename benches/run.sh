@@ -140,8 +140,8 @@ for w in w1 w3; do
   printf 'MD5 floor %s\t%s\n' "$w" "$(echo "$u + $s" | bc)" >>"$out/md5floor.tsv"
 done
 
-python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
-  "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "$(s5cmd version)" "$(aws --version 2>&1)" \
+BENCH_NOTES=${BENCH_NOTES:-} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
+  "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" \
   >benches/RESULTS.md
 rm -f "$out/md5floor.tsv"
 cat benches/RESULTS.md
