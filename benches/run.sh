@@ -81,7 +81,7 @@ run() {
     echo "  failed (exit $rc):" >&2; tail -5 "$out/last.log" >&2
   fi
   read -r wall user sys rss <"$t"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(echo "$user + $sys" | bc)" "$rss" "$units" "$rc" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
@@ -137,7 +137,7 @@ sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"
 for w in w1 w3; do
   /usr/bin/time -f "%U %S" -o "$out/md5.txt" bash -c "find '$d/$w' -type f -print0 | xargs -0 md5sum >/dev/null"
   read -r u s <"$out/md5.txt"
-  printf 'MD5 floor %s\t%s\n' "$w" "$(echo "$u + $s" | bc)" >>"$out/md5floor.tsv"
+  printf 'MD5 floor %s\t%s\n' "$w" "$(awk "BEGIN{print $u + $s}")" >>"$out/md5floor.tsv"
 done
 
 BENCH_NOTES=${BENCH_NOTES:-} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
