@@ -54,6 +54,15 @@ fn registry(root: &Path, n: usize) -> Vec<String> {
     digests
 }
 
+/// Flip one bit of a blob's data file at `at`, keeping its path (and so its claimed digest).
+fn corrupt_blob(root: &Path, digest: &str, at: usize) {
+    let p = root.join(format!("{V2}/blobs/sha256/{}/{digest}/data", &digest[..2]));
+    let mut data = std::fs::read(&p).unwrap();
+    data[at] ^= 1;
+    std::fs::write(&p, &data).unwrap();
+    make_old(&p);
+}
+
 #[test]
 fn registry_sync_skips_uploads_and_check_passes() {
     let home = Home::new();
@@ -96,13 +105,7 @@ fn corrupt_blobs_are_refused_and_their_links_held_back() {
     let digests = registry(src.path(), 4);
     // Flip a byte in a small blob and in the multipart one.
     for d in [&digests[0], &digests[2]] {
-        let p = src
-            .path()
-            .join(format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
-        let mut data = std::fs::read(&p).unwrap();
-        data[100] ^= 1;
-        std::fs::write(&p, &data).unwrap();
-        make_old(&p);
+        corrupt_blob(src.path(), d, 100);
     }
     let b = bucket("corruptblob");
     put(&b, "unrelated", b"kept: a failed sync deletes nothing");
@@ -192,13 +195,7 @@ fn check_verifies_source_blob_digests() {
     // (--registry off): the bucket matches the source byte for byte, and only the digests can
     // tell that both are wrong.
     for d in [&digests[0], &digests[1]] {
-        let p = src
-            .path()
-            .join(format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
-        let mut data = std::fs::read(&p).unwrap();
-        data[10] ^= 0x20;
-        std::fs::write(&p, &data).unwrap();
-        make_old(&p);
+        corrupt_blob(src.path(), d, 10);
     }
     let b = bucket("digests");
     let s = src.path().to_str().unwrap();
