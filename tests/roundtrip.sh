@@ -98,6 +98,9 @@ echo "source registry: $(wc -l <"$work/digests.source") tags, $(find "$src" -typ
 
 # --- 2. migrate: sync + check ----------------------------------------------------------------
 phase "s3ferry sync + check"
+# The registry is read-only before a migration starts. Files written in the same second as their
+# upload are (by the skip rule) uploaded again on a rerun, so let the pushes settle for a second.
+sleep 1.1
 small_parts=(--s3-upload-cutoff 5Mi --s3-chunk-size 5Mi)
 dst=harbor-s3:roundtrip/harbor
 t0=$SECONDS
