@@ -46,23 +46,19 @@ pids+=($!)
 wait_port "$lport"
 
 conf=$out/rclone.conf
-cat >"$conf" <<CONF
-[direct]
+: >"$conf"
+for remote in direct:$port slow:$lport; do
+  cat >>"$conf" <<CONF
+[${remote%%:*}]
 type = s3
 provider = Other
 access_key_id = $AWS_ACCESS_KEY_ID
 secret_access_key = $AWS_SECRET_ACCESS_KEY
-endpoint = http://127.0.0.1:$port
+endpoint = http://127.0.0.1:${remote#*:}
 force_path_style = true
 
-[slow]
-type = s3
-provider = Other
-access_key_id = $AWS_ACCESS_KEY_ID
-secret_access_key = $AWS_SECRET_ACCESS_KEY
-endpoint = http://127.0.0.1:$lport
-force_path_style = true
 CONF
+done
 
 # --- runs -----------------------------------------------------------------------------------------
 results=$out/results.tsv

@@ -135,6 +135,40 @@ async fn list_rest(
     Ok(out)
 }
 
+/// Follow one chain of pages, from the start (`after`) or a continuation `token`. `cut` sees
+/// each page's objects and whether more pages follow, and returns what to keep and whether to
+/// stop.
+async fn follow(
+    store: &Store,
+    prefix: &str,
+    after: Option<&str>,
+    mut token: Option<String>,
+    mut cut: impl FnMut(Vec<Listed>, bool) -> (Vec<Listed>, bool),
+) -> Result<Vec<Listed>, S3Error> {
+    let mut out = Vec::new();
+    loop {
+        let start = if token.is_none() { after } else { None };
+        let page = store.list_page(prefix, start, token, false).await?;
+        let (kept, stop) = cut(page.objects, page.next.is_some());
+        out.extend(kept);
+        if stop || page.next.is_none() {
+            return Ok(out);
+        }
+        token = page.next;
+    }
+}
+
+/// The objects up to `until` (all without one), and whether some were past it.
+fn keep_until(objects: Vec<Listed>, until: Option<&str>) -> (Vec<Listed>, bool) {
+    let n = objects.len();
+    let kept: Vec<Listed> = objects
+        .into_iter()
+        .take_while(|o| until.is_none_or(|u| o.key.as_str() <= u))
+        .collect();
+    let past = kept.len() < n;
+    (kept, past)
+}
+
 /// Follow the first page's chain until its end or, once ranges have been cut off, past the
 /// first cut.
 async fn follow_head(
@@ -143,32 +177,16 @@ async fn follow_head(
     token: String,
     head: &Mutex<Head>,
 ) -> Result<Vec<Listed>, S3Error> {
-    let mut out = Vec::new();
-    let mut token = Some(token);
-    while let Some(t) = token.take() {
-        let page = store.list_page(prefix, None, Some(t), false).await?;
+    follow(store, prefix, None, Some(token), |objects, more| {
         let mut h = head.lock().expect("head lock");
-        let before = page.objects.len();
-        let kept: Vec<Listed> = match &h.until {
-            Some(until) => page
-                .objects
-                .into_iter()
-                .take_while(|o| o.key <= *until)
-                .collect(),
-            None => page.objects,
-        };
-        let stopped = kept.len() < before;
+        let (kept, past) = keep_until(objects, h.until.as_deref());
         if let Some(o) = kept.last() {
             h.pos = o.key.clone();
         }
-        out.extend(kept);
-        if stopped || page.next.is_none() {
-            h.done = true;
-            break;
-        }
-        token = page.next;
-    }
-    Ok(out)
+        h.done = past || !more;
+        (kept, past)
+    })
+    .await
 }
 
 /// Keys in `(after, until]`, or after `after` to the end.
@@ -178,25 +196,10 @@ async fn list_range(
     after: &str,
     until: Option<&str>,
 ) -> Result<Vec<Listed>, S3Error> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let start = token.is_none().then_some(after);
-        let page = store.list_page(prefix, start, token, false).await?;
-        let before = page.objects.len();
-        let kept: Vec<Listed> = page
-            .objects
-            .into_iter()
-            .take_while(|o| until.is_none_or(|u| o.key.as_str() <= u))
-            .collect();
-        let past_end = kept.len() < before;
-        out.extend(kept);
-        if past_end || page.next.is_none() {
-            break;
-        }
-        token = page.next;
-    }
-    Ok(out)
+    follow(store, prefix, Some(after), None, |objects, _| {
+        keep_until(objects, until)
+    })
+    .await
 }
 
 /// Find "directories" after `last` to cut the key space at: expand level by level (one

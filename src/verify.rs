@@ -119,22 +119,6 @@ pub fn hash_file(
     })
 }
 
-/// MD5 of a whole file, streamed.
-pub fn file_md5(path: &Path, walked: Stamp) -> Result<Md5Digest, ReadError> {
-    Ok(hash_file(path, walked, true, &[], false)?
-        .md5
-        .expect("md5 requested"))
-}
-
-/// Composite ETags of a file for several part sizes, in one pass over the file.
-pub fn file_composites(
-    path: &Path,
-    walked: Stamp,
-    part_sizes: &[u64],
-) -> Result<Vec<ETag>, ReadError> {
-    Ok(hash_file(path, walked, false, part_sizes, false)?.composites)
-}
-
 /// Composite ETag for one known part size, hashing parts in parallel.
 pub async fn file_composite_parallel(
     entry: &SrcEntry,
@@ -430,12 +414,15 @@ mod tests {
             mtime: m.modified().unwrap(),
         };
         let sizes = [5 * MIB, 8 * MIB, 3 * MIB + 1];
-        let got = file_composites(&p, st, &sizes).unwrap();
+        let got = hash_file(&p, st, false, &sizes, false).unwrap().composites;
         for (i, &ps) in sizes.iter().enumerate() {
             let want = ETag::composite(&data.chunks(ps as usize).map(md5_of).collect::<Vec<_>>());
             assert_eq!(got[i], want, "part size {ps}");
         }
-        assert_eq!(file_md5(&p, st).unwrap(), md5_of(&data));
+        assert_eq!(
+            hash_file(&p, st, true, &[], false).unwrap().md5,
+            Some(md5_of(&data))
+        );
     }
 
     #[tokio::test]
@@ -469,7 +456,9 @@ mod tests {
             mtime: m.modified().unwrap(),
         };
         assert_eq!(
-            file_composites(&p, st, &[5 * MIB]).unwrap()[0],
+            hash_file(&p, st, false, &[5 * MIB], false)
+                .unwrap()
+                .composites[0],
             ETag::composite(&[md5_of(b"")])
         );
     }

@@ -280,22 +280,11 @@ fn kms_objects_are_downloaded_or_reported_never_silently_matched() {
     assert!(err.contains("1 hashes could not be checked"), "{err}");
     assert!(!err.contains("0 differences found"), "{err}");
 
-    let rep = home.path().join("r.json");
-    let out = s3ferry(
-        &home,
-        &[
-            "check",
-            s,
-            &dst,
-            "--one-way",
-            "--report",
-            rep.to_str().unwrap(),
-        ],
-    );
+    let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(err.contains("ERROR : changed.bin: md5 differ"), "{err}");
-    assert_eq!(report(&rep)["requests"]["get"], 1, "downloaded to compare");
+    assert_eq!(r["requests"]["get"], 1, "downloaded to compare");
 }
 
 #[test]

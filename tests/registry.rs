@@ -161,18 +161,7 @@ fn check_reports_dangling_links() {
     ok(&s3ferry(&home, &["sync", s, &dst]));
     let d = &digests[2]; // the manifest: 1 layer link + revision + tag index + tag current
     delete(&b, &format!("{V2}/blobs/sha256/{}/{d}/data", &d[..2]));
-    let rep = home.path().join("r.json");
-    let out = s3ferry(
-        &home,
-        &[
-            "check",
-            s,
-            &dst,
-            "--one-way",
-            "--report",
-            rep.to_str().unwrap(),
-        ],
-    );
+    let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     assert!(
@@ -180,7 +169,7 @@ fn check_reports_dangling_links() {
         "{err}"
     );
     assert!(err.contains("4 dangling links"), "{err}");
-    assert_eq!(report(&rep)["dangling_links"], 4);
+    assert_eq!(r["dangling_links"], 4);
     // --registry off checks files only.
     let out = s3ferry(&home, &["check", s, &dst, "--one-way", "--registry", "off"]);
     assert!(!stderr(&out).contains("dangling link"), "{}", stderr(&out));
@@ -209,18 +198,7 @@ fn check_verifies_source_blob_digests() {
     ));
     assert!(err.contains("0 differences found"), "{err}");
 
-    let rep = home.path().join("r.json");
-    let out = s3ferry(
-        &home,
-        &[
-            "check",
-            s,
-            &dst,
-            "--one-way",
-            "--report",
-            rep.to_str().unwrap(),
-        ],
-    );
+    let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
     for d in [&digests[0], &digests[1]] {
@@ -232,7 +210,6 @@ fn check_verifies_source_blob_digests() {
         );
     }
     assert!(err.contains("2 differences found"), "{err}");
-    let r = report(&rep);
     assert_eq!(r["corrupt_blobs"], 2, "{r}");
     assert_eq!(r["blobs_digest_verified"], 1, "{r}");
 

@@ -82,7 +82,8 @@ impl IoEngine {
         }
     }
 
-    /// A whole small file and its MD5, checked to be the walked version.
+    /// A whole small file and its MD5, checked to be the walked version. Reads too large for
+    /// one ring READ use pread whatever the engine.
     pub async fn read_whole(
         &self,
         rel: &str,
@@ -91,11 +92,11 @@ impl IoEngine {
     ) -> Result<(Bytes, Md5Digest), ReadError> {
         match self {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(r) => {
+            IoEngine::Uring(r) if walked.size <= super::uring::MAX_RING_READ => {
                 let data = r.read_whole(path, walked).await?;
                 md5_off_reactor(rel, data).await
             }
-            IoEngine::Pread => {
+            _ => {
                 let p = path.to_path_buf();
                 super::blocking(rel, move || super::read_whole(&p, walked)).await
             }
@@ -112,11 +113,11 @@ impl IoEngine {
     ) -> Result<(Bytes, Md5Digest), ReadError> {
         match self {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(r) => {
+            IoEngine::Uring(r) if len <= super::uring::MAX_RING_READ => {
                 let data = r.read_at(file.clone(), offset, len).await?;
                 md5_off_reactor(rel, data).await
             }
-            IoEngine::Pread => {
+            _ => {
                 let f = file.clone();
                 super::blocking(rel, move || {
                     let data = f.read_at(offset, len)?;

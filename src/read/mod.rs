@@ -135,14 +135,20 @@ pub async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Read a whole (small) file and its MD5, checking it is the walked version before and after.
+/// Read a whole (small) file, checking it is the walked version before and after.
+pub fn read_stable(path: &Path, walked: Stamp) -> Result<Bytes, ReadError> {
+    let f = SourceFile::open(path, walked)?;
+    let data = f.read_at(0, walked.size)?;
+    f.check_unchanged()?;
+    Ok(data)
+}
+
+/// [`read_stable`] and the MD5 of what was read.
 pub fn read_whole(
     path: &Path,
     walked: Stamp,
 ) -> Result<(Bytes, crate::etag::Md5Digest), ReadError> {
-    let f = SourceFile::open(path, walked)?;
-    let data = f.read_at(0, walked.size)?;
-    f.check_unchanged()?;
+    let data = read_stable(path, walked)?;
     let md5 = crate::etag::md5_of(&data);
     Ok((data, md5))
 }

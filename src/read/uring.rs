@@ -31,8 +31,8 @@ use super::{ReadError, SourceFile, Stamp};
 const RING_ENTRIES: u32 = 256;
 /// Most reads in flight per ring (a small file needs up to 3 entries at once).
 const IN_FLIGHT: usize = 64;
-/// Whole-file reads larger than this go through `pread` (one READ is at most 2 GiB).
-const MAX_RING_READ: u64 = 1 << 30;
+/// Reads larger than this go through `pread` (one READ is at most 2 GiB); the engine routes them.
+pub const MAX_RING_READ: u64 = 1 << 30;
 
 type Reply = oneshot::Sender<Result<Bytes, ReadError>>;
 
@@ -145,15 +145,8 @@ impl Readers {
         })
     }
 
-    /// Read a whole small file, checking it is the walked version.
+    /// Read a whole small file (at most [`MAX_RING_READ`]), checking it is the walked version.
     pub async fn read_whole(&self, path: &Path, walked: Stamp) -> Result<Bytes, ReadError> {
-        if walked.size > MAX_RING_READ {
-            let p = path.to_path_buf();
-            return super::blocking(&path.display().to_string(), move || {
-                super::read_whole(&p, walked).map(|(d, _)| d)
-            })
-            .await;
-        }
         let display = path.display().to_string();
         let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| ReadError::Io {
             path: display.clone(),
@@ -169,17 +162,13 @@ impl Readers {
         self.submit(job, rx).await
     }
 
-    /// Read exactly `len` bytes at `offset` of an open file.
+    /// Read exactly `len` bytes (at most [`MAX_RING_READ`]) at `offset` of an open file.
     pub async fn read_at(
         &self,
         file: Arc<SourceFile>,
         offset: u64,
         len: u64,
     ) -> Result<Bytes, ReadError> {
-        if len > MAX_RING_READ {
-            let rel = file.path.display().to_string();
-            return super::blocking(&rel, move || file.read_at(offset, len)).await;
-        }
         let (reply, rx) = oneshot::channel();
         self.submit(
             Job::Range {
@@ -487,7 +476,7 @@ impl Worker {
             // A short read of an unchanged regular file is rare (network file systems):
             // read it again the plain way rather than resubmit a closed descriptor.
             let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(path.as_bytes()));
-            return super::read_whole(&p, *walked).map(|(d, _)| d);
+            return super::read_stable(&p, *walked);
         }
         Ok(std::mem::take(buf).freeze())
     }

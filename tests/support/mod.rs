@@ -432,6 +432,16 @@ pub fn md5_hex(data: &[u8]) -> String {
 }
 
 /// Read the JSON report a run wrote.
+/// Run s3ferry with `--report` into the home directory; its output and the report.
+pub fn s3ferry_reported(home: &Home, args: &[&str]) -> (Output, serde_json::Value) {
+    let rep = home.path().join("report.json");
+    let mut args = args.to_vec();
+    args.extend(["--report", rep.to_str().unwrap()]);
+    let out = s3ferry(home, &args);
+    let r = report(&rep);
+    (out, r)
+}
+
 pub fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
