@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use s3ferry::read::{IoEngine, IoEngineMode, SourceFile, Stamp};
+use s3ferry::read::{Budget, IoEngine, IoEngineMode, SourceFile, Stamp};
 
 fn cpu() -> Duration {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -58,12 +58,18 @@ async fn main() {
         };
         let (t0, c0) = (Instant::now(), cpu());
         let sem = Arc::new(tokio::sync::Semaphore::new(64));
+        let budget = Budget::new(1 << 30);
         let mut set = tokio::task::JoinSet::new();
         for (p, st) in small.clone() {
-            let (e, sem) = (engine.clone(), sem.clone());
+            let (e, sem, budget) = (engine.clone(), sem.clone(), budget.clone());
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
-                e.read_whole("bench", &p, st).await.unwrap().0.len()
+                let buf = budget.buffer(st.size).await;
+                e.read_whole("bench", &p, st, buf, false)
+                    .await
+                    .unwrap()
+                    .0
+                    .len()
             });
         }
         let mut bytes = 0;
@@ -77,13 +83,10 @@ async fn main() {
         let f = Arc::new(SourceFile::open(&big, stamp(&big)).unwrap());
         let mut set = tokio::task::JoinSet::new();
         for i in 0..16u64 {
-            let (e, f) = (engine.clone(), f.clone());
+            let (e, f, budget) = (engine.clone(), f.clone(), budget.clone());
             set.spawn(async move {
-                e.read_at("bench", &f, i << 24, 1 << 24)
-                    .await
-                    .unwrap()
-                    .0
-                    .len()
+                let buf = budget.buffer(1 << 24).await;
+                e.read_at("bench", &f, i << 24, buf).await.unwrap().0.len()
             });
         }
         let mut big_bytes = 0;

@@ -1,14 +1,9 @@
 //! Every concurrency and memory knob in one value, built once from flags and the remote's
 //! settings and passed down. Stages take what they need from here; nothing else invents a limit.
 //!
-//! Memory is bounded by [`Budget`]: a stage acquires the bytes it is about to read *before*
-//! reading, so reading can never run ahead of uploading by more than the budget.
+//! The memory budget itself, and the buffers it pays for, live in `read::buffers`.
 
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use crate::etag::{KIB, MIB};
+use crate::etag::MIB;
 
 /// Concurrency and memory limits (see README "Limits").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,39 +98,6 @@ pub fn budget_for(limit: Option<u64>) -> u64 {
     }
 }
 
-/// The memory budget: a semaphore counted in KiB.
-#[derive(Debug, Clone)]
-pub struct Budget {
-    sem: Arc<Semaphore>,
-    total_kib: u32,
-}
-
-impl Budget {
-    pub fn new(bytes: u64) -> Budget {
-        let total_kib = bytes.div_ceil(KIB).clamp(1, u32::MAX as u64) as u32;
-        Budget {
-            sem: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
-        }
-    }
-
-    /// Wait until `bytes` of buffer may be used; released when the permit drops.
-    pub async fn acquire(&self, bytes: u64) -> OwnedSemaphorePermit {
-        // Always at least 1 KiB (so 0-byte files still take a slot) and never more than the total.
-        let kib = bytes.div_ceil(KIB).clamp(1, self.total_kib as u64) as u32;
-        self.sem
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .expect("budget semaphore is never closed")
-    }
-
-    #[cfg(test)]
-    pub fn available_bytes(&self) -> u64 {
-        self.sem.available_permits() as u64 * KIB
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,23 +127,5 @@ mod tests {
         assert_eq!(l.chunk_size, 5 * MIB);
         assert_eq!(l.upload_cutoff, 32 * MIB);
         assert_eq!(l.transfers, 1);
-    }
-
-    #[tokio::test]
-    async fn budget_blocks_until_released() {
-        let b = Budget::new(4 * KIB);
-        let p1 = b.acquire(3 * KIB).await;
-        assert_eq!(b.available_bytes(), KIB);
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move { b2.acquire(2 * KIB).await });
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished(), "must wait while the budget is used");
-        drop(p1);
-        let p2 = waiter.await.unwrap();
-        assert_eq!(b.available_bytes(), 2 * KIB);
-        drop(p2);
-        // Oversized requests are clamped to the whole budget instead of deadlocking.
-        let _all = b.acquire(1 << 40).await;
-        assert_eq!(b.available_bytes(), 0);
     }
 }

@@ -14,10 +14,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::filter::Filter;
-use crate::limits::{Budget, Limits};
+use crate::limits::Limits;
 use crate::list;
 use crate::plan::{self, Reason, SkipRule};
-use crate::read::IoEngine;
+use crate::read::{Budget, IoEngine};
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};

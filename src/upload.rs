@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use sha2::{Digest, Sha256};
 
 use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
-use crate::limits::{Budget, Limits};
-use crate::read::{self, ReadError, SourceFile};
+use crate::limits::Limits;
+use crate::read::{self, Budget, ReadError, SourceFile};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
 use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
@@ -104,17 +104,28 @@ pub struct RegistryCtx {
 }
 
 impl RegistryCtx {
-    /// Check a small file's bytes: a blob must hash to its name, a link must be valid and point
-    /// to a blob the bucket has. Returns a link target that is not known to be in the bucket
-    /// (its blob is in another shard, or missing): the caller asks the bucket.
-    fn check(&self, rel: &str, data: &[u8]) -> Result<Option<String>, UploadError> {
+    /// Whether `rel` is a blob, whose SHA-256 must be computed as it is read.
+    fn is_blob(&self, rel: &str) -> bool {
+        matches!(self.layout.kind(rel), Kind::Blob { .. })
+    }
+
+    /// Check a whole file's bytes: a blob must hash to its name (`sha256`, computed as it was
+    /// read), a link must be valid and point to a blob the bucket has. Returns a link target
+    /// that is not known to be in the bucket (its blob is in another shard, or missing): the
+    /// caller asks the bucket.
+    fn check(
+        &self,
+        rel: &str,
+        data: &[u8],
+        sha256: Option<[u8; 32]>,
+    ) -> Result<Option<String>, UploadError> {
         let err = |message: String| UploadError::Registry {
             path: rel.to_string(),
             message,
         };
         match self.layout.kind(rel) {
             Kind::Blob { digest } => {
-                let actual = hex::encode(Sha256::digest(data));
+                let actual = hex::encode(sha256.unwrap_or_else(|| Sha256::digest(data).into()));
                 if actual != digest {
                     return Err(err(corrupt_blob(&digest, &actual)));
                 }
@@ -201,13 +212,15 @@ pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, Up
 }
 
 async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, UploadError> {
-    let _permit = ctx.budget.acquire(entry.size).await;
-    let (data, md5) = ctx
+    let is_blob = ctx.registry.as_ref().is_some_and(|r| r.is_blob(&entry.rel));
+    let buf = ctx.budget.buffer(entry.size).await;
+    let (data, digests) = ctx
         .io
-        .read_whole(&entry.rel, &entry.path, entry.stamp())
+        .read_whole(&entry.rel, &entry.path, entry.stamp(), buf, is_blob)
         .await?;
+    let md5 = digests.md5;
     if let Some(reg) = &ctx.registry
-        && let Some(target) = reg.check(&entry.rel, &data)?
+        && let Some(target) = reg.check(&entry.rel, &data, digests.sha256)?
     {
         // Not listed here nor uploaded by this run: another shard's blob, or a missing one.
         if !ctx.store.exists(&reg.layout.blob_path(&target)).await? {
@@ -344,8 +357,8 @@ async fn upload_multipart(
     };
     let existing = Arc::new(existing);
 
-    // A registry blob must hash to its name: one sequential SHA-256 pass over the file, run
-    // alongside the part uploads and checked before the upload is completed.
+    // A registry blob must hash to its name: its SHA-256 is computed from the parts as they
+    // are read (in order, as each next part arrives) and checked before the upload completes.
     let blob_digest = ctx
         .registry
         .as_ref()
@@ -353,27 +366,25 @@ async fn upload_multipart(
             Kind::Blob { digest } => Some(digest),
             _ => None,
         });
-    let sha_pass = blob_digest.as_ref().map(|_| {
-        let f = file.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut h = Sha256::new();
-            f.for_each_block(4 << 20, |b| h.update(b))
-                .map(|()| hex::encode(h.finalize()))
-        })
-    });
-
-    let result = send_parts(&ctx, &entry, &plan, &file, &upload_id, existing).await;
-    let result = match (result, sha_pass, &blob_digest) {
-        (Ok(r), Some(pass), Some(expected)) => match pass.await {
-            Ok(Ok(actual)) if &actual == expected => Ok(r),
-            Ok(Ok(actual)) => Err(UploadError::Registry {
+    let sha = blob_digest.as_ref().map(|_| Arc::new(InOrderSha::new()));
+    let parts = Parts {
+        plan: &plan,
+        file: &file,
+        upload_id: &upload_id,
+        existing,
+        sha: sha.clone(),
+    };
+    let result = send_parts(&ctx, &entry, parts).await;
+    let result = match (result, sha, &blob_digest) {
+        (Ok(r), Some(sha), Some(expected)) => match sha.finish(plan.count) {
+            Some(actual) if &actual == expected => Ok(r),
+            Some(actual) => Err(UploadError::Registry {
                 path: entry.rel.clone(),
                 message: corrupt_blob(expected, &actual),
             }),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(UploadError::Internal {
+            None => Err(UploadError::Internal {
                 path: entry.rel.clone(),
-                message: e.to_string(),
+                message: "not every part was hashed".into(),
             }),
         },
         (r, _, _) => r,
@@ -453,15 +464,88 @@ async fn metadata_matches(
 
 type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
 
+/// The SHA-256 of a file whose parts are read in parallel and out of order: each part is
+/// hashed as soon as every part before it has been, by whichever reader is free, so the file
+/// is read once for both its part MD5s and its digest. Parts waiting their turn keep their
+/// buffers, and so their share of the budget; the budget hands out buffers in request order,
+/// so the part next in line already has one.
+struct InOrderSha {
+    state: std::sync::Mutex<ShaState>,
+}
+
+struct ShaState {
+    /// Index of the next part to hash.
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, bytes::Bytes>,
+    /// `None` while a thread is hashing.
+    hasher: Option<Sha256>,
+}
+
+impl InOrderSha {
+    fn new() -> InOrderSha {
+        InOrderSha {
+            state: std::sync::Mutex::new(ShaState {
+                next: 0,
+                waiting: Default::default(),
+                hasher: Some(Sha256::new()),
+            }),
+        }
+    }
+
+    /// Hand over part `index`, then hash every part that is next in line, unless another
+    /// thread is already doing so (it will take this part too). Blocking.
+    fn offer(&self, index: u64, data: bytes::Bytes) {
+        let mut s = self.state.lock().expect("sha state");
+        s.waiting.insert(index, data);
+        while let Some(mut h) = s.hasher.take() {
+            let next = s.next;
+            let Some(part) = s.waiting.remove(&next) else {
+                s.hasher = Some(h);
+                return;
+            };
+            s.next += 1;
+            drop(s);
+            h.update(&part);
+            drop(part);
+            s = self.state.lock().expect("sha state");
+            s.hasher = Some(h);
+        }
+    }
+
+    /// The hex digest, once all `parts` have been hashed; `None` if any has not.
+    fn finish(&self, parts: u64) -> Option<String> {
+        let mut s = self.state.lock().expect("sha state");
+        if s.next != parts || !s.waiting.is_empty() {
+            return None;
+        }
+        s.hasher.take().map(|h| hex::encode(h.finalize()))
+    }
+}
+
+/// What [`send_parts`] uploads.
+struct Parts<'a> {
+    plan: &'a PartPlan,
+    file: &'a Arc<SourceFile>,
+    upload_id: &'a str,
+    /// Parts of an interrupted upload, by number.
+    existing: Arc<HashMap<u32, PartInfo>>,
+    /// Registry blobs: the SHA-256 computed from the parts as they are read.
+    sha: Option<Arc<InOrderSha>>,
+}
+
 /// Read, hash and (unless already there) upload every part; parts run in parallel.
 async fn send_parts(
     ctx: &Arc<UploadCtx>,
     entry: &SrcEntry,
-    plan: &PartPlan,
-    file: &Arc<SourceFile>,
-    upload_id: &str,
-    existing: Arc<HashMap<u32, PartInfo>>,
+    parts: Parts<'_>,
 ) -> Result<PartsDone, UploadError> {
+    let Parts {
+        plan,
+        file,
+        upload_id,
+        existing,
+        sha,
+    } = parts;
     let n = plan.count as usize;
     let mut md5s = vec![[0u8; 16]; n];
     let mut etags = vec![String::new(); n];
@@ -475,10 +559,10 @@ async fn send_parts(
             let (offset, len) = plan.range(next);
             let number = next as u32 + 1;
             let (ctx, file, existing) = (ctx.clone(), file.clone(), existing.clone());
-            let (rel, upload_id) = (entry.rel.clone(), upload_id.to_string());
+            let (rel, upload_id, sha) = (entry.rel.clone(), upload_id.to_string(), sha.clone());
             tasks.spawn(async move {
                 let r = send_part(
-                    &ctx, &rel, &file, &upload_id, number, offset, len, &existing,
+                    &ctx, &rel, &file, &upload_id, number, offset, len, &existing, sha,
                 )
                 .await;
                 (number, len, r)
@@ -529,10 +613,38 @@ async fn send_part(
     offset: u64,
     len: u64,
     existing: &HashMap<u32, PartInfo>,
+    sha: Option<Arc<InOrderSha>>,
 ) -> Result<(Md5Digest, String, bool), UploadError> {
-    let _permit = ctx.budget.acquire(len).await;
+    let buf = ctx.budget.buffer(len).await;
     let _flight = ctx.stats.start_one();
-    let (data, md5) = ctx.io.read_at(rel, file, offset, len).await?;
+    let (data, md5) = ctx.io.read_at(rel, file, offset, buf).await?;
+    // The digest is hashed on a blocking thread while the part is sent; the part is done
+    // when both are.
+    let hashing = sha.map(|sha| {
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || sha.offer(number as u64 - 1, d))
+    });
+    let sent = send_read_part(ctx, rel, upload_id, number, data, md5, existing).await;
+    if let Some(h) = hashing {
+        h.await.map_err(|e| UploadError::Internal {
+            path: rel.to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    sent
+}
+
+/// Upload one part already read, unless the interrupted upload has it.
+async fn send_read_part(
+    ctx: &UploadCtx,
+    rel: &str,
+    upload_id: &str,
+    number: u32,
+    data: bytes::Bytes,
+    md5: Md5Digest,
+    existing: &HashMap<u32, PartInfo>,
+) -> Result<(Md5Digest, String, bool), UploadError> {
+    let len = data.len() as u64;
     if let Some(p) = existing.get(&number)
         && p.size == len
         && ETag::parse(&p.etag) == ETag::Md5(md5)
@@ -595,6 +707,35 @@ mod tests {
             upload_id: id.into(),
             initiated: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
         }
+    }
+
+    #[test]
+    fn in_order_sha_hashes_parts_offered_out_of_order_from_many_threads() {
+        let parts: Vec<bytes::Bytes> = (0..64u8)
+            .map(|i| bytes::Bytes::from(vec![i; 1000 + i as usize]))
+            .collect();
+        let want = hex::encode(Sha256::digest(parts.concat()));
+        let sha = Arc::new(InOrderSha::new());
+        // Offer in a scrambled order, four threads at once.
+        let mut order: Vec<u64> = (0..64).collect();
+        order.sort_by_key(|i| (i * 37) % 64);
+        std::thread::scope(|s| {
+            for chunk in order.chunks(16) {
+                let (sha, parts) = (&sha, &parts);
+                s.spawn(move || {
+                    for &i in chunk.iter().rev() {
+                        sha.offer(i, parts[i as usize].clone());
+                    }
+                });
+            }
+        });
+        assert_eq!(sha.finish(64).as_deref(), Some(want.as_str()));
+
+        // A missing part means no digest, never the digest of what happened to arrive.
+        let sha = InOrderSha::new();
+        sha.offer(0, parts[0].clone());
+        sha.offer(2, parts[2].clone());
+        assert_eq!(sha.finish(3), None);
     }
 
     #[test]

@@ -138,12 +138,7 @@ pub async fn file_composite_parallel(
             let i = next as usize;
             set.spawn_blocking(move || -> Result<(usize, Md5Digest), ReadError> {
                 let mut h = Md5::new();
-                let mut pos = off;
-                while pos < off + len {
-                    let n = HASH_BLOCK.min(off + len - pos);
-                    h.update(&f.read_at(pos, n)?);
-                    pos += n;
-                }
+                f.for_each_block_in(off, len, HASH_BLOCK, |b| h.update(b))?;
                 Ok((i, h.finalize().into()))
             });
             next += 1;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{ReadError, SourceFile, Stamp};
+use sha2::Digest;
+
+use super::{Buffer, ReadError, SourceFile, Stamp};
 use crate::etag::Md5Digest;
 
 /// `--io-engine`.
@@ -82,64 +84,87 @@ impl IoEngine {
         }
     }
 
-    /// A whole small file and its MD5, checked to be the walked version. Reads too large for
-    /// one ring READ use pread whatever the engine.
+    /// A whole file read into `buf` (as long as the walked size), checked to be the walked
+    /// version, with its MD5 and, when `sha256`, its SHA-256, both computed off the reactor.
+    /// Reads too large for one ring READ use pread whatever the engine.
     pub async fn read_whole(
         &self,
         rel: &str,
         path: &Path,
         walked: Stamp,
-    ) -> Result<(Bytes, Md5Digest), ReadError> {
-        match self {
+        mut buf: Buffer,
+        sha256: bool,
+    ) -> Result<(Bytes, Digests), ReadError> {
+        let buf = match self {
             #[cfg(target_os = "linux")]
             IoEngine::Uring(r) if walked.size <= super::uring::MAX_RING_READ => {
-                let data = r.read_whole(path, walked).await?;
-                md5_off_reactor(rel, data).await
+                r.read_whole(path, walked, buf).await?
             }
             _ => {
                 let p = path.to_path_buf();
-                super::blocking(rel, move || super::read_whole(&p, walked)).await
+                super::blocking(rel, move || {
+                    super::read_stable(&p, walked, buf.as_mut_slice()).map(|()| buf)
+                })
+                .await?
             }
-        }
+        };
+        hash_off_reactor(rel, buf, sha256).await
     }
 
-    /// `len` bytes at `offset` of an open file and their MD5.
+    /// `buf.len()` bytes at `offset` of an open file, and their MD5.
     pub async fn read_at(
         &self,
         rel: &str,
         file: &Arc<SourceFile>,
         offset: u64,
-        len: u64,
+        mut buf: Buffer,
     ) -> Result<(Bytes, Md5Digest), ReadError> {
-        match self {
+        let buf = match self {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(r) if len <= super::uring::MAX_RING_READ => {
-                let data = r.read_at(file.clone(), offset, len).await?;
-                md5_off_reactor(rel, data).await
+            IoEngine::Uring(r) if buf.len() as u64 <= super::uring::MAX_RING_READ => {
+                r.read_at(file.clone(), offset, buf).await?
             }
             _ => {
                 let f = file.clone();
                 super::blocking(rel, move || {
-                    let data = f.read_at(offset, len)?;
-                    let md5 = crate::etag::md5_of(&data);
-                    Ok((data, md5))
+                    f.read_into(offset, buf.as_mut_slice()).map(|()| buf)
                 })
-                .await
+                .await?
             }
-        }
+        };
+        let (data, d) = hash_off_reactor(rel, buf, false).await?;
+        Ok((data, d.md5))
     }
 }
 
-/// MD5 of bytes read by a ring: inline when tiny, else on a blocking thread, never on the
-/// reactor for long.
-async fn md5_off_reactor(rel: &str, data: Bytes) -> Result<(Bytes, Md5Digest), ReadError> {
-    if data.len() <= HASH_INLINE {
-        let md5 = crate::etag::md5_of(&data);
-        return Ok((data, md5));
+/// What was computed over the bytes of one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub md5: Md5Digest,
+    pub sha256: Option<[u8; 32]>,
+}
+
+fn digests(data: &[u8], sha256: bool) -> Digests {
+    Digests {
+        md5: crate::etag::md5_of(data),
+        sha256: sha256.then(|| sha2::Sha256::digest(data).into()),
+    }
+}
+
+/// Hash what was read: inline when tiny, else on a blocking thread, never on the reactor for
+/// long.
+async fn hash_off_reactor(
+    rel: &str,
+    buf: Buffer,
+    sha256: bool,
+) -> Result<(Bytes, Digests), ReadError> {
+    if buf.len() <= HASH_INLINE {
+        let d = digests(buf.as_ref(), sha256);
+        return Ok((buf.freeze(), d));
     }
     super::blocking(rel, move || {
-        let md5 = crate::etag::md5_of(&data);
-        Ok((data, md5))
+        let d = digests(buf.as_ref(), sha256);
+        Ok((buf.freeze(), d))
     })
     .await
 }

@@ -12,13 +12,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
-
+pub mod buffers;
 pub mod engine;
 #[cfg(target_os = "linux")]
 mod uring;
 
-pub use engine::{IoEngine, IoEngineMode};
+pub use buffers::{Budget, Buffer};
+pub use engine::{Digests, IoEngine, IoEngineMode};
 
 /// Why a source file could not be read as a whole, stable file.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -78,9 +78,8 @@ impl SourceFile {
         })
     }
 
-    /// Read exactly `len` bytes at `offset`.
-    pub fn read_at(&self, offset: u64, len: u64) -> Result<Bytes, ReadError> {
-        let mut buf = BytesMut::zeroed(len as usize);
+    /// Fill `buf` from `offset`; the file must hold every byte of it.
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         let mut done = 0usize;
         while done < buf.len() {
             match self.file.read_at(&mut buf[done..], offset + done as u64) {
@@ -88,7 +87,7 @@ impl SourceFile {
                     return Err(ReadError::Short {
                         path: self.path.display().to_string(),
                         got: offset + done as u64,
-                        want: offset + len,
+                        want: offset + buf.len() as u64,
                     });
                 }
                 Ok(n) => done += n,
@@ -96,7 +95,7 @@ impl SourceFile {
                 Err(e) => return Err(io_err(&self.path, e)),
             }
         }
-        Ok(buf.freeze())
+        Ok(())
     }
 
     /// Fail if the file changed since it was opened.
@@ -109,15 +108,29 @@ impl SourceFile {
         Ok(())
     }
 
-    /// Stream the whole file through `f` in blocks, then check it did not change.
-    pub fn for_each_block(&self, block: u64, mut f: impl FnMut(&[u8])) -> Result<(), ReadError> {
-        let mut offset = 0;
-        while offset < self.stamp.size {
-            let len = block.min(self.stamp.size - offset);
-            let data = self.read_at(offset, len)?;
-            f(&data);
-            offset += len;
+    /// Stream `len` bytes from `offset` through `f` in blocks of at most `block`, reusing one
+    /// buffer.
+    pub fn for_each_block_in(
+        &self,
+        offset: u64,
+        len: u64,
+        block: u64,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<(), ReadError> {
+        let mut buf = vec![0; block.min(len) as usize];
+        let mut pos = offset;
+        while pos < offset + len {
+            let n = block.min(offset + len - pos) as usize;
+            self.read_into(pos, &mut buf[..n])?;
+            f(&buf[..n]);
+            pos += n as u64;
         }
+        Ok(())
+    }
+
+    /// Stream the whole file through `f` in blocks, then check it did not change.
+    pub fn for_each_block(&self, block: u64, f: impl FnMut(&[u8])) -> Result<(), ReadError> {
+        self.for_each_block_in(0, self.stamp.size, block, f)?;
         self.check_unchanged()
     }
 }
@@ -135,22 +148,12 @@ pub async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Read a whole (small) file, checking it is the walked version before and after.
-pub fn read_stable(path: &Path, walked: Stamp) -> Result<Bytes, ReadError> {
+/// Fill `buf` (as long as the walked size) with a whole file, checking it is the walked
+/// version before and after.
+pub fn read_stable(path: &Path, walked: Stamp, buf: &mut [u8]) -> Result<(), ReadError> {
     let f = SourceFile::open(path, walked)?;
-    let data = f.read_at(0, walked.size)?;
-    f.check_unchanged()?;
-    Ok(data)
-}
-
-/// [`read_stable`] and the MD5 of what was read.
-pub fn read_whole(
-    path: &Path,
-    walked: Stamp,
-) -> Result<(Bytes, crate::etag::Md5Digest), ReadError> {
-    let data = read_stable(path, walked)?;
-    let md5 = crate::etag::md5_of(&data);
-    Ok((data, md5))
+    f.read_into(0, buf)?;
+    f.check_unchanged()
 }
 
 #[cfg(test)]
@@ -172,11 +175,20 @@ mod tests {
         let p = d.path().join("f");
         std::fs::write(&p, b"hello world").unwrap();
         let f = SourceFile::open(&p, stamp(&p)).unwrap();
-        assert_eq!(&f.read_at(6, 5).unwrap()[..], b"world");
-        assert!(matches!(f.read_at(6, 6), Err(ReadError::Short { .. })));
-        let (data, md5) = read_whole(&p, stamp(&p)).unwrap();
-        assert_eq!(&data[..], b"hello world");
-        assert_eq!(hex::encode(md5), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        let mut buf = [0u8; 5];
+        f.read_into(6, &mut buf).unwrap();
+        assert_eq!(&buf, b"world");
+        let mut six = [0u8; 6];
+        assert!(matches!(
+            f.read_into(6, &mut six),
+            Err(ReadError::Short { .. })
+        ));
+        let mut blocks = Vec::new();
+        f.for_each_block(4, |b| blocks.push(b.to_vec())).unwrap();
+        assert_eq!(blocks, [&b"hell"[..], b"o wo", b"rld"]);
+        let mut all = [0u8; 11];
+        read_stable(&p, stamp(&p), &mut all).unwrap();
+        assert_eq!(&all, b"hello world");
     }
 
     #[test]
@@ -197,7 +209,7 @@ mod tests {
             Err(ReadError::Changed { .. })
         ));
         assert!(matches!(
-            read_whole(&p, walked),
+            read_stable(&p, walked, &mut [0u8; 2]),
             Err(ReadError::Changed { .. })
         ));
     }

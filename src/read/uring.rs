@@ -20,12 +20,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use io_uring::{IoUring, opcode, squeue, types};
 use tokio::sync::oneshot;
 
-use super::{ReadError, SourceFile, Stamp};
+use super::{Buffer, ReadError, SourceFile, Stamp};
 
 /// Ring size (submission entries).
 const RING_ENTRIES: u32 = 256;
@@ -34,19 +33,20 @@ const IN_FLIGHT: usize = 64;
 /// Reads larger than this go through `pread` (one READ is at most 2 GiB); the engine routes them.
 pub const MAX_RING_READ: u64 = 1 << 30;
 
-type Reply = oneshot::Sender<Result<Bytes, ReadError>>;
+type Reply = oneshot::Sender<Result<Buffer, ReadError>>;
 
 enum Job {
     Whole {
         path: CString,
         display: String,
         walked: Stamp,
+        buf: Buffer,
         reply: Reply,
     },
     Range {
         file: Arc<SourceFile>,
         offset: u64,
-        len: u64,
+        buf: Buffer,
         reply: Reply,
     },
 }
@@ -119,8 +119,8 @@ impl Readers {
     async fn submit(
         &self,
         mut job: Job,
-        rx: oneshot::Receiver<Result<Bytes, ReadError>>,
-    ) -> Result<Bytes, ReadError> {
+        rx: oneshot::Receiver<Result<Buffer, ReadError>>,
+    ) -> Result<Buffer, ReadError> {
         // The channel is bounded: wait (without blocking the reactor) while it is full.
         loop {
             match self.tx.try_send(job) {
@@ -145,8 +145,14 @@ impl Readers {
         })
     }
 
-    /// Read a whole small file (at most [`MAX_RING_READ`]), checking it is the walked version.
-    pub async fn read_whole(&self, path: &Path, walked: Stamp) -> Result<Bytes, ReadError> {
+    /// Fill `buf` (the walked size, at most [`MAX_RING_READ`]) with a whole file, checking it
+    /// is the walked version.
+    pub async fn read_whole(
+        &self,
+        path: &Path,
+        walked: Stamp,
+        buf: Buffer,
+    ) -> Result<Buffer, ReadError> {
         let display = path.display().to_string();
         let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| ReadError::Io {
             path: display.clone(),
@@ -157,24 +163,25 @@ impl Readers {
             path,
             display,
             walked,
+            buf,
             reply,
         };
         self.submit(job, rx).await
     }
 
-    /// Read exactly `len` bytes (at most [`MAX_RING_READ`]) at `offset` of an open file.
+    /// Fill `buf` (at most [`MAX_RING_READ`] bytes) from `offset` of an open file.
     pub async fn read_at(
         &self,
         file: Arc<SourceFile>,
         offset: u64,
-        len: u64,
-    ) -> Result<Bytes, ReadError> {
+        buf: Buffer,
+    ) -> Result<Buffer, ReadError> {
         let (reply, rx) = oneshot::channel();
         self.submit(
             Job::Range {
                 file,
                 offset,
-                len,
+                buf,
                 reply,
             },
             rx,
@@ -190,7 +197,7 @@ enum Op {
         display: String,
         walked: Stamp,
         reply: Reply,
-        buf: BytesMut,
+        buf: Buffer,
         statx: Box<libc::statx>,
         /// Results of READ, STATX and CLOSE, as they complete.
         read: Option<i32>,
@@ -200,7 +207,7 @@ enum Op {
     Range {
         file: Arc<SourceFile>,
         offset: u64,
-        buf: BytesMut,
+        buf: Buffer,
         done: usize,
         reply: Reply,
     },
@@ -297,6 +304,7 @@ impl Worker {
                 path,
                 display,
                 walked,
+                buf,
                 reply,
             } => {
                 let op = Op::Whole {
@@ -304,7 +312,7 @@ impl Worker {
                     display,
                     walked,
                     reply,
-                    buf: BytesMut::zeroed(walked.size as usize),
+                    buf,
                     // SAFETY: statx is plain data; all zeroes is a valid value.
                     statx: Box::new(unsafe { std::mem::zeroed() }),
                     read: None,
@@ -323,13 +331,13 @@ impl Worker {
             Job::Range {
                 file,
                 offset,
-                len,
+                buf,
                 reply,
             } => {
                 self.ops[slot] = Some(Op::Range {
                     file,
                     offset,
-                    buf: BytesMut::zeroed(len as usize),
+                    buf,
                     done: 0,
                     reply,
                 });
@@ -349,7 +357,7 @@ impl Worker {
         else {
             unreachable!()
         };
-        let rest = &mut buf[*done..];
+        let rest = &mut buf.as_mut_slice()[*done..];
         let e = opcode::Read::new(
             types::Fd(file.file.as_raw_fd()),
             rest.as_mut_ptr(),
@@ -361,12 +369,13 @@ impl Worker {
         self.push(e);
     }
 
-    fn finish(&mut self, slot: usize, result: Result<Bytes, ReadError>) {
+    /// Answer the read in `slot`: its buffer, filled, or the error.
+    fn finish(&mut self, slot: usize, result: Result<(), ReadError>) {
         if let Some(op) = self.ops[slot].take() {
-            let reply = match op {
-                Op::Whole { reply, .. } | Op::Range { reply, .. } => reply,
+            let (reply, buf) = match op {
+                Op::Whole { reply, buf, .. } | Op::Range { reply, buf, .. } => (reply, buf),
             };
-            let _ = reply.send(result);
+            let _ = reply.send(result.map(|()| buf));
         }
         self.free.push(slot);
         self.live -= 1;
@@ -414,7 +423,7 @@ impl Worker {
         }
         let fd = types::Fd(res);
         let tag = (slot as u64) << 2;
-        let read = opcode::Read::new(fd, buf.as_mut_ptr(), buf.len() as u32)
+        let read = opcode::Read::new(fd, buf.as_mut_slice().as_mut_ptr(), buf.len() as u32)
             .offset(0)
             .build()
             .flags(squeue::Flags::IO_HARDLINK)
@@ -435,7 +444,7 @@ impl Worker {
         }
     }
 
-    fn judge_whole(&mut self, slot: usize) -> Result<Bytes, ReadError> {
+    fn judge_whole(&mut self, slot: usize) -> Result<(), ReadError> {
         let Some(Op::Whole {
             path,
             display,
@@ -476,9 +485,9 @@ impl Worker {
             // A short read of an unchanged regular file is rare (network file systems):
             // read it again the plain way rather than resubmit a closed descriptor.
             let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(path.as_bytes()));
-            return super::read_stable(&p, *walked);
+            return super::read_stable(&p, *walked, buf.as_mut_slice());
         }
-        Ok(std::mem::take(buf).freeze())
+        Ok(())
     }
 
     fn complete_range(&mut self, slot: usize, res: i32) {
@@ -514,12 +523,11 @@ impl Worker {
         if *done < buf.len() {
             return self.push_range(slot);
         }
-        let data = std::mem::take(buf).freeze();
-        self.finish(slot, Ok(data));
+        self.finish(slot, Ok(()));
     }
 
     /// The ring itself failed: fail every read in flight. The kernel may still own their
-    /// buffers, so those are leaked rather than freed.
+    /// buffers, so those are leaked rather than freed (with their share of the budget).
     fn fail_all(&mut self, message: &str) {
         for slot in 0..self.ops.len() {
             let Some(op) = self.ops[slot].take() else {
@@ -572,6 +580,16 @@ mod tests {
             return;
         }
         let r = Readers::start(2).unwrap();
+        let budget = super::super::Budget::new(64 << 20);
+        let whole = |p: &Path, walked: Stamp| {
+            let (r, budget, p) = (&r, budget.clone(), p.to_path_buf());
+            async move {
+                let buf = budget.buffer(walked.size).await;
+                r.read_whole(&p, walked, buf)
+                    .await
+                    .map(|b| b.as_ref().to_vec())
+            }
+        };
         let d = tempfile::tempdir().unwrap();
         let mut paths = Vec::new();
         for i in 0..300usize {
@@ -580,7 +598,7 @@ mod tests {
             paths.push(p);
         }
         // Many in flight at once, more than one ring holds.
-        let reads = paths.iter().map(|p| r.read_whole(p, stamp(p)));
+        let reads = paths.iter().map(|p| whole(p, stamp(p)));
         for (i, got) in futures::future::join_all(reads)
             .await
             .into_iter()
@@ -594,22 +612,20 @@ mod tests {
         let walked = stamp(p);
         std::fs::write(p, b"changed!").unwrap();
         assert!(matches!(
-            r.read_whole(p, walked).await,
+            whole(p, walked).await,
             Err(ReadError::Changed { .. })
         ));
         let gone = d.path().join("gone");
-        let e = r.read_whole(&gone, walked).await.unwrap_err();
+        let e = whole(&gone, walked).await.unwrap_err();
         assert!(e.to_string().contains("No such file"), "{e}");
 
         // Ranges of an open file; past the end is a short read.
         let p = &paths[200];
         let f = Arc::new(SourceFile::open(p, stamp(p)).unwrap());
-        assert_eq!(
-            r.read_at(f.clone(), 100, 1000).await.unwrap(),
-            vec![200u8; 1000]
-        );
+        let got = r.read_at(f.clone(), 100, budget.buffer(1000).await).await;
+        assert_eq!(got.unwrap().as_ref(), vec![200u8; 1000]);
         assert!(matches!(
-            r.read_at(f, 2000, 1000).await,
+            r.read_at(f, 2000, budget.buffer(1000).await).await,
             Err(ReadError::Short { .. })
         ));
     }
