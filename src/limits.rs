@@ -29,7 +29,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            transfers: 16,
+            transfers: 64,
             checkers: 16,
             parts_per_file: 4,
             upload_cutoff: 64 * MIB,
