@@ -83,19 +83,21 @@ bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
 
 sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS
-  local w=$1 src=$2 remote=$3 units=$4 b ep
+  local w=$1 src=$2 remote=$3 units=$4 tool ep
   ep=$(sed -n "/^\[$remote\]/,/^\[/s/^endpoint = //p" "$conf")
-  b=$(bucket s3ferry); mkbucket "$b"
-  run "$w" s3ferry "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b"
-  b=$(bucket rclone); mkbucket "$b"
-  run "$w" rclone "$units" rclone --config "$conf" sync "$src" "$remote:$b"
-  b=$(bucket rclone64); mkbucket "$b"
-  run "$w" "rclone --transfers 64" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64
-  b=$(bucket s5cmd); mkbucket "$b"
-  run "$w" s5cmd "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/"
-  b=$(bucket aws); mkbucket "$b"
-  run "$w" "aws cli" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors
-  rm -rf "$out/s3"/b*-*
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+    # One bucket at a time: at scale 1 a copy of W1 is 15 GB.
+    local b
+    b=$(bucket "$(echo "$tool" | tr -dc 'a-z0-9')"); mkbucket "$b"
+    case $tool in
+      s3ferry) run "$w" "$tool" "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b" ;;
+      rclone) run "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" ;;
+      "rclone --transfers 64") run "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64 ;;
+      s5cmd) run "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
+      "aws cli") run "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
+    esac
+    rm -rf "${out:?}/s3/$b"
+  done
 }
 
 d=$out/data-$scale

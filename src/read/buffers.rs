@@ -10,13 +10,16 @@
 //! on first touch, and frees them again after the upload. Parts of large files and
 //! blob-sized files are exactly that case, so the pool keeps a bounded set of them: idle
 //! buffers count against the budget (reuse never lets memory grow past it), and a buffer idle
-//! for [`IDLE_FOR`] is freed, so memory follows what the transfers need now.
+//! for [`IDLE_FOR`] is freed, so memory follows what the transfers need now. Pooled buffers
+//! are anonymous mappings of their own rather than heap allocations, so freeing one returns
+//! its memory to the system at once instead of leaving it in the allocator's arenas.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use memmap2::MmapMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::etag::{KIB, MIB};
@@ -43,7 +46,7 @@ struct Pool {
 #[derive(Debug)]
 struct PoolState {
     /// Idle buffers by capacity, each with when it became idle; the most recent at the back.
-    idle: HashMap<usize, VecDeque<(Vec<u8>, Instant)>>,
+    idle: HashMap<usize, VecDeque<(MmapMut, Instant)>>,
     last_trim: Instant,
     /// Bytes held by pooled buffers, idle or in use.
     held: u64,
@@ -101,14 +104,14 @@ impl Budget {
         let permit = self.acquire(cap as u64).await;
         if cap < POOLED_FROM {
             return Buffer {
-                data: vec![0; len],
+                data: Mem::Heap(vec![0; len]),
                 len,
                 home: None,
                 _permit: permit,
             };
         }
         Buffer {
-            data: self.pool.take(cap),
+            data: Mem::Mapped(self.pool.take(cap)),
             len,
             home: Some(self.pool.clone()),
             _permit: permit,
@@ -128,7 +131,7 @@ impl Budget {
 }
 
 impl Pool {
-    fn take(&self, cap: usize) -> Vec<u8> {
+    fn take(&self, cap: usize) -> MmapMut {
         {
             let mut s = self.state.lock().expect("buffer pool");
             if let Some((v, _)) = s.idle.get_mut(&cap).and_then(VecDeque::pop_back) {
@@ -150,10 +153,11 @@ impl Pool {
                 s.held -= size as u64;
             }
         }
-        vec![0; cap]
+        // Only a full address space (or RLIMIT_AS) makes this fail: nothing sensible remains.
+        MmapMut::map_anon(cap).unwrap_or_else(|e| panic!("mapping a {cap}-byte read buffer: {e}"))
     }
 
-    fn put_back(&self, v: Vec<u8>) {
+    fn put_back(&self, v: MmapMut) {
         let mut s = self.state.lock().expect("buffer pool");
         if s.held > s.limit {
             s.held -= v.len() as u64;
@@ -186,10 +190,32 @@ impl PoolState {
     }
 }
 
+/// Where a buffer's bytes live.
+enum Mem {
+    Heap(Vec<u8>),
+    Mapped(MmapMut),
+}
+
+impl Mem {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mem::Heap(v) => v,
+            Mem::Mapped(m) => m,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Mem::Heap(v) => v,
+            Mem::Mapped(m) => m,
+        }
+    }
+}
+
 /// Memory for one read, paid for from the [`Budget`] until it (or the [`Bytes`] it becomes)
 /// is dropped.
 pub struct Buffer {
-    data: Vec<u8>,
+    data: Mem,
     len: usize,
     home: Option<Arc<Pool>>,
     _permit: OwnedSemaphorePermit,
@@ -206,7 +232,7 @@ impl Buffer {
 
     /// The bytes a reader fills.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
+        &mut self.data.bytes_mut()[..self.len]
     }
 
     /// The filled buffer as [`Bytes`]; the memory returns to the pool and the budget when the
@@ -218,21 +244,28 @@ impl Buffer {
 
 impl AsRef<[u8]> for Buffer {
     fn as_ref(&self) -> &[u8] {
-        &self.data[..self.len]
+        &self.data.bytes()[..self.len]
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        if let Some(pool) = self.home.take() {
-            pool.put_back(std::mem::take(&mut self.data));
+        if let Some(pool) = self.home.take()
+            && let Mem::Mapped(m) = std::mem::replace(&mut self.data, Mem::Heap(Vec::new()))
+        {
+            pool.put_back(m);
         }
     }
 }
 
 impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buffer({} of {} bytes)", self.len, self.data.len())
+        write!(
+            f,
+            "Buffer({} of {} bytes)",
+            self.len,
+            self.data.bytes().len()
+        )
     }
 }
 
