@@ -65,8 +65,8 @@ results=$out/results.tsv
 : >"$out/md5floor.tsv"
 : >"$results"
 n=0
-bucket() { n=$((n + 1)); echo "b$n-$1"; }
-mkbucket() { mkdir -p "$out/s3/$1"; }
+# bucket NAME: a fresh, empty bucket in $b (set here, not in a $(...) subshell, so the count moves).
+bucket() { n=$((n + 1)); b="b$n-$1"; mkdir -p "$out/s3/$b"; }
 # run WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS) and record a row.
 run() {
   local w=$1 tool=$2 units=$3; shift 3
@@ -88,7 +88,7 @@ sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS
   for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
     # One bucket at a time: at scale 1 a copy of W1 is 15 GB.
     local b
-    b=$(bucket "$(echo "$tool" | tr -dc 'a-z0-9')"); mkbucket "$b"
+    bucket "$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
       s3ferry) run "$w" "$tool" "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b" ;;
       rclone) run "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" ;;
@@ -110,7 +110,7 @@ sync_all "W3 large files" "$d/w3" direct "$w3_units"
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
 for tool in s3ferry rclone s5cmd "aws cli"; do
-  b=$(bucket w4); mkbucket "$b"
+  bucket w4
   "$s3ferry" --config "$conf" sync "$d/w2" "direct:$b" >/dev/null 2>&1
   case $tool in
     s3ferry) run "W4 no-op rerun" s3ferry "$w2_units" "$s3ferry" --config "$conf" sync "$d/w2" "direct:$b" ;;
@@ -122,7 +122,7 @@ for tool in s3ferry rclone s5cmd "aws cli"; do
 done
 
 # W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
-b=$(bucket w5); mkbucket "$b"
+bucket w5
 "$s3ferry" --config "$conf" sync "$d/w1" "direct:$b" >/dev/null 2>&1
 run "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "direct:$b" --one-way
 run "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "direct:$b" --one-way
