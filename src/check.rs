@@ -5,21 +5,21 @@
 //! rclone, anything not proven counts: `0 differences found` appears only when every file was
 //! verified and nothing errored.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list;
-use crate::plan::{self, Pair};
+use crate::plan::{self, Step};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::{Progress, ProgressMode, Stats};
-use crate::s3::{RequestSnapshot, S3Error, Store};
+use crate::s3::{RequestSnapshot, Store};
 use crate::verify::{self, Verdict, VerifyOptions};
 use crate::walk;
 
@@ -93,65 +93,128 @@ impl CheckSummary {
     }
 }
 
-/// Registry mode: every source link must be valid and point at a blob the bucket holds; a link
-/// that does not is what users would see as "blob unknown" after the migration.
-async fn dangling_links(
-    store: &Store,
-    layout: &Layout,
-    files: &[walk::SrcEntry],
-    listed: &[crate::plan::DstEntry],
-) -> Result<Vec<Difference>, anyhow::Error> {
-    let blobs = layout.blob_digests(listed.iter().map(|d| d.rel.as_str()));
-    let links: Vec<(String, PathBuf, Option<String>)> = files
-        .iter()
-        .filter_map(|f| match layout.kind(&f.rel) {
-            Kind::Link { path_digest } => Some((f.rel.clone(), f.path.clone(), path_digest)),
-            _ => None,
-        })
-        .collect();
-    let read = tokio::task::spawn_blocking(move || {
-        links
-            .into_iter()
-            .map(|(rel, path, pd)| {
-                let parsed = std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| parse_link(&b, pd.as_deref()).map_err(|e| e.to_string()));
-                (rel, parsed)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await?;
-    let mut out = Vec::new();
-    // Blobs not in this listing may still be in the bucket (another shard's): ask, once each.
-    let mut asked: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
-    for (rel, parsed) in read {
-        match parsed {
-            Ok(target) if blobs.contains(&target) => {}
-            Ok(target) => {
-                let present = match asked.get(&target) {
-                    Some(p) => *p,
-                    None => {
-                        let p = store.exists(&layout.blob_path(&target)).await?;
-                        asked.insert(target.clone(), p);
-                        p
-                    }
-                };
-                if !present {
-                    out.push(Difference {
+/// Registry mode: what proves links. Every source link must be valid and point at a blob the
+/// bucket holds; a link that does not is what users would see as "blob unknown" after the
+/// migration.
+struct Links {
+    layout: Layout,
+    /// Blobs in the listing so far. Blobs (`…/blobs/…`) come before links (`…/repositories/…`)
+    /// in key order, so by the time a link is checked every listed blob is here.
+    listed: std::sync::Mutex<HashSet<String>>,
+    /// Blobs not in the listing (another shard's?) that the bucket was asked about.
+    asked: std::sync::Mutex<HashMap<String, bool>>,
+}
+
+impl Links {
+    /// Check one link file; a difference if it is invalid or dangling.
+    async fn check(
+        &self,
+        store: &Store,
+        rel: String,
+        path: PathBuf,
+        path_digest: Option<String>,
+    ) -> Option<Difference> {
+        let bytes = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return Some(link_error(rel, e.to_string())),
+            Err(e) => return Some(link_error(rel, e.to_string())),
+        };
+        let target = match parse_link(&bytes, path_digest.as_deref()) {
+            Ok(t) => t,
+            Err(e) => return Some(link_error(rel, e.to_string())),
+        };
+        if self.listed.lock().expect("listed blobs").contains(&target) {
+            return None;
+        }
+        let cached = self
+            .asked
+            .lock()
+            .expect("asked blobs")
+            .get(&target)
+            .copied();
+        let present = match cached {
+            Some(p) => p,
+            None => match store.exists(&self.layout.blob_path(&target)).await {
+                Ok(p) => {
+                    let mut asked = self.asked.lock().expect("asked blobs");
+                    asked.insert(target.clone(), p);
+                    p
+                }
+                Err(e) => {
+                    return Some(Difference {
                         path: rel,
-                        kind: "dangling",
-                        detail: format!("dangling link: blob sha256:{target} is not in the bucket"),
+                        kind: "error",
+                        detail: format!("could not ask the bucket for blob sha256:{target}: {e}"),
                     });
                 }
-            }
-            Err(e) => out.push(Difference {
-                path: rel,
-                kind: "error",
-                detail: format!("invalid link: {e}"),
-            }),
-        }
+            },
+        };
+        (!present).then(|| Difference {
+            path: rel,
+            kind: "dangling",
+            detail: format!("dangling link: blob sha256:{target} is not in the bucket"),
+        })
     }
-    Ok(out)
+}
+
+fn link_error(path: String, e: String) -> Difference {
+    Difference {
+        path,
+        kind: "error",
+        detail: format!("invalid link: {e}"),
+    }
+}
+
+/// What one check task found.
+enum Found {
+    /// A file's verdict: its path, size, verdict (`None`: not in the destination), and whether
+    /// its blob digest was checked.
+    Verdict(String, u64, Option<Verdict>, bool),
+    /// A link's check.
+    Link(Option<Difference>),
+}
+
+impl CheckSummary {
+    /// Count what a task found; differences go to `diffs`, matches to the output files.
+    fn found(
+        &mut self,
+        found: Found,
+        diffs: &mut Vec<Difference>,
+        outputs: &mut Outputs,
+        dst_name: &str,
+    ) {
+        let (rel, size, v, blob) = match found {
+            Found::Link(d) => {
+                diffs.extend(d);
+                return;
+            }
+            Found::Verdict(rel, size, v, blob) => (rel, size, v, blob),
+        };
+        if blob && !matches!(v, Some(Verdict::CorruptSource(_) | Verdict::Error(_))) {
+            self.blobs_digest_verified += 1;
+        }
+        let (kind, detail) = match v {
+            None => ("missing_on_dst", format!("file not in {dst_name}")),
+            Some(Verdict::Match) => {
+                self.matching += 1;
+                self.bytes_verified += size;
+                outputs.write("match", &rel);
+                return;
+            }
+            Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
+            Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
+            Some(Verdict::Unverified(why)) => {
+                ("unverified", format!("hash could not be checked: {why}"))
+            }
+            Some(Verdict::CorruptSource(e)) => ("corrupt", e),
+            Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
+        };
+        diffs.push(Difference {
+            path: rel,
+            kind,
+            detail,
+        });
+    }
 }
 
 /// rclone `--combined` markers.
@@ -217,114 +280,127 @@ pub async fn run(
     let mut outputs = Outputs::open(&opts)?;
     let mut s = CheckSummary::default();
 
-    let (walk_root, prefix, walk_filter) = (
+    let walked = walk::spawn(
         root.to_path_buf(),
         store.path.prefix.clone(),
         filter.clone(),
+        opts.copy_links,
+        limits.walk_threads,
     );
-    let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
-    let walking = tokio::task::spawn_blocking(move || {
-        walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
+    let listing = list::start(&store, &filter, limits.checkers).await?;
+    let mut merge = plan::Merge::new(walked, listing);
+    let links = opts.registry.clone().map(|layout| {
+        Arc::new(Links {
+            layout,
+            listed: Default::default(),
+            asked: Default::default(),
+        })
     });
-    let listed: Result<Vec<_>, S3Error> = list::list(&store, &filter, limits.checkers).await;
-    let listed = listed?;
-    let mut walked = walking.await?;
-    let mut listed = listed;
-    if let Some(layout) = &opts.registry
-        && !opts.include_uploads
-    {
-        layout.leave_out_uploads(&mut walked.files, &mut listed);
-    }
-    s.files_source = walked.files.len() as u64;
-
-    let mut diffs: Vec<Difference> = Vec::new();
-    if let Some(layout) = &opts.registry {
-        diffs.extend(dangling_links(&store, layout, &walked.files, &listed).await?);
-    }
-    for e in &walked.errors {
-        diffs.push(Difference {
-            path: e.path().to_string(),
-            kind: "error",
-            detail: e.to_string(),
-        });
-    }
 
     let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
-    let sem = Arc::new(Semaphore::new(limits.checkers));
     let vopts = VerifyOptions {
         download: opts.download,
         always_download: opts.always_download,
         parallel_parts: limits.parts_per_file,
     };
-    let mut set = JoinSet::new();
-    // `None` = not in the destination.
-    let mut verdicts: Vec<(String, u64, Option<Verdict>, bool)> = Vec::new();
-    for pair in plan::merge(&walked.files, &listed) {
-        match pair {
-            Pair::SrcOnly(src) => verdicts.push((src.rel.clone(), 0, None, false)),
-            Pair::DstOnly(d) => {
-                if !opts.one_way {
-                    diffs.push(Difference {
-                        path: d.rel.clone(),
-                        kind: "missing_on_src",
-                        detail: format!("file not in {src_name}"),
-                    });
-                }
+    // Tasks in flight: each verifies one file (or proves one link).
+    let in_flight = limits.checkers.max(1);
+    let mut set: JoinSet<Found> = JoinSet::new();
+    let mut diffs: Vec<Difference> = Vec::new();
+    let mut failed = None;
+    loop {
+        while set.len() >= in_flight {
+            let found = set.join_next().await.expect("a task")?;
+            s.found(found, &mut diffs, &mut outputs, &dst_name);
+        }
+        let step = match merge.next().await {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
             }
-            Pair::Both(src, d) => {
-                Stats::add(&stats.checks_total, 1);
-                Stats::add(&stats.bytes_total, src.size);
-                let (store, sem, stats) = (store.clone(), sem.clone(), stats.clone());
-                let (src, d) = (src.clone(), d.clone());
-                let blob = match &opts.registry {
-                    Some(layout) if opts.verify_digests => match layout.kind(&src.rel) {
-                        Kind::Blob { digest } => Some(digest),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                set.spawn(async move {
-                    let _p = sem.acquire_owned().await;
-                    let _f = stats.start_one();
-                    let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
-                    Stats::add(&stats.checks_done, 1);
-                    Stats::add(&stats.bytes_done, src.size);
-                    (src.rel, src.size, Some(v), blob.is_some())
+            Some(Ok(step)) => step,
+        };
+        let (src, dst) = match step {
+            Step::WalkError(e) => {
+                diffs.push(Difference {
+                    path: e.path().to_string(),
+                    kind: "error",
+                    detail: e.to_string(),
                 });
-            }
-        }
-    }
-    while let Some(r) = set.join_next().await {
-        verdicts.push(r?);
-    }
-    progress.finish().await;
-
-    for (rel, size, v, blob) in verdicts {
-        if blob && !matches!(v, Some(Verdict::CorruptSource(_) | Verdict::Error(_))) {
-            s.blobs_digest_verified += 1;
-        }
-        let (kind, detail) = match v {
-            None => ("missing_on_dst", format!("file not in {dst_name}")),
-            Some(Verdict::Match) => {
-                s.matching += 1;
-                s.bytes_verified += size;
-                outputs.write("match", &rel);
                 continue;
             }
-            Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
-            Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
-            Some(Verdict::Unverified(why)) => {
-                ("unverified", format!("hash could not be checked: {why}"))
+            Step::Special(p) => {
+                tracing::warn!("{p}: not a regular file (fifo, socket or device): skipped");
+                continue;
             }
-            Some(Verdict::CorruptSource(e)) => ("corrupt", e),
-            Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
+            Step::SrcOnly(src) => (Some(src), None),
+            Step::Both(src, d) => (Some(src), Some(d)),
+            Step::DstOnly(d) => (None, Some(d)),
         };
-        diffs.push(Difference {
-            path: rel,
-            kind,
-            detail,
+        let kind = opts.registry.as_ref().map(|l| {
+            let rel = src
+                .as_ref()
+                .map(|s| &s.rel)
+                .or(dst.as_ref().map(|d| &d.rel));
+            l.kind(rel.expect("a side"))
+        });
+        if kind == Some(Kind::Upload) && !opts.include_uploads {
+            continue;
+        }
+        if let (Some(links), Some(_), Some(Kind::Blob { digest })) = (&links, &dst, &kind) {
+            let mut listed = links.listed.lock().expect("listed blobs");
+            listed.insert(digest.clone());
+        }
+        let Some(src) = src else {
+            let d = dst.expect("a side");
+            if !opts.one_way {
+                diffs.push(Difference {
+                    path: d.rel,
+                    kind: "missing_on_src",
+                    detail: format!("file not in {src_name}"),
+                });
+            }
+            continue;
+        };
+        s.files_source += 1;
+        if let (Some(links), Some(Kind::Link { path_digest })) = (&links, &kind) {
+            let (links, store) = (links.clone(), store.clone());
+            let (rel, path, pd) = (src.rel.clone(), src.path.clone(), path_digest.clone());
+            set.spawn(async move { Found::Link(links.check(&store, rel, path, pd).await) });
+        }
+        let Some(d) = dst else {
+            s.found(
+                Found::Verdict(src.rel, 0, None, false),
+                &mut diffs,
+                &mut outputs,
+                &dst_name,
+            );
+            continue;
+        };
+        Stats::add(&stats.checks_total, 1);
+        Stats::add(&stats.bytes_total, src.size);
+        let (store, stats) = (store.clone(), stats.clone());
+        let blob = match &kind {
+            Some(Kind::Blob { digest }) if opts.verify_digests => Some(digest.clone()),
+            _ => None,
+        };
+        set.spawn(async move {
+            let _f = stats.start_one();
+            let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
+            Stats::add(&stats.checks_done, 1);
+            Stats::add(&stats.bytes_done, src.size);
+            Found::Verdict(src.rel, src.size, Some(v), blob.is_some())
         });
     }
+    while let Some(found) = set.join_next().await {
+        s.found(found?, &mut diffs, &mut outputs, &dst_name);
+    }
+    progress.finish().await;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+
     diffs.sort_by(|a, b| a.path.cmp(&b.path));
     for d in &diffs {
         match d.kind {

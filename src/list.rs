@@ -1,5 +1,7 @@
 //! Stage 2 (destination side): list every object under the destination prefix with
-//! ListObjectsV2 and return them sorted by key, relative to the prefix.
+//! ListObjectsV2 and hand them out in key order, relative to the prefix, page by page as they
+//! arrive: each chain lists at most a couple of pages ahead of the consumer, so memory does not
+//! grow with the bucket.
 //!
 //! One listing replaces a HEAD per object: sizes, ETags and LastModified all come from it.
 //! Directory-marker objects (keys ending in `/`) are not files and are left out, so they are
@@ -22,7 +24,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::filter::Filter;
 use crate::plan::DstEntry;
@@ -31,37 +34,183 @@ use crate::s3::{Listed, S3Error, Store};
 /// Deepest directory level discovery descends to below the destination prefix.
 const MAX_DEPTH: usize = 10;
 
-/// List the destination. Objects the filter excludes are left out (so never deleted).
-/// `parallel` is the most listing requests in flight.
+/// Pages a chain may list ahead of the consumer.
+const PAGES_AHEAD: usize = 2;
+
+type Pages = mpsc::Receiver<Vec<Listed>>;
+type Chain = (Pages, JoinHandle<Result<(), S3Error>>);
+
+/// A listing in progress: pages come out in key order, however many chains list them.
+pub struct Listing {
+    prefix: String,
+    filter: Filter,
+    /// The first page, then the head chain, then the ranges in key order.
+    chains: std::collections::VecDeque<Chain>,
+    /// Ranges cut once discovery ends, handed over in key order.
+    ranges: Option<mpsc::Receiver<Chain>>,
+    /// Discovery, while it runs.
+    cutting: Option<JoinHandle<Result<(), S3Error>>>,
+}
+
+impl Listing {
+    /// A listing of nothing (the bucket was just created).
+    pub fn empty() -> Listing {
+        Listing {
+            prefix: String::new(),
+            filter: Filter::default(),
+            chains: Default::default(),
+            ranges: None,
+            cutting: None,
+        }
+    }
+
+    /// The next objects in key order, relative to the prefix; `None` at the end. Directory
+    /// markers and objects the filter excludes are left out (so never deleted). Cancel-safe.
+    pub async fn next(&mut self) -> Option<Result<Vec<DstEntry>, S3Error>> {
+        loop {
+            if let Some((pages, _)) = self.chains.front_mut() {
+                if let Some(page) = pages.recv().await {
+                    return Some(Ok(self.keep(page)));
+                }
+                let (_, task) = self.chains.pop_front().expect("front chain");
+                match task.await.expect("lister") {
+                    Ok(()) => continue,
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let ranges = self.ranges.as_mut()?;
+            match ranges.recv().await {
+                Some(chain) => self.chains.push_back(chain),
+                None => {
+                    self.ranges = None;
+                    if let Some(task) = self.cutting.as_mut() {
+                        let r = task.await.expect("discovery");
+                        self.cutting = None;
+                        if let Err(e) = r {
+                            return Some(Err(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn keep(&self, page: Vec<Listed>) -> Vec<DstEntry> {
+        page.into_iter()
+            .filter_map(|o| {
+                let rel = o.key.strip_prefix(&self.prefix)?;
+                if rel.is_empty() || rel.ends_with('/') || !self.filter.allows(rel) {
+                    return None;
+                }
+                Some(DstEntry {
+                    rel: rel.to_string(),
+                    size: o.size,
+                    etag: o.etag,
+                    last_modified: o.last_modified,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+impl Listing {
+    /// A listing that hands out these pages (keys relative to an empty prefix).
+    pub(crate) fn of(pages: Vec<Vec<DstEntry>>) -> Listing {
+        let mut listing = Listing::empty();
+        for page in pages {
+            let (tx, rx) = mpsc::channel(1);
+            let page = page
+                .into_iter()
+                .map(|d| Listed {
+                    key: d.rel,
+                    size: d.size,
+                    etag: d.etag,
+                    last_modified: d.last_modified,
+                })
+                .collect();
+            tx.try_send(page).expect("room for one page");
+            listing
+                .chains
+                .push_back((rx, tokio::spawn(async { Ok(()) })));
+        }
+        listing
+    }
+}
+
+/// Start listing the destination: the first page is fetched before this returns (so a missing
+/// bucket is known at once); the rest is listed in the background, `parallel` requests at
+/// most, and comes out of [`Listing::next`] in key order.
+pub async fn start(
+    store: &Arc<Store>,
+    filter: &Filter,
+    parallel: usize,
+) -> Result<Listing, S3Error> {
+    let prefix = store.path.prefix.clone();
+    let first = store.list_page(&prefix, None, None, false).await?;
+    let mut listing = Listing {
+        prefix: prefix.clone(),
+        filter: filter.clone(),
+        chains: Default::default(),
+        ranges: None,
+        cutting: None,
+    };
+    let last = first.objects.last().map(|o| o.key.clone());
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(first.objects).await.expect("own channel");
+    drop(tx);
+    listing
+        .chains
+        .push_back((rx, tokio::spawn(async { Ok(()) })));
+    if let (Some(token), Some(last)) = (first.next, last) {
+        let parallel = parallel.max(1);
+        let head = Arc::new(Mutex::new(Head {
+            pos: last.clone(),
+            until: None,
+            done: false,
+        }));
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let head_ended = Arc::new(tokio::sync::Notify::new());
+        let head_task = {
+            let (store, head, prefix) = (store.clone(), head.clone(), prefix.clone());
+            let ended = head_ended.clone();
+            tokio::spawn(async move {
+                let r = follow_head(&store, &prefix, token, &head, tx).await;
+                ended.notify_one();
+                r
+            })
+        };
+        listing.chains.push_back((rx, head_task));
+        let (ranges_tx, ranges_rx) = mpsc::channel(parallel);
+        let store = store.clone();
+        listing.ranges = Some(ranges_rx);
+        listing.cutting = Some(tokio::spawn(async move {
+            cut_ranges(
+                &store,
+                &prefix,
+                &last,
+                parallel,
+                &head,
+                &head_ended,
+                ranges_tx,
+            )
+            .await
+        }));
+    }
+    Ok(listing)
+}
+
+/// List the whole destination at once, sorted by key.
 pub async fn list(
     store: &Arc<Store>,
     filter: &Filter,
     parallel: usize,
 ) -> Result<Vec<DstEntry>, S3Error> {
-    let prefix = store.path.prefix.clone();
-    let first = store.list_page(&prefix, None, None, false).await?;
-    let mut listed = first.objects;
-    if let Some(token) = first.next
-        && let Some(last) = listed.last().map(|o| o.key.clone())
-    {
-        listed.extend(list_rest(store, &prefix, last, token, parallel.max(1)).await?);
+    let mut listing = start(store, filter, parallel).await?;
+    let mut out = Vec::new();
+    while let Some(page) = listing.next().await {
+        out.extend(page?);
     }
-    let mut out: Vec<DstEntry> = listed
-        .into_iter()
-        .filter_map(|o| {
-            let rel = o.key.strip_prefix(&prefix)?;
-            if rel.is_empty() || rel.ends_with('/') || !filter.allows(rel) {
-                return None;
-            }
-            Some(DstEntry {
-                rel: rel.to_string(),
-                size: o.size,
-                etag: o.etag,
-                last_modified: o.last_modified,
-            })
-        })
-        .collect();
-    out.sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(out)
 }
 
@@ -76,43 +225,38 @@ struct Head {
     done: bool,
 }
 
-/// Everything after `last` (the first page's last key), given the first page's token.
-async fn list_rest(
+/// While the head lists, discover directories; then cut the rest of the key space into
+/// ranges and start a chain for each, in key order, handing each to the consumer as it
+/// starts. A chain takes a request slot before it starts, in order, so the chain the consumer
+/// is reading always has one.
+async fn cut_ranges(
     store: &Arc<Store>,
     prefix: &str,
-    last: String,
-    token: String,
+    last: &str,
     parallel: usize,
-) -> Result<Vec<Listed>, S3Error> {
-    let head = Arc::new(Mutex::new(Head {
-        pos: last.clone(),
-        until: None,
-        done: false,
-    }));
-    let mut head_task = {
-        let (store, head, prefix) = (store.clone(), head.clone(), prefix.to_string());
-        tokio::spawn(async move { follow_head(&store, &prefix, token, &head).await })
-    };
-
-    // Discovery runs while the head lists; if the head finishes first, its result is all.
+    head: &Mutex<Head>,
+    head_ended: &tokio::sync::Notify,
+    out: mpsc::Sender<Chain>,
+) -> Result<(), S3Error> {
+    // If the head reaches the end first, its pages are the whole listing: stop discovering.
+    // (Only discovery is abandoned: once ranges are cut, every one of them is listed.)
     let cuts = tokio::select! {
         biased;
-        r = &mut head_task => return r.expect("head lister"),
-        cuts = discover(store, prefix, &last, parallel) => cuts?,
+        _ = head_ended.notified() => return Ok(()),
+        cuts = discover(store, prefix, last, parallel) => cuts?,
     };
     let ranges = {
         let mut h = head.lock().expect("head lock");
         if h.done {
-            Vec::new()
-        } else {
-            let cuts = spread(cuts.into_iter().filter(|c| *c > h.pos).collect(), parallel);
-            h.until = cuts.first().cloned();
-            let mut ranges: Vec<(String, Option<String>)> = Vec::new();
-            for (i, c) in cuts.iter().enumerate() {
-                ranges.push((c.clone(), cuts.get(i + 1).cloned()));
-            }
-            ranges
+            return Ok(());
         }
+        let cuts = spread(cuts.into_iter().filter(|c| *c > h.pos).collect(), parallel);
+        h.until = cuts.first().cloned();
+        let mut ranges: Vec<(String, Option<String>)> = Vec::new();
+        for (i, c) in cuts.iter().enumerate() {
+            ranges.push((c.clone(), cuts.get(i + 1).cloned()));
+        }
+        ranges
     };
     if !ranges.is_empty() {
         tracing::debug!("listing {} ranges in parallel", ranges.len() + 1);
@@ -120,39 +264,44 @@ async fn list_rest(
     let sem = Arc::new(tokio::sync::Semaphore::new(
         parallel.saturating_sub(1).max(1),
     ));
-    let mut set = JoinSet::new();
     for (after, until) in ranges {
-        let (store, prefix, sem) = (store.clone(), prefix.to_string(), sem.clone());
-        set.spawn(async move {
-            let _p = sem.acquire_owned().await;
-            list_range(&store, &prefix, &after, until.as_deref()).await
+        let permit = sem.clone().acquire_owned().await.expect("open semaphore");
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let (store, prefix) = (store.clone(), prefix.to_string());
+        let task = tokio::spawn(async move {
+            let _p = permit;
+            follow(&store, &prefix, Some(&after), None, tx, |objects, _| {
+                keep_until(objects, until.as_deref())
+            })
+            .await
         });
+        if out.send((rx, task)).await.is_err() {
+            break;
+        }
     }
-    let mut out = head_task.await.expect("head lister")?;
-    while let Some(r) = set.join_next().await {
-        out.extend(r.expect("range lister")?);
-    }
-    Ok(out)
+    Ok(())
 }
 
-/// Follow one chain of pages, from the start (`after`) or a continuation `token`. `cut` sees
-/// each page's objects and whether more pages follow, and returns what to keep and whether to
-/// stop.
+/// Follow one chain of pages, from the start (`after`) or a continuation `token`, sending
+/// what `cut` keeps of each page; `cut` also sees whether more pages follow and says whether
+/// to stop.
 async fn follow(
     store: &Store,
     prefix: &str,
     after: Option<&str>,
     mut token: Option<String>,
+    out: mpsc::Sender<Vec<Listed>>,
     mut cut: impl FnMut(Vec<Listed>, bool) -> (Vec<Listed>, bool),
-) -> Result<Vec<Listed>, S3Error> {
-    let mut out = Vec::new();
+) -> Result<(), S3Error> {
     loop {
         let start = if token.is_none() { after } else { None };
         let page = store.list_page(prefix, start, token, false).await?;
         let (kept, stop) = cut(page.objects, page.next.is_some());
-        out.extend(kept);
+        if out.send(kept).await.is_err() {
+            return Ok(());
+        }
         if stop || page.next.is_none() {
-            return Ok(out);
+            return Ok(());
         }
         token = page.next;
     }
@@ -176,8 +325,9 @@ async fn follow_head(
     prefix: &str,
     token: String,
     head: &Mutex<Head>,
-) -> Result<Vec<Listed>, S3Error> {
-    follow(store, prefix, None, Some(token), |objects, more| {
+    out: mpsc::Sender<Vec<Listed>>,
+) -> Result<(), S3Error> {
+    follow(store, prefix, None, Some(token), out, |objects, more| {
         let mut h = head.lock().expect("head lock");
         let (kept, past) = keep_until(objects, h.until.as_deref());
         if let Some(o) = kept.last() {
@@ -185,19 +335,6 @@ async fn follow_head(
         }
         h.done = past || !more;
         (kept, past)
-    })
-    .await
-}
-
-/// Keys in `(after, until]`, or after `after` to the end.
-async fn list_range(
-    store: &Store,
-    prefix: &str,
-    after: &str,
-    until: Option<&str>,
-) -> Result<Vec<Listed>, S3Error> {
-    follow(store, prefix, Some(after), None, |objects, _| {
-        keep_until(objects, until)
     })
     .await
 }

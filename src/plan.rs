@@ -1,14 +1,21 @@
-//! Stage 3: merge the sorted source walk with the sorted destination listing and decide, per
-//! key, what to do. `sync`, `copy` and `check` share the merge; only the decision differs.
+//! Stage 3: merge the source walk with the destination listing, both streamed in key order,
+//! and decide, per key, what to do. `sync`, `copy` and `check` share the merge; only the
+//! decision differs.
 //!
-//! Everything here is a pure function of its inputs: no I/O, no clocks. In particular the skip
-//! rule uses only what the listing returned (size, LastModified), so a rerun sends no HEAD per
-//! object.
+//! The merge holds one pending entry per side plus the page being consumed, so planning a tree
+//! of any size takes the same memory. The decisions are pure functions of their inputs: no
+//! I/O, no clocks. In particular the skip rule uses only what the listing returned (size,
+//! LastModified), so a rerun sends no HEAD per object.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use crate::walk::SrcEntry;
+use tokio::sync::mpsc;
+
+use crate::list::Listing;
+use crate::s3::S3Error;
+use crate::walk::{Item, SrcEntry, WalkError};
 
 /// An object in the destination listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,34 +35,90 @@ pub enum Pair<'a> {
     DstOnly(&'a DstEntry),
 }
 
-/// Walk two key-sorted slices in step (both sorted by the bytes of `rel`).
-pub fn merge<'a>(src: &'a [SrcEntry], dst: &'a [DstEntry]) -> impl Iterator<Item = Pair<'a>> + 'a {
-    let (mut i, mut j) = (0, 0);
-    std::iter::from_fn(move || {
-        let s = src.get(i);
-        let d = dst.get(j);
-        let order = match (s, d) {
-            (None, None) => return None,
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (Some(s), Some(d)) => s.rel.as_bytes().cmp(d.rel.as_bytes()),
-        };
-        Some(match order {
-            Ordering::Less => {
-                i += 1;
-                Pair::SrcOnly(s?)
+/// One step of the merge, owning its entries.
+#[derive(Debug)]
+pub enum Step {
+    SrcOnly(SrcEntry),
+    Both(SrcEntry, DstEntry),
+    DstOnly(DstEntry),
+    /// A source entry that could not be used (see [`WalkError`]).
+    WalkError(WalkError),
+    /// A FIFO, socket or device in the source.
+    Special(String),
+}
+
+impl Step {
+    /// The pair to decide on; `None` for walk errors and special files.
+    pub fn pair(&self) -> Option<Pair<'_>> {
+        match self {
+            Step::SrcOnly(s) => Some(Pair::SrcOnly(s)),
+            Step::Both(s, d) => Some(Pair::Both(s, d)),
+            Step::DstOnly(d) => Some(Pair::DstOnly(d)),
+            Step::WalkError(_) | Step::Special(_) => None,
+        }
+    }
+}
+
+/// The walk and the listing, merged as they arrive.
+pub struct Merge {
+    src: mpsc::Receiver<Item>,
+    src_done: bool,
+    src_next: Option<SrcEntry>,
+    dst: Listing,
+    dst_done: bool,
+    dst_next: VecDeque<DstEntry>,
+}
+
+impl Merge {
+    pub fn new(src: mpsc::Receiver<Item>, dst: Listing) -> Merge {
+        Merge {
+            src,
+            src_done: false,
+            src_next: None,
+            dst,
+            dst_done: false,
+            dst_next: VecDeque::new(),
+        }
+    }
+
+    /// The next step in key order; `None` at the end; an error if the listing failed (the
+    /// merge is over then). Cancel-safe: whatever arrived is kept for the next call.
+    pub async fn next(&mut self) -> Option<Result<Step, S3Error>> {
+        loop {
+            if self.src_next.is_none() && !self.src_done {
+                match self.src.recv().await {
+                    Some(Item::File(f)) => self.src_next = Some(f),
+                    Some(Item::Error(e)) => return Some(Ok(Step::WalkError(e))),
+                    Some(Item::Special(p)) => return Some(Ok(Step::Special(p))),
+                    None => self.src_done = true,
+                }
+                continue;
             }
-            Ordering::Greater => {
-                j += 1;
-                Pair::DstOnly(d?)
+            if self.dst_next.is_empty() && !self.dst_done {
+                match self.dst.next().await {
+                    Some(Ok(page)) => self.dst_next.extend(page),
+                    Some(Err(e)) => {
+                        self.dst_done = true;
+                        return Some(Err(e));
+                    }
+                    None => self.dst_done = true,
+                }
+                continue;
             }
-            Ordering::Equal => {
-                i += 1;
-                j += 1;
-                Pair::Both(s?, d?)
-            }
-        })
-    })
+            let order = match (&self.src_next, self.dst_next.front()) {
+                (None, None) => return None,
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(s), Some(d)) => s.rel.as_bytes().cmp(d.rel.as_bytes()),
+            };
+            let step = match order {
+                Ordering::Less => Step::SrcOnly(self.src_next.take()?),
+                Ordering::Greater => Step::DstOnly(self.dst_next.pop_front()?),
+                Ordering::Equal => Step::Both(self.src_next.take()?, self.dst_next.pop_front()?),
+            };
+            return Some(Ok(step));
+        }
+    }
 }
 
 /// How `sync`/`copy` decide that an existing object is already up to date.
@@ -138,36 +201,6 @@ fn whole_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// The work a sync or copy has to do.
-#[derive(Debug, Default)]
-pub struct Plan {
-    pub uploads: Vec<(SrcEntry, Reason)>,
-    pub compares: Vec<(SrcEntry, DstEntry)>,
-    pub skipped: u64,
-    pub skipped_bytes: u64,
-    pub deletes: Vec<DstEntry>,
-}
-
-/// Build the plan from the walk and the listing.
-pub fn plan(src: &[SrcEntry], dst: &[DstEntry], rule: SkipRule) -> Plan {
-    let mut p = Plan::default();
-    for pair in merge(src, dst) {
-        match (decide(&pair, rule), pair) {
-            (Decision::Upload(r), Pair::SrcOnly(s) | Pair::Both(s, _)) => {
-                p.uploads.push((s.clone(), r))
-            }
-            (Decision::CompareContent, Pair::Both(s, d)) => p.compares.push((s.clone(), d.clone())),
-            (Decision::Skip, Pair::Both(s, _)) => {
-                p.skipped += 1;
-                p.skipped_bytes += s.size;
-            }
-            (Decision::Delete, Pair::DstOnly(d)) => p.deletes.push(d.clone()),
-            (d, pair) => unreachable!("decision {d:?} for {pair:?}"),
-        }
-    }
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,22 +226,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn merge_in_byte_order() {
-        let s = [
-            src("a", 1, t(0)),
-            src("b.txt", 1, t(0)),
-            src("b/a", 1, t(0)),
+    /// Merge these source items with these listing pages, shown as `<src`, `=both`, `>dst`,
+    /// `!error`, with the sync decision for each pair.
+    async fn merged(items: Vec<Item>, pages: Vec<Vec<DstEntry>>) -> Vec<String> {
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            for i in items {
+                tx.send(i).await.unwrap();
+            }
+        });
+        let mut m = Merge::new(rx, Listing::of(pages));
+        let mut out = Vec::new();
+        while let Some(step) = m.next().await {
+            let step = step.unwrap();
+            let decision = step.pair().map(|p| decide(&p, SkipRule::SizeAndTime));
+            out.push(match (&step, decision) {
+                (Step::SrcOnly(s), Some(d)) => format!("<{} {d:?}", s.rel),
+                (Step::Both(s, _), Some(d)) => format!("={} {d:?}", s.rel),
+                (Step::DstOnly(d), Some(x)) => format!(">{} {x:?}", d.rel),
+                (Step::WalkError(e), None) => format!("!{}", e.path()),
+                (other, d) => panic!("{other:?} {d:?}"),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn merges_streams_in_byte_order_across_pages() {
+        let items = vec![
+            Item::File(src("a", 1, t(0))),
+            Item::File(src("b.txt", 1, t(50))),
+            Item::Error(WalkError::Symlink { path: "b/l".into() }),
+            Item::File(src("b/a", 2, t(5))),
+            Item::File(src("d", 3, t(5))),
         ];
-        let d = [dst("b.txt", 1, t(0)), dst("b/", 0, t(0)), dst("c", 1, t(0))];
-        let got: Vec<String> = merge(&s, &d)
-            .map(|p| match p {
-                Pair::SrcOnly(s) => format!("<{}", s.rel),
-                Pair::Both(s, _) => format!("={}", s.rel),
-                Pair::DstOnly(d) => format!(">{}", d.rel),
-            })
-            .collect();
-        assert_eq!(got, vec!["<a", "=b.txt", ">b/", "<b/a", ">c"]);
+        let pages = vec![
+            vec![dst("b.txt", 1, t(10)), dst("b/", 0, t(0))],
+            vec![],
+            vec![dst("b/a", 2, t(10)), dst("c", 1, t(0))],
+        ];
+        // Directory markers ("b/") never take part; '.' sorts before '/'.
+        assert_eq!(
+            merged(items, pages).await,
+            vec![
+                "<a Upload(New)",
+                "=b.txt Upload(Newer)",
+                "!b/l",
+                "=b/a Skip",
+                ">c Delete",
+                "<d Upload(New)",
+            ]
+        );
+        assert!(merged(vec![], vec![]).await.is_empty());
+        assert_eq!(
+            merged(vec![], vec![vec![dst("x", 1, t(0))]]).await,
+            vec![">x Delete"]
+        );
     }
 
     #[test]
@@ -271,29 +344,5 @@ mod tests {
             decide(&Pair::DstOnly(&d), SkipRule::SizeAndTime),
             Decision::Delete
         );
-    }
-
-    #[test]
-    fn plan_counts() {
-        let s = [
-            src("changed", 3, t(50)),
-            src("new", 1, t(5)),
-            src("same", 2, t(5)),
-        ];
-        let d = [
-            dst("changed", 3, t(10)),
-            dst("gone", 4, t(1)),
-            dst("same", 2, t(10)),
-        ];
-        let p = plan(&s, &d, SkipRule::SizeAndTime);
-        let up: Vec<_> = p
-            .uploads
-            .iter()
-            .map(|(s, r)| (s.rel.as_str(), *r))
-            .collect();
-        assert_eq!(up, vec![("changed", Reason::Newer), ("new", Reason::New)]);
-        assert_eq!((p.skipped, p.skipped_bytes), (1, 2));
-        assert_eq!(p.deletes.len(), 1);
-        assert_eq!(p.deletes[0].rel, "gone");
     }
 }

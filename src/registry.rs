@@ -6,11 +6,7 @@
 //! validate every link, upload blobs before the links that need them, and leave the driver's
 //! in-progress `_uploads` state behind. Everything here is a pure function of paths and bytes.
 
-use std::collections::HashSet;
 use std::path::Path;
-
-use crate::plan::DstEntry;
-use crate::walk::SrcEntry;
 
 /// `--registry auto|on|off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -97,37 +93,6 @@ impl Layout {
             }
         }
         Kind::Other
-    }
-
-    /// The digests of the blobs among these relative paths.
-    pub fn blob_digests<'a>(&self, rels: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
-        rels.into_iter()
-            .filter_map(|rel| match self.kind(rel) {
-                Kind::Blob { digest } => Some(digest),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Leave the driver's `_uploads` state out of a walk and a listing; returns the number of
-    /// source files left out and their bytes.
-    pub fn leave_out_uploads(
-        &self,
-        files: &mut Vec<SrcEntry>,
-        listed: &mut Vec<DstEntry>,
-    ) -> (u64, u64) {
-        let is_upload = |rel: &str| self.kind(rel) == Kind::Upload;
-        let (mut count, mut bytes) = (0, 0);
-        files.retain(|f| {
-            let keep = !is_upload(&f.rel);
-            if !keep {
-                count += 1;
-                bytes += f.size;
-            }
-            keep
-        });
-        listed.retain(|d| !is_upload(&d.rel));
-        (count, bytes)
     }
 
     /// The relative path of a blob's data file.

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 
 use crate::filter::Filter;
 use crate::limits::Limits;
-use crate::list;
-use crate::plan::{self, Reason, SkipRule};
+use crate::list::{self, Listing};
+use crate::plan::{self, Decision, Pair, Reason, SkipRule, Step};
 use crate::read::{Budget, IoEngine};
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
@@ -118,6 +118,11 @@ async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo
     Ok(map)
 }
 
+/// Files queued ahead of the uploads (waiting links included). The merge pauses when this
+/// many are queued, so a tree of any size plans in the same memory; it is far more than the
+/// transfers in flight, so the uploads never wait for the plan.
+const QUEUED_AHEAD: usize = 16_384;
+
 /// Run `sync` or `copy` from `root` to `store`.
 pub async fn run(
     store: Arc<Store>,
@@ -127,142 +132,28 @@ pub async fn run(
     opts: SyncOptions,
 ) -> Result<SyncSummary, S3Error> {
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let mut summary = SyncSummary {
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
     let src_name = format!("Local file system at {}", root.display());
 
-    // Walk and list at the same time.
-    let (walk_root, prefix, walk_filter) =
-        (root.clone(), store.path.prefix.clone(), filter.clone());
-    let (copy_links, threads) = (opts.copy_links, limits.walk_threads);
-    let walking = tokio::task::spawn_blocking(move || {
-        walk::walk(&walk_root, &prefix, &walk_filter, copy_links, threads)
-    });
-    let listed = match list::list(&store, &filter, limits.checkers).await {
+    // Walk and list at the same time, and merge both as they come.
+    let walked = walk::spawn(
+        root.clone(),
+        store.path.prefix.clone(),
+        filter.clone(),
+        opts.copy_links,
+        limits.walk_threads,
+    );
+    let listing = match list::start(&store, &filter, limits.checkers).await {
         Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
             store
                 .create_bucket(opts.location_constraint.as_deref())
                 .await?;
             tracing::warn!("created bucket {}", store.path.bucket);
-            Vec::new()
+            Listing::empty()
         }
         other => other?,
     };
-    let mut walked = walking.await.expect("walk task");
-    let mut listed = listed;
-    if let Some(layout) = &opts.registry
-        && !opts.include_uploads
-    {
-        // The filesystem driver's in-progress uploads mean nothing to the S3 driver: leave them
-        // out of the sync, and out of the deletes.
-        let (count, bytes) = layout.leave_out_uploads(&mut walked.files, &mut listed);
-        summary.registry_uploads_skipped = count;
-        summary.registry_uploads_skipped_bytes = bytes;
-        if summary.registry_uploads_skipped > 0 {
-            tracing::warn!(
-                "registry mode: skipped {} files ({}) of in-progress uploads (_uploads); --registry-uploads includes them",
-                summary.registry_uploads_skipped,
-                report::bytes(bytes)
-            );
-        }
-    }
-    let listed_blobs: HashSet<String> = match &opts.registry {
-        Some(layout) => layout.blob_digests(listed.iter().map(|d| d.rel.as_str())),
-        None => HashSet::new(),
-    };
-    for e in &walked.errors {
-        summary.error(false, e.to_string());
-    }
-    for s in &walked.special {
-        tracing::warn!("{s}: not a regular file (fifo, socket or device): skipped");
-    }
-    summary.files_source = walked.files.len() as u64;
-
-    let mut plan = plan::plan(&walked.files, &listed, opts.skip_rule);
-    summary.files_skipped = plan.skipped;
-    drop(listed);
-
-    // --checksum: hash files whose size matches and upload those whose content differs.
-    if !plan.compares.is_empty() {
-        let vopts = VerifyOptions {
-            download: false,
-            always_download: false,
-            parallel_parts: limits.parts_per_file,
-        };
-        let sem = Arc::new(Semaphore::new(limits.checkers));
-        let mut set = JoinSet::new();
-        for (s, d) in std::mem::take(&mut plan.compares) {
-            let (store, sem) = (store.clone(), sem.clone());
-            set.spawn(async move {
-                let _p = sem.acquire_owned().await;
-                let v = verify::verify(&store, &s, &d, vopts, None).await;
-                (s, v)
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            let (s, v) = r.expect("compare task");
-            match v {
-                Verdict::Match => {
-                    summary.files_skipped += 1;
-                }
-                Verdict::Error(e) => summary.error(true, format!("{}: {e}", s.rel)),
-                _ => plan.uploads.push((s, Reason::ContentDiffers)),
-            }
-        }
-        plan.uploads.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
-    }
-
-    summary.deletes_planned = if opts.mode == Mode::Sync {
-        plan.deletes.len() as u64
-    } else {
-        0
-    };
-    Stats::add(&stats.files_total, plan.uploads.len() as u64);
-    Stats::add(
-        &stats.bytes_total,
-        plan.uploads.iter().map(|(s, _)| s.size).sum(),
-    );
-
-    if opts.dry_run {
-        for (s, r) in &plan.uploads {
-            tracing::warn!(
-                "{}: Skipped copy as --dry-run is set ({}, size {})",
-                s.rel,
-                r.as_str(),
-                s.size
-            );
-        }
-        if opts.mode == Mode::Sync {
-            for d in &plan.deletes {
-                tracing::warn!(
-                    "{}: Skipped delete as --dry-run is set (size {})",
-                    d.rel,
-                    d.size
-                );
-            }
-        }
-        summary.requests = store.requests.snapshot();
-        summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
-        return Ok(summary);
-    }
-
-    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
-    let needs_multipart = plan
-        .uploads
-        .iter()
-        .any(|(s, _)| s.size > 0 && s.size >= limits.upload_cutoff);
-    let pending = if needs_multipart {
-        pending_uploads(&store).await?
-    } else {
-        HashMap::new()
-    };
-    let known_blobs = Arc::new(std::sync::Mutex::new(listed_blobs));
     let (io, why) = opts.io.clone();
-    tracing::info!("reading with {}: {why}", io.name());
-    summary.io_engine = io.name();
-    summary.io_engine_reason = why;
+    let known_blobs = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let ctx = Arc::new(UploadCtx {
         io,
         store: store.clone(),
@@ -270,16 +161,66 @@ pub async fn run(
         limits: limits.clone(),
         stats: stats.clone(),
         integrity_retries: opts.integrity_retries,
-        pending,
+        pending: std::sync::OnceLock::new(),
         registry: opts.registry.clone().map(|layout| RegistryCtx {
             layout,
             known_blobs: known_blobs.clone(),
         }),
     });
-    let queue = Queue::new(plan.uploads, opts.registry.as_ref(), &known_blobs);
-    upload_all(&ctx, queue, &known_blobs, &mut summary).await;
+    let mut run = Run {
+        summary: SyncSummary {
+            dry_run: opts.dry_run,
+            ..Default::default()
+        },
+        queue: Queue::new(opts.registry.clone()),
+        deletes: Vec::new(),
+        ctx,
+        known_blobs,
+        opts,
+    };
+    if !run.opts.dry_run {
+        tracing::info!("reading with {}: {why}", run.ctx.io.name());
+        run.summary.io_engine = run.ctx.io.name();
+        run.summary.io_engine_reason = why;
+    }
+    let progress = (!run.opts.dry_run)
+        .then(|| Progress::start(stats.clone(), run.opts.progress, run.opts.stats_interval));
+    let failed = run.run(plan::Merge::new(walked, listing)).await;
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    let Run {
+        mut summary,
+        deletes,
+        opts,
+        ..
+    } = run;
+    if summary.registry_uploads_skipped > 0 {
+        tracing::warn!(
+            "registry mode: skipped {} files ({}) of in-progress uploads (_uploads); --registry-uploads includes them",
+            summary.registry_uploads_skipped,
+            report::bytes(summary.registry_uploads_skipped_bytes)
+        );
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    summary.deletes_planned = deletes.len() as u64;
 
-    if opts.mode == Mode::Sync && !plan.deletes.is_empty() {
+    if opts.dry_run {
+        for d in &deletes {
+            tracing::warn!(
+                "{}: Skipped delete as --dry-run is set (size {})",
+                d.rel,
+                d.size
+            );
+        }
+        summary.requests = store.requests.snapshot();
+        summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    if !deletes.is_empty() {
         if summary.errors() > 0 {
             tracing::error!("{src_name}: not deleting files as there were IO errors");
             summary.deletes_refused = true;
@@ -290,30 +231,26 @@ pub async fn run(
                 false,
                 format!(
                     "{src_name}: not deleting {n} objects: the source has no files (is the volume mounted?); pass --max-delete {n} to allow it",
-                    n = plan.deletes.len(),
+                    n = deletes.len(),
                 ),
             );
             summary.deletes_refused = true;
             summary.max_delete_exceeded = true;
-        } else if opts
-            .max_delete
-            .is_some_and(|m| plan.deletes.len() as u64 > m)
-        {
+        } else if opts.max_delete.is_some_and(|m| deletes.len() as u64 > m) {
             summary.error(
                 false,
                 format!(
                     "not deleting: {} objects to delete exceeds --max-delete {}: raise it or check the source",
-                    plan.deletes.len(),
+                    deletes.len(),
                     opts.max_delete.unwrap_or(0)
                 ),
             );
             summary.deletes_refused = true;
             summary.max_delete_exceeded = true;
         } else {
-            delete_all(&store, &limits, plan.deletes, &stats, &mut summary).await;
+            delete_all(&store, &limits, deletes, &stats, &mut summary).await;
         }
     }
-    progress.finish().await;
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_reused = stats
         .bytes_reused
@@ -333,11 +270,213 @@ pub async fn run(
     Ok(summary)
 }
 
+/// A sync while it plans and uploads.
+struct Run {
+    summary: SyncSummary,
+    queue: Queue,
+    /// Objects only in the destination (`sync` only): deleted at the end if all went well.
+    deletes: Vec<crate::plan::DstEntry>,
+    ctx: Arc<UploadCtx>,
+    /// Registry mode: blobs the bucket holds (listed, or uploaded by this run).
+    known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
+    opts: SyncOptions,
+}
+
+type Compared = (SrcEntry, Verdict);
+
+impl Run {
+    /// Plan and upload until the merge ends and the queue is empty. Returns the listing's
+    /// error if it failed (the uploads already started are finished first; nothing more is
+    /// started).
+    async fn run(&mut self, mut merge: plan::Merge) -> Option<S3Error> {
+        let limits = self.ctx.limits.clone();
+        let slots = limits.transfers.max(1);
+        let mut uploads = JoinSet::new();
+        let mut compares: JoinSet<Compared> = JoinSet::new();
+        let mut links_in_flight = 0usize;
+        let mut merging = true;
+        let mut failed = None;
+        loop {
+            while uploads.len() < slots && failed.is_none() {
+                let Some((entry, reason)) = self.queue.next(links_in_flight, slots) else {
+                    break;
+                };
+                let link = self.queue.is_link(&entry.rel);
+                links_in_flight += usize::from(link);
+                let ctx = self.ctx.clone();
+                uploads.spawn(async move {
+                    let _flight = ctx.stats.start_one();
+                    let size = entry.size;
+                    let rel = entry.rel.clone();
+                    let r = upload::upload(ctx.clone(), entry).await;
+                    (link, (rel, size, reason, r))
+                });
+            }
+            let want = merging
+                && self.queue.ahead() < QUEUED_AHEAD
+                && compares.len() < limits.checkers.max(1);
+            tokio::select! {
+                Some(r) = uploads.join_next(), if !uploads.is_empty() => {
+                    let (link, r) = r.expect("upload task");
+                    links_in_flight -= usize::from(link);
+                    self.finished(r);
+                }
+                Some(r) = compares.join_next(), if !compares.is_empty() => {
+                    let (s, v) = r.expect("compare task");
+                    match v {
+                        Verdict::Match => self.summary.files_skipped += 1,
+                        Verdict::Error(e) => self.summary.error(true, format!("{}: {e}", s.rel)),
+                        _ => {
+                            if let Err(e) = self.plan_upload(s, Reason::ContentDiffers).await {
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                }
+                step = merge.next(), if want => match step {
+                    None => merging = false,
+                    Some(Err(e)) => {
+                        merging = false;
+                        failed = Some(e);
+                    }
+                    Some(Ok(step)) => {
+                        if let Err(e) = self.step(step, &mut compares).await {
+                            merging = false;
+                            failed = Some(e);
+                        }
+                    }
+                },
+                else => {
+                    if failed.is_none() && self.queue.release_last() {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        failed
+    }
+
+    /// Decide what one step of the merge needs.
+    async fn step(&mut self, step: Step, compares: &mut JoinSet<Compared>) -> Result<(), S3Error> {
+        let pair = match step.pair() {
+            Some(p) => p,
+            None => {
+                match step {
+                    Step::WalkError(e) => self.summary.error(false, e.to_string()),
+                    Step::Special(p) => {
+                        tracing::warn!("{p}: not a regular file (fifo, socket or device): skipped")
+                    }
+                    _ => unreachable!("steps without a pair"),
+                }
+                return Ok(());
+            }
+        };
+        if let Some(layout) = &self.opts.registry {
+            let rel = match pair {
+                Pair::SrcOnly(s) | Pair::Both(s, _) => &s.rel,
+                Pair::DstOnly(d) => &d.rel,
+            };
+            match layout.kind(rel) {
+                // The filesystem driver's in-progress uploads mean nothing to the S3 driver:
+                // leave them out of the sync, and out of the deletes.
+                Kind::Upload if !self.opts.include_uploads => {
+                    if let Pair::SrcOnly(s) | Pair::Both(s, _) = pair {
+                        self.summary.registry_uploads_skipped += 1;
+                        self.summary.registry_uploads_skipped_bytes += s.size;
+                    }
+                    return Ok(());
+                }
+                Kind::Blob { digest } if matches!(pair, Pair::Both(..) | Pair::DstOnly(_)) => {
+                    self.known_blobs.lock().expect("known blobs").insert(digest);
+                }
+                _ => {}
+            }
+        }
+        if matches!(pair, Pair::SrcOnly(_) | Pair::Both(..)) {
+            self.summary.files_source += 1;
+        }
+        let decision = plan::decide(&pair, self.opts.skip_rule);
+        match (decision, step) {
+            (Decision::Upload(r), Step::SrcOnly(s) | Step::Both(s, _)) => {
+                self.plan_upload(s, r).await?;
+            }
+            (Decision::CompareContent, Step::Both(s, d)) => {
+                // --checksum: hash the file, upload it if its content differs.
+                let vopts = VerifyOptions {
+                    download: false,
+                    always_download: false,
+                    parallel_parts: self.ctx.limits.parts_per_file,
+                };
+                let store = self.ctx.store.clone();
+                compares.spawn(async move {
+                    let v = verify::verify(&store, &s, &d, vopts, None).await;
+                    (s, v)
+                });
+            }
+            (Decision::Skip, Step::Both(..)) => self.summary.files_skipped += 1,
+            (Decision::Delete, Step::DstOnly(d)) => {
+                if self.opts.mode == Mode::Sync {
+                    self.deletes.push(d);
+                }
+            }
+            (d, step) => unreachable!("decision {d:?} for {step:?}"),
+        }
+        Ok(())
+    }
+
+    /// Count a file to upload and queue it (or, with `--dry-run`, say so).
+    async fn plan_upload(&mut self, s: SrcEntry, reason: Reason) -> Result<(), S3Error> {
+        Stats::add(&self.ctx.stats.files_total, 1);
+        Stats::add(&self.ctx.stats.bytes_total, s.size);
+        if self.opts.dry_run {
+            tracing::warn!(
+                "{}: Skipped copy as --dry-run is set ({}, size {})",
+                s.rel,
+                reason.as_str(),
+                s.size
+            );
+            return Ok(());
+        }
+        if s.size > 0 && s.size >= self.ctx.limits.upload_cutoff && self.ctx.pending.get().is_none()
+        {
+            // The first multipart file: find interrupted uploads to resume, once.
+            let pending = pending_uploads(&self.ctx.store).await?;
+            let _ = self.ctx.pending.set(pending);
+        }
+        self.queue.push((s, reason), &self.known_blobs);
+        Ok(())
+    }
+
+    /// Record a finished upload; a blob's waiting links become ready.
+    fn finished(
+        &mut self,
+        r: (
+            String,
+            u64,
+            Reason,
+            Result<upload::Uploaded, upload::UploadError>,
+        ),
+    ) {
+        let rel = r.0.clone();
+        let ok = record(r, &self.ctx, &mut self.summary).is_some();
+        if ok
+            && let Some(layout) = &self.queue.layout
+            && let Kind::Blob { digest } = layout.kind(&rel)
+        {
+            self.known_blobs.lock().expect("known blobs").insert(digest);
+        }
+        self.queue.finished(&rel, ok);
+    }
+}
+
 /// The order files are uploaded in. Without registry mode: as planned. In registry mode,
 /// links and blobs are interleaved so that neither the request rate (71-byte links) nor the
-/// bandwidth (blobs) idles, and no link is uploaded before its blob is in the bucket:
+/// bandwidth (blobs) idles, and no link is uploaded before its blob is in the bucket. Blobs
+/// (`…/blobs/…`) come before links (`…/repositories/…`) in key order, so when a link is
+/// queued every blob it could name has been listed or queued:
 /// - a link whose path names a blob the bucket already holds is ready at once;
-/// - one whose blob this run uploads waits for that upload to complete;
+/// - one whose blob this run is uploading waits for that upload to complete;
 /// - the rest (tag `current` links, which name no digest, and links to blobs neither listed
 ///   nor uploaded here: another shard's, or missing) go last, when everything else is done,
 ///   and are checked against the bucket then.
@@ -345,43 +484,53 @@ struct Queue {
     files: VecDeque<(SrcEntry, Reason)>,
     ready_links: VecDeque<(SrcEntry, Reason)>,
     waiting: HashMap<String, Vec<(SrcEntry, Reason)>>,
+    waiting_count: usize,
+    /// Blobs queued or being uploaded.
+    uploading: HashSet<String>,
     last: Vec<(SrcEntry, Reason)>,
     layout: Option<Layout>,
 }
 
 impl Queue {
-    fn new(
-        uploads: Vec<(SrcEntry, Reason)>,
-        layout: Option<&Layout>,
-        known: &std::sync::Mutex<HashSet<String>>,
-    ) -> Queue {
-        let mut q = Queue {
+    fn new(layout: Option<Layout>) -> Queue {
+        Queue {
             files: VecDeque::new(),
             ready_links: VecDeque::new(),
             waiting: HashMap::new(),
+            waiting_count: 0,
+            uploading: HashSet::new(),
             last: Vec::new(),
-            layout: layout.cloned(),
-        };
-        let Some(layout) = layout else {
-            q.files = uploads.into();
-            return q;
-        };
-        let uploading: HashSet<String> =
-            layout.blob_digests(uploads.iter().map(|(s, _)| s.rel.as_str()));
-        let known = known.lock().expect("known blobs");
-        for u in uploads {
-            match layout.kind(&u.0.rel) {
-                Kind::Link {
-                    path_digest: Some(d),
-                } if known.contains(&d) => q.ready_links.push_back(u),
-                Kind::Link {
-                    path_digest: Some(d),
-                } if uploading.contains(&d) => q.waiting.entry(d).or_default().push(u),
-                Kind::Link { .. } => q.last.push(u),
-                _ => q.files.push_back(u),
-            }
+            layout,
         }
-        q
+    }
+
+    /// Files queued and not yet started, except those that go last.
+    fn ahead(&self) -> usize {
+        self.files.len() + self.ready_links.len() + self.waiting_count
+    }
+
+    fn push(&mut self, u: (SrcEntry, Reason), known: &std::sync::Mutex<HashSet<String>>) {
+        let Some(layout) = &self.layout else {
+            self.files.push_back(u);
+            return;
+        };
+        match layout.kind(&u.0.rel) {
+            Kind::Link {
+                path_digest: Some(d),
+            } if known.lock().expect("known blobs").contains(&d) => self.ready_links.push_back(u),
+            Kind::Link {
+                path_digest: Some(d),
+            } if self.uploading.contains(&d) => {
+                self.waiting_count += 1;
+                self.waiting.entry(d).or_default().push(u);
+            }
+            Kind::Link { .. } => self.last.push(u),
+            Kind::Blob { digest } => {
+                self.uploading.insert(digest);
+                self.files.push_back(u);
+            }
+            _ => self.files.push_back(u),
+        }
     }
 
     /// The next file to start, given how many links are in flight out of `slots`.
@@ -404,73 +553,31 @@ impl Queue {
     /// A file finished: a blob's waiting links become ready (uploaded) or go last (failed).
     fn finished(&mut self, rel: &str, ok: bool) {
         let Some(layout) = &self.layout else { return };
-        if let Kind::Blob { digest } = layout.kind(rel)
-            && let Some(links) = self.waiting.remove(&digest)
-        {
-            if ok {
-                self.ready_links.extend(links);
-            } else {
-                self.last.extend(links);
+        if let Kind::Blob { digest } = layout.kind(rel) {
+            self.uploading.remove(&digest);
+            if let Some(links) = self.waiting.remove(&digest) {
+                self.waiting_count -= links.len();
+                if ok {
+                    self.ready_links.extend(links);
+                } else {
+                    self.last.extend(links);
+                }
             }
         }
     }
 
-    /// Nothing is running: release what goes last. False when the queue is empty.
+    /// Nothing is running and nothing more will be queued: release what goes last. False
+    /// when the queue is empty.
     fn release_last(&mut self) -> bool {
         // Links still waiting here wait on a blob that was never reported done.
         let waiting: Vec<_> = self.waiting.drain().flat_map(|(_, v)| v).collect();
+        self.waiting_count = 0;
         self.last.extend(waiting);
         if self.last.is_empty() {
             return false;
         }
         self.ready_links.extend(self.last.drain(..));
         true
-    }
-}
-
-/// Upload the queue, `--transfers` at a time.
-async fn upload_all(
-    ctx: &Arc<UploadCtx>,
-    mut queue: Queue,
-    known: &std::sync::Mutex<HashSet<String>>,
-    summary: &mut SyncSummary,
-) {
-    let slots = ctx.limits.transfers.max(1);
-    let mut set = JoinSet::new();
-    let mut links_in_flight = 0usize;
-    loop {
-        while set.len() < slots {
-            let Some((entry, reason)) = queue.next(links_in_flight, slots) else {
-                break;
-            };
-            let link = queue.is_link(&entry.rel);
-            links_in_flight += usize::from(link);
-            let task_ctx = ctx.clone();
-            set.spawn(async move {
-                let _flight = task_ctx.stats.start_one();
-                let size = entry.size;
-                let rel = entry.rel.clone();
-                let r = upload::upload(task_ctx.clone(), entry).await;
-                (link, (rel, size, reason, r))
-            });
-        }
-        let Some(r) = set.join_next().await else {
-            if queue.release_last() {
-                continue;
-            }
-            break;
-        };
-        let (link, r) = r.expect("upload task");
-        links_in_flight -= usize::from(link);
-        let rel = r.0.clone();
-        let ok = record(r, ctx, summary).is_some();
-        if ok
-            && let Some(layout) = &queue.layout
-            && let Kind::Blob { digest } = layout.kind(&rel)
-        {
-            known.lock().expect("known blobs").insert(digest);
-        }
-        queue.finished(&rel, ok);
     }
 }
 

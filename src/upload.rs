@@ -87,8 +87,9 @@ pub struct UploadCtx {
     pub stats: Arc<Stats>,
     /// Attempts per file or part after an integrity failure (bad digest, ETag mismatch).
     pub integrity_retries: u32,
-    /// In-progress multipart uploads found at the start of the run, by absolute key.
-    pub pending: HashMap<String, Vec<UploadInfo>>,
+    /// In-progress multipart uploads under the prefix, by absolute key: listed once, before
+    /// the first file big enough for multipart is queued (unset when none is).
+    pub pending: std::sync::OnceLock<HashMap<String, Vec<UploadInfo>>>,
     /// Registry mode: verify blobs and links as they are read.
     pub registry: Option<RegistryCtx>,
 }
@@ -292,7 +293,7 @@ async fn find_resumable(
     plan: &PartPlan,
 ) -> (Option<(String, HashMap<u32, PartInfo>)>, Vec<String>) {
     let key = ctx.store.key(&entry.rel);
-    let Some(pending) = ctx.pending.get(&key) else {
+    let Some(pending) = ctx.pending.get().and_then(|p| p.get(&key)) else {
         return (None, Vec::new());
     };
     let mut candidates = Vec::new();

@@ -1,12 +1,16 @@
-//! Stage 1 (source side): walk the local tree in parallel and produce its regular files, sorted by
-//! key in the same byte order S3 lists in, ready to be merged with the destination listing.
+//! Stage 1 (source side): walk the local tree and produce its regular files one by one, in the
+//! same byte order S3 lists keys in, so they can be merged with the destination listing as
+//! they come instead of being held whole.
+//!
+//! Directories are read in parallel by a few threads, a bounded window ahead of the one being
+//! emitted, so memory follows the widest directory (plus that window), not the tree. Key order
+//! is not name order: a directory `d` sorts as `d/`, after a sibling file `d.txt` (`.` < `/`).
 //!
 //! The walk only reads metadata. It never opens a file for writing and never follows a symlink
 //! unless `--copy-links` asks for it. Problems with one entry (a symlink, a name that is not
-//! UTF-8, a key too long for S3) are returned as per-file errors; they never stop the walk.
+//! UTF-8, a key too long for S3) are reported as per-file errors; they never stop the walk.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use crate::filter::Filter;
@@ -61,7 +65,26 @@ impl WalkError {
     }
 }
 
-/// What the walk found.
+/// One thing the walk found, in key order.
+#[derive(Debug)]
+pub enum Item {
+    File(SrcEntry),
+    Error(WalkError),
+    /// A FIFO, socket or device: skipped with a warning.
+    Special(String),
+}
+
+impl Item {
+    fn key(&self) -> &str {
+        match self {
+            Item::File(f) => &f.rel,
+            Item::Error(e) => e.path(),
+            Item::Special(p) => p,
+        }
+    }
+}
+
+/// What the walk found, collected (for callers that want the whole tree at once).
 #[derive(Debug, Default)]
 pub struct Walked {
     pub files: Vec<SrcEntry>,
@@ -70,7 +93,7 @@ pub struct Walked {
     pub special: Vec<String>,
 }
 
-/// Walk `root`; keys are `prefix + rel`. Only entries the filter allows are returned.
+/// Walk `root` and collect everything; keys are `prefix + rel`.
 pub fn walk(
     root: &Path,
     prefix: &str,
@@ -78,104 +101,316 @@ pub fn walk(
     copy_links: bool,
     threads: usize,
 ) -> Walked {
-    let out = Mutex::new(Walked::default());
-    let walker = ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .hidden(false)
-        .follow_links(copy_links)
-        .threads(threads.max(1))
-        .build_parallel();
-    walker.run(|| {
-        let out = &out;
-        Box::new(move |entry| {
-            let result = classify(root, prefix, filter, copy_links, entry);
-            if let Some(r) = result {
-                let mut o = out.lock().expect("walk results lock");
-                match r {
-                    Found::File(f) => o.files.push(f),
-                    Found::Error(e) => o.errors.push(e),
-                    Found::Special(p) => o.special.push(p),
-                }
-            }
-            ignore::WalkState::Continue
+    let mut w = Walked::default();
+    walk_each(root, prefix, filter, copy_links, threads, |item| {
+        match item {
+            Item::File(f) => w.files.push(f),
+            Item::Error(e) => w.errors.push(e),
+            Item::Special(p) => w.special.push(p),
+        }
+        true
+    });
+    w
+}
+
+/// Items the walk may get ahead of the merge.
+const ITEMS_AHEAD: usize = 4096;
+
+/// Walk `root` on a blocking thread; items come out of the receiver in key order. Dropping
+/// the receiver stops the walk.
+pub fn spawn(
+    root: PathBuf,
+    prefix: String,
+    filter: Filter,
+    copy_links: bool,
+    threads: usize,
+) -> tokio::sync::mpsc::Receiver<Item> {
+    let (tx, rx) = tokio::sync::mpsc::channel(ITEMS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        walk_each(&root, &prefix, &filter, copy_links, threads, |item| {
+            tx.blocking_send(item).is_ok()
         })
     });
-    let mut walked = out.into_inner().expect("walk results lock");
-    walked
-        .files
-        .sort_unstable_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
-    walked.errors.sort_by_key(|e| e.to_string());
-    walked.special.sort();
-    walked
+    rx
 }
 
-enum Found {
-    File(SrcEntry),
-    Error(WalkError),
-    Special(String),
+/// How many directories are read ahead of the one being emitted, per reader thread.
+const AHEAD_PER_THREAD: usize = 16;
+
+/// The settings every directory read shares.
+struct Scan<'a> {
+    root: &'a Path,
+    prefix: &'a str,
+    filter: &'a Filter,
+    copy_links: bool,
 }
 
-fn classify(
+/// A directory to read: its path and its key (`rel/`, empty for the root).
+struct DirJob {
+    path: PathBuf,
+    rel: String,
+    reply: crossbeam_channel::Sender<DirRead>,
+}
+
+/// One directory, read: its entries in key order, and its identity (for loop detection).
+struct DirRead {
+    entries: Vec<Entry>,
+    id: Option<(u64, u64)>,
+}
+
+enum Entry {
+    Item(Item),
+    /// A subdirectory, to descend into at this point of the order.
+    Dir {
+        rel: String,
+        path: PathBuf,
+    },
+}
+
+/// A directory being emitted.
+struct Level {
+    entries: std::collections::VecDeque<Entry>,
+    /// Its subdirectories not yet descended into, in order, with the reads started for them.
+    ahead: std::collections::VecDeque<Ahead>,
+    id: Option<(u64, u64)>,
+}
+
+struct Ahead {
+    job: Option<DirJob>,
+    reply: crossbeam_channel::Receiver<DirRead>,
+}
+
+/// Walk `root` in key order, handing each item to `emit`; stops early when `emit` returns
+/// false. Blocks the calling thread; `threads` more read directories.
+pub fn walk_each(
     root: &Path,
     prefix: &str,
     filter: &Filter,
     copy_links: bool,
-    entry: Result<ignore::DirEntry, ignore::Error>,
-) -> Option<Found> {
-    let entry = match entry {
-        Ok(e) => e,
-        Err(err) => {
-            return Some(Found::Error(WalkError::Io {
-                path: root.display().to_string(),
-                message: err.to_string(),
-            }));
+    threads: usize,
+    mut emit: impl FnMut(Item) -> bool,
+) {
+    let scan = Scan {
+        root,
+        prefix,
+        filter,
+        copy_links,
+    };
+    let threads = threads.max(1);
+    let window = threads * AHEAD_PER_THREAD;
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<DirJob>(window);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let (jobs_rx, scan) = (jobs_rx.clone(), &scan);
+            s.spawn(move || {
+                for job in jobs_rx {
+                    let read = read_dir(scan, &job.path, &job.rel);
+                    let _ = job.reply.send(read);
+                }
+            });
+        }
+        drop(jobs_rx);
+        let first = read_dir(&scan, root, "");
+        let mut stack = vec![level(first)];
+        start_reads(&mut stack, window, &jobs_tx);
+        while let Some(top) = stack.last_mut() {
+            let Some(entry) = top.entries.pop_front() else {
+                stack.pop();
+                continue;
+            };
+            match entry {
+                Entry::Item(item) => {
+                    if !emit(item) {
+                        break;
+                    }
+                }
+                Entry::Dir { rel, path } => {
+                    let mut next = top.ahead.pop_front().expect("a read per directory");
+                    if let Some(job) = next.job.take() {
+                        // Not started yet (the window was full): read it here.
+                        let _ = job.reply.send(read_dir(&scan, &job.path, &job.rel));
+                    }
+                    let read = next.reply.recv().expect("directory reader");
+                    if read.id.is_some() && stack.iter().any(|l| l.id == read.id) {
+                        let e = WalkError::Io {
+                            path: rel.trim_end_matches('/').to_string(),
+                            message: format!("{}: filesystem loop: not followed", path.display()),
+                        };
+                        if !emit(Item::Error(e)) {
+                            break;
+                        }
+                        continue;
+                    }
+                    stack.push(level(read));
+                    start_reads(&mut stack, window, &jobs_tx);
+                }
+            }
+        }
+        drop(jobs_tx);
+    });
+}
+
+fn level(read: DirRead) -> Level {
+    let ahead = read
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Dir { rel, path } => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                Some(Ahead {
+                    job: Some(DirJob {
+                        path: path.clone(),
+                        rel: rel.clone(),
+                        reply: tx,
+                    }),
+                    reply: rx,
+                })
+            }
+            Entry::Item(_) => None,
+        })
+        .collect();
+    Level {
+        entries: read.entries.into(),
+        ahead,
+        id: read.id,
+    }
+}
+
+/// Start reading the next `window` directories in emit order (deepest level first) that are
+/// not being read yet.
+fn start_reads(stack: &mut [Level], window: usize, jobs: &crossbeam_channel::Sender<DirJob>) {
+    let mut budget = window;
+    for level in stack.iter_mut().rev() {
+        for a in level.ahead.iter_mut() {
+            if budget == 0 {
+                return;
+            }
+            budget -= 1;
+            if let Some(job) = a.job.take() {
+                match jobs.try_send(job) {
+                    Ok(()) => {}
+                    Err(crossbeam_channel::TrySendError::Full(job))
+                    | Err(crossbeam_channel::TrySendError::Disconnected(job)) => {
+                        a.job = Some(job);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Read one directory: classify every entry, sorted by key.
+fn read_dir(scan: &Scan<'_>, dir: &Path, rel: &str) -> DirRead {
+    use std::os::unix::fs::MetadataExt;
+    let shown = || {
+        if rel.is_empty() {
+            scan.root.display().to_string()
+        } else {
+            rel.trim_end_matches('/').to_string()
         }
     };
-    if entry.depth() == 0 {
-        return None;
-    }
-    let path = entry.path();
-    let rel_path = path.strip_prefix(root).unwrap_or(path);
-    let shown = rel_path.to_string_lossy().into_owned();
-    let Some(rel) = rel_path.to_str() else {
-        return Some(Found::Error(WalkError::NotUtf8 { path: shown }));
-    };
-    let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
-    let ft = entry.file_type()?;
-    if ft.is_dir() {
-        return None;
-    }
-    if !filter.allows(&rel) {
-        return None;
-    }
-    if ft.is_symlink() && !copy_links {
-        return Some(Found::Error(WalkError::Symlink { path: rel }));
-    }
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
+    let id = std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+    let iter = match std::fs::read_dir(dir) {
+        Ok(it) => it,
         Err(e) => {
-            return Some(Found::Error(WalkError::Io {
-                path: rel,
+            return DirRead {
+                entries: vec![Entry::Item(Item::Error(WalkError::Io {
+                    path: shown(),
+                    message: e.to_string(),
+                }))],
+                id,
+            };
+        }
+    };
+    let mut entries = Vec::new();
+    for entry in iter {
+        match entry {
+            Ok(entry) => {
+                if let Some(e) = classify(scan, rel, &entry) {
+                    entries.push(e);
+                }
+            }
+            Err(e) => entries.push(Entry::Item(Item::Error(WalkError::Io {
+                path: shown(),
                 message: e.to_string(),
-            }));
+            }))),
+        }
+    }
+    entries.sort_by(|a, b| sort_key(a).cmp(sort_key(b)));
+    DirRead { entries, id }
+}
+
+fn sort_key(e: &Entry) -> &[u8] {
+    match e {
+        Entry::Item(i) => i.key().as_bytes(),
+        Entry::Dir { rel, .. } => rel.as_bytes(),
+    }
+}
+
+fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option<Entry> {
+    let name = entry.file_name();
+    let err = |e: WalkError| Some(Entry::Item(Item::Error(e)));
+    let Some(name) = name.to_str() else {
+        let shown = format!("{dir_rel}{}", name.to_string_lossy());
+        return err(WalkError::NotUtf8 { path: shown });
+    };
+    let rel = format!("{dir_rel}{name}");
+    let path = entry.path();
+    let io = |rel: String, e: std::io::Error| {
+        err(WalkError::Io {
+            path: rel,
+            message: e.to_string(),
+        })
+    };
+    let ft = match entry.file_type() {
+        Ok(ft) => ft,
+        Err(e) => return io(rel, e),
+    };
+    let meta = if ft.is_symlink() {
+        if !scan.copy_links {
+            if !scan.filter.allows(&rel) {
+                return None;
+            }
+            return err(WalkError::Symlink { path: rel });
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) => return io(rel, e),
+        }
+    } else if ft.is_dir() {
+        return Some(Entry::Dir {
+            rel: rel + "/",
+            path,
+        });
+    } else {
+        match entry.metadata() {
+            Ok(m) => m,
+            Err(e) => return io(rel, e),
         }
     };
     if meta.is_dir() {
+        return Some(Entry::Dir {
+            rel: rel + "/",
+            path,
+        });
+    }
+    if !scan.filter.allows(&rel) {
         return None;
     }
     if !meta.is_file() {
-        return Some(Found::Special(rel));
+        return Some(Entry::Item(Item::Special(rel)));
     }
-    let len = prefix.len() + rel.len();
+    let len = scan.prefix.len() + rel.len();
     if len > MAX_KEY_LEN {
-        return Some(Found::Error(WalkError::KeyTooLong { path: rel, len }));
+        return err(WalkError::KeyTooLong { path: rel, len });
     }
-    Some(Found::File(SrcEntry {
-        path: path.to_path_buf(),
+    Some(Entry::Item(Item::File(SrcEntry {
+        path,
         size: meta.len(),
         mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         rel,
-    }))
+    })))
 }
 
 #[cfg(test)]
