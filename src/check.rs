@@ -76,8 +76,15 @@ pub struct CheckSummary {
     pub differences_total: u64,
     pub elapsed_seconds: f64,
     pub requests: RequestSnapshot,
+    /// The first [`DIFFERENCES_KEPT`] differences, by path (every one is logged);
+    /// `differences_not_kept` counts the rest.
     pub differences: Vec<Difference>,
+    pub differences_not_kept: u64,
 }
+
+/// Differences kept for the report: checking a tree against an empty bucket should not need
+/// memory for every path; the log and rclone's output files have every one.
+pub const DIFFERENCES_KEPT: usize = 1000;
 
 impl CheckSummary {
     /// Everything that keeps "0 differences found" from being printed.
@@ -175,17 +182,40 @@ enum Found {
 }
 
 impl CheckSummary {
-    /// Count what a task found; differences go to `diffs`, matches to the output files.
-    fn found(
-        &mut self,
-        found: Found,
-        diffs: &mut Vec<Difference>,
-        outputs: &mut Outputs,
-        dst_name: &str,
-    ) {
+    /// Count, log and write out one difference; keep the first [`DIFFERENCES_KEPT`] for the
+    /// report.
+    fn differ(&mut self, d: Difference, outputs: &mut Outputs) {
+        match d.kind {
+            "missing_on_dst" => self.missing_on_dst += 1,
+            "missing_on_src" => self.missing_on_src += 1,
+            "size" => self.size_differ += 1,
+            "hash" => self.hash_differ += 1,
+            "unverified" => self.unverified += 1,
+            "dangling" => self.dangling_links += 1,
+            "corrupt" => self.corrupt_blobs += 1,
+            _ => self.errors += 1,
+        }
+        if d.detail.starts_with(&d.path) {
+            tracing::error!("{}", d.detail);
+        } else {
+            tracing::error!("{}: {}", d.path, d.detail);
+        }
+        outputs.write(d.kind, &d.path);
+        if self.differences.len() < DIFFERENCES_KEPT {
+            self.differences.push(d);
+        } else {
+            self.differences_not_kept += 1;
+        }
+    }
+
+    /// Count what a task found; differences are logged as found, matches go to the output
+    /// files.
+    fn found(&mut self, found: Found, outputs: &mut Outputs, dst_name: &str) {
         let (rel, size, v, blob) = match found {
             Found::Link(d) => {
-                diffs.extend(d);
+                if let Some(d) = d {
+                    self.differ(d, outputs);
+                }
                 return;
             }
             Found::Verdict(rel, size, v, blob) => (rel, size, v, blob),
@@ -209,11 +239,14 @@ impl CheckSummary {
             Some(Verdict::CorruptSource(e)) => ("corrupt", e),
             Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
         };
-        diffs.push(Difference {
-            path: rel,
-            kind,
-            detail,
-        });
+        self.differ(
+            Difference {
+                path: rel,
+                kind,
+                detail,
+            },
+            outputs,
+        );
     }
 }
 
@@ -306,12 +339,11 @@ pub async fn run(
     // Tasks in flight: each verifies one file (or proves one link).
     let in_flight = limits.checkers.max(1);
     let mut set: JoinSet<Found> = JoinSet::new();
-    let mut diffs: Vec<Difference> = Vec::new();
     let mut failed = None;
     loop {
         while set.len() >= in_flight {
             let found = set.join_next().await.expect("a task")?;
-            s.found(found, &mut diffs, &mut outputs, &dst_name);
+            s.found(found, &mut outputs, &dst_name);
         }
         let step = match merge.next().await {
             None => break,
@@ -323,11 +355,12 @@ pub async fn run(
         };
         let (src, dst) = match step {
             Step::WalkError(e) => {
-                diffs.push(Difference {
+                let d = Difference {
                     path: e.path().to_string(),
                     kind: "error",
                     detail: e.to_string(),
-                });
+                };
+                s.differ(d, &mut outputs);
                 continue;
             }
             Step::Special(p) => {
@@ -355,11 +388,12 @@ pub async fn run(
         let Some(src) = src else {
             let d = dst.expect("a side");
             if !opts.one_way {
-                diffs.push(Difference {
+                let d = Difference {
                     path: d.rel,
                     kind: "missing_on_src",
                     detail: format!("file not in {src_name}"),
-                });
+                };
+                s.differ(d, &mut outputs);
             }
             continue;
         };
@@ -372,7 +406,6 @@ pub async fn run(
         let Some(d) = dst else {
             s.found(
                 Found::Verdict(src.rel, 0, None, false),
-                &mut diffs,
                 &mut outputs,
                 &dst_name,
             );
@@ -394,33 +427,14 @@ pub async fn run(
         });
     }
     while let Some(found) = set.join_next().await {
-        s.found(found?, &mut diffs, &mut outputs, &dst_name);
+        s.found(found?, &mut outputs, &dst_name);
     }
     progress.finish().await;
     if let Some(e) = failed {
         return Err(e.into());
     }
 
-    diffs.sort_by(|a, b| a.path.cmp(&b.path));
-    for d in &diffs {
-        match d.kind {
-            "missing_on_dst" => s.missing_on_dst += 1,
-            "missing_on_src" => s.missing_on_src += 1,
-            "size" => s.size_differ += 1,
-            "hash" => s.hash_differ += 1,
-            "unverified" => s.unverified += 1,
-            "dangling" => s.dangling_links += 1,
-            "corrupt" => s.corrupt_blobs += 1,
-            _ => s.errors += 1,
-        }
-        if d.detail.starts_with(&d.path) {
-            tracing::error!("{}", d.detail);
-        } else {
-            tracing::error!("{}: {}", d.path, d.detail);
-        }
-        outputs.write(d.kind, &d.path);
-    }
-    s.differences = diffs;
+    s.differences.sort_by(|a, b| a.path.cmp(&b.path));
     s.differences_total = s.not_ok();
 
     if s.missing_on_dst > 0 {

@@ -81,8 +81,15 @@ pub struct SyncSummary {
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests: RequestSnapshot,
+    /// The first [`ERRORS_KEPT`] error messages (every one is logged); `errors_not_kept` counts
+    /// the rest.
     pub errors: Vec<String>,
+    pub errors_not_kept: u64,
 }
+
+/// Error messages kept for the report. A run that fails a million times should not need a
+/// million messages' worth of memory; the log has every one.
+pub const ERRORS_KEPT: usize = 1000;
 
 impl SyncSummary {
     pub fn errors(&self) -> u64 {
@@ -95,7 +102,11 @@ impl SyncSummary {
         } else {
             self.errors_permanent += 1;
         }
-        self.errors.push(message);
+        if self.errors.len() < ERRORS_KEPT {
+            self.errors.push(message);
+        } else {
+            self.errors_not_kept += 1;
+        }
     }
 }
 
