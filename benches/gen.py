@@ -3,6 +3,8 @@
        laid out as docker/registry/v2 (blobs/sha256/XX/<hex>/data, repositories/...)
   w2/  SMALL files of 4 KiB
   w3/  LARGE files of 1 GiB
+  w6/  1,000,000 link files pointing at 10,000 blobs of 512 bytes (100 repositories, each
+       linking every blob): many tiny files, for the memory bound
     gen.py OUT SCALE
 Sizes and counts are multiplied by SCALE (1 = the issue's workloads).
 """
@@ -25,6 +27,7 @@ def main():
     links, blobs = int(20000 * scale), max(1, int(1000 * scale))
     small, large = int(100000 * scale), 4
     large_size = int((1 << 30) * min(1.0, scale * 4))
+    gen_w6(out, scale)
     stamp = os.path.join(out, f".done-{scale}")
     if os.path.exists(stamp):
         return
@@ -56,6 +59,26 @@ def main():
                 left -= n
             f.seek(0)
             f.write(i.to_bytes(8, "little"))
+    open(stamp, "w").close()
+
+
+def gen_w6(out, scale):
+    stamp = os.path.join(out, f".done-w6-{scale}")
+    if os.path.exists(stamp):
+        return
+    rnd = random.Random(6)
+    v2 = os.path.join(out, "w6", "docker", "registry", "v2")
+    blobs = max(1, int(10000 * scale))
+    digests = []
+    for _ in range(blobs):
+        data = rnd.randbytes(512)
+        d = hashlib.sha256(data).hexdigest()
+        write(os.path.join(v2, "blobs", "sha256", d[:2], d, "data"), data)
+        digests.append(d)
+    for r in range(100):
+        for d in digests:
+            write(os.path.join(v2, "repositories", f"p{r % 10:02}", f"r{r:03}", "_layers", "sha256", d, "link"),
+                  f"sha256:{d}".encode())
     open(stamp, "w").close()
 
 

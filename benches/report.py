@@ -60,6 +60,11 @@ def main():
             if r:
                 parts.append(f"{tool} {r['cpu']:.2f} s ({r['cpu'] / md5:.2f}×)")
         print("; ".join(parts))
+    w6 = next((r for r in rows.get("W6 1M tiny files, 64 MiB budget", []) if r["tool"] == "s3ferry"), None)
+    if w6:
+        print(f"\nMemory bound: W6 ({w6['units']}) peaked at {w6['rss']:.0f} MiB with a 64 MiB buffer "
+              f"budget; the target is at most budget + 64 MiB = 128 MiB "
+              f"({'met' if w6['rss'] <= 128 else 'NOT met'}).")
     sha = floor.get(("sha256", "w1"))
     s = next((r for r in rows.get("W1 registry mix", []) if r["tool"] == "s3ferry"), None)
     if sha and s and floor.get(("md5", "w1")):

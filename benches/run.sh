@@ -128,6 +128,13 @@ run "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" 
 run "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "direct:$b" --one-way
 rm -rf "${out:?}/s3/$b"
 
+# W6: a million tiny files (at scale 1) with a 64 MiB buffer budget: peak RSS must stay within
+# the budget + 64 MiB, however many files there are. s3ferry only: this is about its memory.
+bucket w6
+run "W6 1M tiny files, 64 MiB budget" s3ferry "$(files_of "$d/w6") files" \
+  "$s3ferry" --config "$conf" sync "$d/w6" "direct:$b" --max-buffer-memory 64M
+rm -rf "${out:?}/s3/$b"
+
 sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units"
 sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"
 

@@ -488,4 +488,51 @@ mod tests {
             w.errors
         );
     }
+
+    #[test]
+    fn streams_in_key_order_however_far_the_reads_run_ahead() {
+        // More directories than the read-ahead window (16 per thread), at several depths, with
+        // names where directory order and key order differ ("d" sorts as "d/", after "d.x").
+        let d = tempfile::tempdir().unwrap();
+        let mut want = Vec::new();
+        for i in 0..40 {
+            for name in ["a", "d.x", "d/e", "d/f/g", "d0", "z"] {
+                let rel = format!("{i:02}/{name}");
+                let p = d.path().join(&rel);
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, b"x").unwrap();
+                want.push(rel);
+            }
+        }
+        want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for threads in [1, 3] {
+            let w = walk(d.path(), "", &Filter::default(), false, threads);
+            let got: Vec<_> = w.files.iter().map(|f| f.rel.clone()).collect();
+            assert_eq!(got, want, "threads={threads}");
+        }
+        // The consumer can stop the walk.
+        let mut seen = 0;
+        walk_each(d.path(), "", &Filter::default(), false, 2, |_| {
+            seen += 1;
+            seen < 5
+        });
+        assert_eq!(seen, 5);
+    }
+
+    #[test]
+    fn a_symlink_loop_is_reported_not_followed_forever() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("a/b")).unwrap();
+        fs::write(d.path().join("a/b/f"), b"1").unwrap();
+        std::os::unix::fs::symlink("..", d.path().join("a/b/up")).unwrap();
+        let w = walk(d.path(), "", &Filter::default(), true, 2);
+        let rels: Vec<_> = w.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, vec!["a/b/f"]);
+        assert!(
+            matches!(&w.errors[..], [WalkError::Io { path, message }]
+                if path == "a/b/up" && message.contains("filesystem loop")),
+            "{:?}",
+            w.errors
+        );
+    }
 }
