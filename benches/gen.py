@@ -3,8 +3,7 @@
        laid out as docker/registry/v2 (blobs/sha256/XX/<hex>/data, repositories/...)
   w2/  SMALL files of 4 KiB
   w3/  LARGE files of 1 GiB
-  w6/  1,000,000 link files pointing at 10,000 blobs of 512 bytes (100 repositories, each
-       linking every blob): many tiny files, for the memory bound
+  w6/  1,000,000 files of 71 bytes in 1,000 directories: many tiny files, for the memory bound
     gen.py OUT SCALE
 Sizes and counts are multiplied by SCALE (1 = the issue's workloads).
 """
@@ -67,18 +66,8 @@ def gen_w6(out, scale):
     if os.path.exists(stamp):
         return
     rnd = random.Random(6)
-    v2 = os.path.join(out, "w6", "docker", "registry", "v2")
-    blobs = max(1, int(10000 * scale))
-    digests = []
-    for _ in range(blobs):
-        data = rnd.randbytes(512)
-        d = hashlib.sha256(data).hexdigest()
-        write(os.path.join(v2, "blobs", "sha256", d[:2], d, "data"), data)
-        digests.append(d)
-    for r in range(100):
-        for d in digests:
-            write(os.path.join(v2, "repositories", f"p{r % 10:02}", f"r{r:03}", "_layers", "sha256", d, "link"),
-                  f"sha256:{d}".encode())
+    for i in range(int(1000000 * scale)):
+        write(os.path.join(out, "w6", f"d{i % 1000:03}", f"f{i:07}"), rnd.randbytes(71))
     open(stamp, "w").close()
 
 

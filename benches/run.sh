@@ -67,6 +67,14 @@ results=$out/results.tsv
 n=0
 # bucket NAME: a fresh, empty bucket in $b (set here, not in a $(...) subshell, so the count moves).
 bucket() { n=$((n + 1)); b="b$n-$1"; mkdir -p "$out/s3/$b"; }
+# drop_bucket: remove $b's objects and the metadata files s3s-fs keeps for them in its root
+# directory (`.bucket-<base64url(name)>.…`); left there, millions of them fill ext4's index.
+drop_bucket() {
+  local enc
+  enc=$(printf %s "$b" | base64 | tr '+/' '-_' | tr -d '=')
+  rm -rf "${out:?}/s3/$b"
+  find "$out/s3" -maxdepth 1 -name ".bucket-$enc.*" -delete
+}
 # run WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS) and record a row.
 run() {
   local w=$1 tool=$2 units=$3; shift 3
@@ -96,7 +104,7 @@ sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS
       s5cmd) run "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
       "aws cli") run "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
     esac
-    rm -rf "${out:?}/s3/$b"
+    drop_bucket
   done
 }
 
@@ -118,7 +126,7 @@ for tool in s3ferry rclone s5cmd "aws cli"; do
     s5cmd) run "W4 no-op rerun" s5cmd "$w2_units" s5cmd --endpoint-url "http://127.0.0.1:$port" sync "$d/w2/" "s3://$b/" ;;
     "aws cli") run "W4 no-op rerun" "aws cli" "$w2_units" aws --endpoint-url "http://127.0.0.1:$port" s3 sync "$d/w2" "s3://$b" --only-show-errors ;;
   esac
-  rm -rf "${out:?}/s3/$b"
+  drop_bucket
 done
 
 # W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
@@ -126,14 +134,14 @@ bucket w5
 "$s3ferry" --config "$conf" sync "$d/w1" "direct:$b" >/dev/null 2>&1
 run "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "direct:$b" --one-way
 run "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "direct:$b" --one-way
-rm -rf "${out:?}/s3/$b"
+drop_bucket
 
-# W6: a million tiny files (at scale 1) with a 64 MiB buffer budget: peak RSS must stay within
+# W6: a million files of 71 bytes (at scale 1) with a 64 MiB buffer budget: peak RSS must stay within
 # the budget + 64 MiB, however many files there are. s3ferry only: this is about its memory.
 bucket w6
 run "W6 1M tiny files, 64 MiB budget" s3ferry "$(files_of "$d/w6") files" \
   "$s3ferry" --config "$conf" sync "$d/w6" "direct:$b" --max-buffer-memory 64M
-rm -rf "${out:?}/s3/$b"
+drop_bucket
 
 sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units"
 sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"

@@ -267,7 +267,13 @@ async fn cut_ranges(
     for (after, until) in ranges {
         let permit = sem.clone().acquire_owned().await.expect("open semaphore");
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
-        let (store, prefix) = (store.clone(), prefix.to_string());
+        let store = store.clone();
+        // Every key between two keys starts with their common prefix, so listing under it
+        // is the same range; servers that keep keys as directories then scan less.
+        let prefix = match &until {
+            Some(u) => common_prefix(&after, u).to_string(),
+            None => prefix.to_string(),
+        };
         let task = tokio::spawn(async move {
             let _p = permit;
             follow(&store, &prefix, Some(&after), None, tx, |objects, _| {
@@ -382,6 +388,18 @@ async fn discover(
     Ok(level)
 }
 
+/// The longest common prefix of two keys, on a character boundary.
+fn common_prefix<'a>(a: &'a str, b: &str) -> &'a str {
+    let mut end = 0;
+    for ((i, x), y) in a.char_indices().zip(b.chars()) {
+        if x != y {
+            break;
+        }
+        end = i + x.len_utf8();
+    }
+    &a[..end]
+}
+
 /// At most `n` cuts, evenly spread over the sorted candidates.
 fn spread(cuts: Vec<String>, n: usize) -> Vec<String> {
     if cuts.len() <= n {
@@ -393,6 +411,15 @@ fn spread(cuts: Vec<String>, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_prefixes() {
+        assert_eq!(common_prefix("p/d00/", "p/d06/"), "p/d0");
+        assert_eq!(common_prefix("p/a", "p/a/b"), "p/a");
+        assert_eq!(common_prefix("ü1", "ü2"), "ü");
+        assert_eq!(common_prefix("é", "è"), "", "never splits a character");
+        assert_eq!(common_prefix("", "x"), "");
+    }
 
     #[test]
     fn spread_keeps_order_and_bounds() {
