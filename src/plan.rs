@@ -90,7 +90,15 @@ impl Merge {
                     Some(Item::File(f)) => self.src_next = Some(f),
                     Some(Item::Error(e)) => return Some(Ok(Step::WalkError(e))),
                     Some(Item::Special(p)) => return Some(Ok(Step::Special(p))),
-                    None => self.src_done = true,
+                    Some(Item::End) => self.src_done = true,
+                    None => {
+                        // The walk died: an error, so nothing it did not reach is deleted.
+                        self.src_done = true;
+                        return Some(Ok(Step::WalkError(WalkError::Io {
+                            path: ".".into(),
+                            message: "the walk of the source stopped before its end".into(),
+                        })));
+                    }
                 }
                 continue;
             }
@@ -259,6 +267,7 @@ mod tests {
             Item::Error(WalkError::Symlink { path: "b/l".into() }),
             Item::File(src("b/a", 2, t(5))),
             Item::File(src("d", 3, t(5))),
+            Item::End,
         ];
         let pages = vec![
             vec![dst("b.txt", 1, t(10)), dst("b/", 0, t(0))],
@@ -277,10 +286,20 @@ mod tests {
                 "<d Upload(New)",
             ]
         );
-        assert!(merged(vec![], vec![]).await.is_empty());
+        assert!(merged(vec![Item::End], vec![]).await.is_empty());
         assert_eq!(
-            merged(vec![], vec![vec![dst("x", 1, t(0))]]).await,
+            merged(vec![Item::End], vec![vec![dst("x", 1, t(0))]]).await,
             vec![">x Delete"]
+        );
+        // A walk that stops without saying it is complete is an error, which keeps sync from
+        // deleting what it did not reach.
+        assert_eq!(
+            merged(
+                vec![Item::File(src("a", 1, t(0)))],
+                vec![vec![dst("x", 1, t(0))]]
+            )
+            .await,
+            vec!["<a Upload(New)", "!.", ">x Delete"]
         );
     }
 

@@ -72,6 +72,9 @@ pub enum Item {
     Error(WalkError),
     /// A FIFO, socket or device: skipped with a warning.
     Special(String),
+    /// The walk is complete ([`spawn`] sends it last). A stream that ends without it was cut
+    /// short, and what it did not reach must not look absent from the source.
+    End,
 }
 
 impl Item {
@@ -80,6 +83,7 @@ impl Item {
             Item::File(f) => &f.rel,
             Item::Error(e) => e.path(),
             Item::Special(p) => p,
+            Item::End => "",
         }
     }
 }
@@ -107,6 +111,7 @@ pub fn walk(
             Item::File(f) => w.files.push(f),
             Item::Error(e) => w.errors.push(e),
             Item::Special(p) => w.special.push(p),
+            Item::End => {}
         }
         true
     });
@@ -129,7 +134,8 @@ pub fn spawn(
     tokio::task::spawn_blocking(move || {
         walk_each(&root, &prefix, &filter, copy_links, threads, |item| {
             tx.blocking_send(item).is_ok()
-        })
+        });
+        let _ = tx.blocking_send(Item::End);
     });
     rx
 }
