@@ -200,20 +200,6 @@ pub async fn start(
     Ok(listing)
 }
 
-/// List the whole destination at once, sorted by key.
-pub async fn list(
-    store: &Arc<Store>,
-    filter: &Filter,
-    parallel: usize,
-) -> Result<Vec<DstEntry>, S3Error> {
-    let mut listing = start(store, filter, parallel).await?;
-    let mut out = Vec::new();
-    while let Some(page) = listing.next().await {
-        out.extend(page?);
-    }
-    Ok(out)
-}
-
 /// Where the head lister is, shared with the code that cuts ranges off its end.
 #[derive(Debug)]
 struct Head {

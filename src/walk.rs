@@ -88,7 +88,8 @@ impl Item {
     }
 }
 
-/// What the walk found, collected (for callers that want the whole tree at once).
+/// What the walk found, collected (for tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Walked {
     pub files: Vec<SrcEntry>,
@@ -98,6 +99,7 @@ pub struct Walked {
 }
 
 /// Walk `root` and collect everything; keys are `prefix + rel`.
+#[cfg(test)]
 pub fn walk(
     root: &Path,
     prefix: &str,
