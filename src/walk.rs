@@ -160,7 +160,8 @@ struct DirJob {
     reply: crossbeam_channel::Sender<DirRead>,
 }
 
-/// One directory, read: its entries in key order, and its identity (for loop detection).
+/// One directory, read: its entries in key order, and (with `--copy-links`, the only way to
+/// loop) its identity.
 struct DirRead {
     entries: Vec<Entry>,
     id: Option<(u64, u64)>,
@@ -318,7 +319,12 @@ fn read_dir(scan: &Scan<'_>, dir: &Path, rel: &str) -> DirRead {
             rel.trim_end_matches('/').to_string()
         }
     };
-    let id = std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()));
+    // Only followed symlinks can make a loop: without --copy-links, skip the stat.
+    let id = if scan.copy_links {
+        std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+    } else {
+        None
+    };
     let iter = match std::fs::read_dir(dir) {
         Ok(it) => it,
         Err(e) => {
