@@ -2,7 +2,8 @@
 //!
 //! The ETag is the proof when it can be: a plain MD5 ETag against the file's MD5, a multipart
 //! ETag by recomputing `md5(concat(part md5s))-N` from the file with the right part size (from
-//! our metadata, else `HEAD ?partNumber=1`, else the sizes common tools use). When no ETag can
+//! our metadata, else `HEAD ?partNumber=1`, else the sizes common tools use). A listing without
+//! ETags (some servers omit them) costs one HEAD per object, not a download. When no ETag can
 //! prove it (SSE-KMS, SSE-C, an unknown part size) the object is downloaded and its MD5
 //! compared, unless `--no-download`, and then it is counted as unverified — never as a match.
 
@@ -15,7 +16,7 @@ use sha2::Sha256;
 use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::plan::DstEntry;
 use crate::read::{self, ReadError, SourceFile, Stamp};
-use crate::s3::{self, S3Error, Store};
+use crate::s3::{self, Head, S3Error, Store};
 use crate::walk::SrcEntry;
 
 /// Block size for streaming reads while hashing.
@@ -277,7 +278,25 @@ async fn verify_content(
     if opts.always_download {
         return download_compare(store, src, blob).await;
     }
-    match ETag::parse(&dst.etag) {
+    // Some servers list objects without their ETags; one HEAD asks for it, which costs far
+    // less than downloading the object to prove it.
+    let mut etag = ETag::parse(&dst.etag);
+    let mut headed = None;
+    if matches!(&etag, ETag::Opaque(s) if s.is_empty()) {
+        match store.head(&src.rel, None).await {
+            Ok(h) if h.etag_not_md5 => {
+                let why = "encrypted object: ETag is not an MD5";
+                return cannot_prove(store, src, opts, why, blob).await;
+            }
+            Ok(h) if h.content_length != src.size => return Verdict::SizeDiffers,
+            Ok(h) => {
+                etag = ETag::parse(&h.etag);
+                headed = Some(h);
+            }
+            Err(e) => return Verdict::Error(e.to_string()),
+        }
+    }
+    match etag {
         ETag::Md5(remote) => {
             let local = match local_md5(src, blob).await {
                 Ok(m) => m,
@@ -303,7 +322,9 @@ async fn verify_content(
                 Err(e) => Verdict::Error(e.to_string()),
             }
         }
-        ETag::Multipart { parts, .. } => verify_multipart(store, src, dst, parts, opts, blob).await,
+        want @ ETag::Multipart { parts, .. } => {
+            verify_multipart(store, src, want, parts, headed, opts, blob).await
+        }
         ETag::Opaque(_) => cannot_prove(store, src, opts, "ETag is not an MD5", blob).await,
     }
 }
@@ -311,14 +332,20 @@ async fn verify_content(
 async fn verify_multipart(
     store: &Store,
     src: &SrcEntry,
-    dst: &DstEntry,
+    want: ETag,
     parts: u32,
+    headed: Option<Head>,
     opts: VerifyOptions,
     blob: &mut BlobCheck<'_>,
 ) -> Verdict {
-    let want = ETag::parse(&dst.etag);
-    // One HEAD gives both our recorded part size and, where supported, part 1's length.
-    let head = match store.head(&src.rel, Some(1)).await {
+    // One HEAD gives both our recorded part size and, where supported, part 1's length. A
+    // HEAD already made for the ETag serves when it holds a part size that fits.
+    let recorded = |h: &Head| s3::recorded_part_size(&h.metadata);
+    let head = match headed {
+        Some(h) if recorded(&h).is_some_and(|p| crate::etag::fits(src.size, p, parts)) => Ok(h),
+        _ => store.head(&src.rel, Some(1)).await,
+    };
+    let head = match head {
         Ok(h) => Some(h),
         Err(S3Error::NotImplemented { .. }) => None,
         Err(S3Error::Service {
@@ -338,7 +365,7 @@ async fn verify_multipart(
     }
     let mut hints = Vec::new();
     if let Some(h) = &head {
-        if let Some(p) = s3::recorded_part_size(&h.metadata) {
+        if let Some(p) = recorded(h) {
             hints.push(p);
         }
         if h.content_length < src.size || parts == 1 {

@@ -36,17 +36,44 @@ fn sync_check_and_rerun_on_s3s_fs() {
     let mut args = vec!["sync", s, &dst];
     args.extend(SMALL_PARTS);
     ok(&s3ferry(&home, &args));
-    let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+    // s3s-fs lists objects without ETags: check asks for each with a HEAD, never a download.
+    let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);
+    let err = ok(&out);
     assert!(
         err.contains("0 differences found") && err.contains("4 matching files"),
         "{err}"
     );
+    assert_eq!(r["requests"]["get"], 0, "{r}");
+    assert_eq!(r["requests"]["head"], 4, "{r}");
     let rep = home.path().join("r.json");
     let mut args = vec!["sync", s, &dst, "--report", rep.to_str().unwrap()];
     args.extend(SMALL_PARTS);
     ok(&s3ferry(&home, &args));
     let r = report(&rep);
     assert_eq!(r["requests"]["total"], 1, "{r}");
+
+    // The HEAD's ETag is a real proof: an object of the right size with other bytes differs.
+    let c = client_at(&format!("http://127.0.0.1:{}", s3s_fs().port));
+    rt().block_on(async {
+        let body = aws_sdk_s3::primitives::ByteStream::from(b"0dd".to_vec());
+        let key = "dir/names with space+plus%#.txt";
+        c.put_object()
+            .bucket(&b)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    });
+    let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 differences found"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(r["hash_differ"], 1, "{r}");
+    assert_eq!(r["requests"]["get"], 0, "{r}");
 }
 
 #[test]

@@ -431,7 +431,6 @@ pub fn md5_hex(data: &[u8]) -> String {
     hex::encode(md5::Md5::digest(data))
 }
 
-/// Read the JSON report a run wrote.
 /// Run s3ferry with `--report` into the home directory; its output and the report.
 pub fn s3ferry_reported(home: &Home, args: &[&str]) -> (Output, serde_json::Value) {
     let rep = home.path().join("report.json");
@@ -442,6 +441,7 @@ pub fn s3ferry_reported(home: &Home, args: &[&str]) -> (Output, serde_json::Valu
     (out, r)
 }
 
+/// Read the JSON report a run wrote.
 pub fn report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
