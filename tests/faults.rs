@@ -1,5 +1,6 @@
-//! Faults injected between s3ferry and a real S3 server: corrupted request bodies. The server
-//! (moto) stores whatever arrives, so only s3ferry's own Content-MD5/ETag checks can notice.
+//! Faults injected between s3ferry and a real S3 server: corrupted request bodies (the server,
+//! moto, stores whatever arrives, so only s3ferry's own Content-MD5/ETag checks can notice),
+//! dropped connections and bare 5xx answers.
 
 mod support;
 
@@ -102,4 +103,41 @@ fn dropped_connections_are_retried_by_the_request_layer() {
     assert_eq!(r["retries"], 0, "no integrity resends needed: {r}");
     assert_eq!(get(&b, "big.bin"), data);
     assert_eq!(get(&b, "small.bin"), b"small");
+}
+
+#[test]
+fn a_bare_server_error_is_reported_on_one_short_line() {
+    let proxy = faulty_proxy(moto().port, -1, false, Fault::Status500);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let b = bucket("bare500");
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "small.bin", b"small");
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let args = [
+        "sync",
+        s,
+        &dst,
+        "--retries",
+        "1",
+        "--low-level-retries",
+        "2",
+    ];
+    let out = s3ferry(&home, &args);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(proxy.corrupted.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let line = err
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("small.bin"))
+        .unwrap_or_else(|| panic!("no error line for small.bin:\n{err}"));
+    assert!(
+        line.contains("HTTP 500") && line.contains("the server gave no error message"),
+        "{line}"
+    );
+    assert!(
+        line.len() < 300,
+        "error line is {} bytes: {line}",
+        line.len()
+    );
 }

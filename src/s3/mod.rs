@@ -123,9 +123,12 @@ where
         _ => {}
     }
     let code = err.code().unwrap_or_default().to_string();
-    let message = match err.message() {
-        Some(m) => m.to_string(),
-        None => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    // A service error without a message (a bare 5xx, an empty body) gets a short one: the
+    // SDK's full error context is a multi-line dump of the response.
+    let message = match (err.message(), &err) {
+        (Some(m), _) => m.to_string(),
+        (None, SdkError::ServiceError(_)) => "the server gave no error message".into(),
+        (None, _) => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
     };
     match (code.as_str(), status) {
         ("NoSuchBucket", _) => S3Error::NoSuchBucket {

@@ -21,6 +21,8 @@ pub enum Fault {
     Corrupt,
     /// Close the connection instead of forwarding (a reset mid-request).
     Drop,
+    /// Answer `500 Internal Server Error` with an empty body instead of forwarding.
+    Status500,
 }
 
 /// Start a proxy to `upstream` that corrupts up to `budget` PUT bodies (-1 = no limit);
@@ -109,10 +111,23 @@ fn requests(
             let take = left.fetch_sub(1, Ordering::SeqCst);
             if take != 0 {
                 corrupted.fetch_add(1, Ordering::SeqCst);
-                if fault == Fault::Drop {
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                    return;
+                match fault {
+                    Fault::Drop => {
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    Fault::Status500 => {
+                        // The client sends one request at a time, so this answer cannot
+                        // interleave with a forwarded one.
+                        let answer =
+                            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
+                        if from.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Fault::Corrupt => {}
                 }
                 request[header_end + len / 2] ^= 0x55;
             } else {
