@@ -11,9 +11,10 @@ def main():
     results, floor_file, scale, versions = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     rows = OrderedDict()
     for line in open(results):
-        w, tool, wall, cpu, rss, units, rc = line.rstrip("\n").split("\t")
+        w, tool, wall, cpu, rss, units, rc, server = line.rstrip("\n").split("\t")
         rows.setdefault(w, []).append(dict(tool=tool, wall=float(wall), cpu=float(cpu),
-                                           rss=int(rss) / 1024, units=units, rc=int(rc)))
+                                           rss=int(rss) / 1024, units=units, rc=int(rc),
+                                           server=float(server)))
     floor = {}
     for line in open(floor_file):
         kind, w, cpu = line.rstrip("\n").split("\t")
@@ -31,10 +32,13 @@ def main():
         print(f"\n{notes}")
     print()
     print("Wall time; rate in MB/s (bytes) or files/s; client CPU = user + sys seconds; "
-          "peak RSS of the client. `× rclone`: rclone's (defaults) wall time over this tool's; "
+          "peak RSS of the client; server CPU = the S3 server's user + sys seconds during the run, "
+          "plus the latency proxy's in the 5 ms rows; busy = (client + server CPU) over "
+          f"({os.cpu_count()} CPUs × wall), near 100% when the machine's CPUs are the bound. "
+          "`× rclone`: rclone's (defaults) wall time over this tool's; "
           "`× best peer`: the fastest other tool's wall time over s3ferry's. A failed run is marked.\n")
-    print("| workload | tool | wall s | rate | client CPU s | peak RSS MiB | × rclone | × best peer |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| workload | tool | wall s | rate | client CPU s | server CPU s | busy | peak RSS MiB | × rclone | × best peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for w, rs in rows.items():
         base = next((r for r in rs if r["tool"] in ("rclone", "rclone check")), None)
         peers = [r for r in rs if r["tool"] != "s3ferry" and r["rc"] == 0]
@@ -46,7 +50,9 @@ def main():
             vs_rclone = f"{base['wall'] / r['wall']:.2f}" if base and r is not base else ""
             vs_best = f"{best['wall'] / r['wall']:.2f} (vs {best['tool']})" if best and r["tool"] == "s3ferry" else ""
             tool = r["tool"] + ("" if r["rc"] == 0 else f" (exit {r['rc']})")
-            print(f"| {w} | {tool} | {r['wall']:.2f} | {rate} | {r['cpu']:.2f} | {r['rss']:.0f} | {vs_rclone} | {vs_best} |")
+            busy = (r["cpu"] + r["server"]) / (os.cpu_count() * r["wall"])
+            print(f"| {w} | {tool} | {r['wall']:.2f} | {rate} | {r['cpu']:.2f} | {r['server']:.2f} | "
+                  f"{busy:.0%} | {r['rss']:.0f} | {vs_rclone} | {vs_best} |")
     print()
     print("MD5 floor (coreutils md5sum over the same bytes, CPU seconds) and each tool's client CPU "
           "as a multiple of it:\n")

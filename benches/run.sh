@@ -39,10 +39,12 @@ rm -rf "$out/s3" && mkdir -p "$out/s3"
 port=$(free_port)
 .tools/bin/s3s-fs --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$out/s3" >"$out/s3s-fs.log" 2>&1 &
 pids+=($!)
+server_pid=$!
 wait_port "$port"
 lport=$(free_port)
 python3 benches/latency_proxy.py "$lport" "$port" 5 >/dev/null 2>&1 &
 pids+=($!)
+proxy_pid=$!
 wait_port "$lport"
 
 conf=$out/rclone.conf
@@ -75,17 +77,24 @@ drop_bucket() {
   rm -rf "${out:?}/s3/$b"
   find "$out/s3" -maxdepth 1 -name ".bucket-$enc.*" -delete
 }
-# run WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS) and record a row.
+# server_ticks: CPU clock ticks (user + sys) used so far by the S3 server and the latency proxy.
+# The proxy idles unless a run goes through it, so the sum is the server side of any run.
+server_ticks() { cat "/proc/$server_pid/stat" "/proc/$proxy_pid/stat" | awk '{ t += $14 + $15 } END { print t }'; }
+# run WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS, the server side's CPU)
+# and record a row.
 run() {
   local w=$1 tool=$2 units=$3; shift 3
   echo "$w $tool: $*" >&2
-  local t=$out/time.txt rc=0
+  local t=$out/time.txt rc=0 before
+  before=$(server_ticks)
   /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >"$out/last.log" 2>&1 || rc=$?
+  local server_cpu
+  server_cpu=$(awk -v a="$before" -v b="$(server_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
   if [ "$rc" -ne 0 ] && ! { [ "$tool" = "rclone check" ] && grep -q "0 differences found" "$out/last.log"; }; then
     echo "  failed (exit $rc):" >&2; tail -5 "$out/last.log" >&2
   fi
   read -r wall user sys rss <"$t"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
