@@ -66,37 +66,45 @@ pub fn moto() -> &'static Server {
 /// s3s-fs (a second, independent S3 implementation; it has no ListMultipartUploads and no
 /// part ETags), started once per test binary on 127.0.0.1 with its data in a temp dir.
 /// `S3FERRY_S3S_FS` names the binary; otherwise `s3s-fs` on PATH (tests/setup.sh installs it).
+///
+/// A static is never dropped and s3s-fs does not watch its parent, so a small shell keeps it:
+/// when this binary exits, the shell's stdin closes, and it stops the server and removes its
+/// data (moto's script does the same for itself).
 pub fn s3s_fs() -> &'static Server {
-    static SERVER: OnceLock<(Server, tempfile::TempDir)> = OnceLock::new();
-    let (server, _) = SERVER.get_or_init(|| {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
         let bin = std::env::var("S3FERRY_S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
-        let root = tempfile::tempdir().unwrap();
+        if let Err(e) = Command::new(&bin).arg("--help").output() {
+            panic!("start {bin}: {e}: run tests/setup.sh (cargo install s3s-fs)");
+        }
+        let root = tempfile::tempdir().unwrap().keep();
         let port = free_port();
-        let mut child = Command::new(&bin)
+        let keeper = r#"root=$1; shift; "$@" </dev/null >/dev/null 2>&1 & pid=$!
+cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
+        let mut child = Command::new("sh")
+            .args(["-c", keeper, "s3s-fs-keeper"])
+            .arg(&root)
+            .arg(&bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", KEY_ID, "--secret-key", SECRET])
-            .arg(root.path())
+            .arg(&root)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("start {bin}: {e}: run tests/setup.sh (cargo install s3s-fs)")
-            });
+            .expect("start sh");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let stdin = child.stdin.take().unwrap();
-        let server = Server {
+        Server {
             port,
             _stdin: Mutex::new(stdin),
             _child: Mutex::new(child),
-        };
-        (server, root)
-    });
-    server
+        }
+    })
 }
 
 impl Drop for Server {
