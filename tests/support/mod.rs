@@ -8,8 +8,8 @@ pub mod proxy;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -20,10 +20,12 @@ pub const SMALL_PARTS: [&str; 4] = ["--s3-upload-cutoff", "5Mi", "--s3-chunk-siz
 pub const KEY_ID: &str = "AKIDTESTS3FERRY";
 pub const SECRET: &str = "s3ferry-test-secret-value";
 
+/// A server started for this test binary. It lives in a `static`, which is never dropped, so
+/// it is stopped by the pipe: when the binary exits, the server's stdin closes and it exits.
 pub struct Server {
     pub port: u16,
-    _stdin: Mutex<ChildStdin>,
-    _child: Mutex<Child>,
+    _stdin: ChildStdin,
+    _child: Child,
 }
 
 fn free_port() -> u16 {
@@ -57,8 +59,8 @@ pub fn moto() -> &'static Server {
         let stdin = child.stdin.take().unwrap();
         Server {
             port,
-            _stdin: Mutex::new(stdin),
-            _child: Mutex::new(child),
+            _stdin: stdin,
+            _child: child,
         }
     })
 }
@@ -101,18 +103,10 @@ cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
         let stdin = child.stdin.take().unwrap();
         Server {
             port,
-            _stdin: Mutex::new(stdin),
-            _child: Mutex::new(child),
+            _stdin: stdin,
+            _child: child,
         }
     })
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(mut c) = self._child.lock() {
-            let _ = c.kill();
-        }
-    }
 }
 
 pub fn endpoint() -> String {
