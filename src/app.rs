@@ -11,7 +11,7 @@ use anyhow::{Context, anyhow};
 use crate::check::{self, CheckOptions};
 use crate::cleanup;
 use crate::cli::{Cli, Command, Global};
-use crate::exit::{self, Exit};
+use crate::exit::Exit;
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::plan::SkipRule;
@@ -35,7 +35,7 @@ pub struct UsageError(pub String);
 #[error("source directory {0} not found: check the path (and the volume mount)")]
 pub struct SourceMissing(pub PathBuf);
 
-/// Map an error to the documented exit code.
+/// Map an error that ended the whole run to the documented exit code (see [`crate::class`]).
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if cause.is::<UsageError>()
@@ -53,11 +53,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
             return Exit::DirNotFound;
         }
         if let Some(e) = cause.downcast_ref::<S3Error>() {
-            return match e {
-                S3Error::NoSuchBucket { .. } => Exit::DirNotFound,
-                e if e.is_temporary() => Exit::Temporary,
-                _ => Exit::NoRetry,
-            };
+            return e.class().exit();
         }
     }
     Exit::Uncategorized
@@ -142,6 +138,11 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
     if let Some(ps) = g.path_style {
         settings.path_style = Some(ps);
     }
+    let origin = match &path.remote {
+        Some(name) => format!("remote {name:?}"),
+        None => "s3:// (AWS environment)".to_string(),
+    };
+    settings.validate(&origin)?;
     Ok((path, settings))
 }
 
@@ -214,12 +215,14 @@ async fn store(
             "--no-check-certificate: server certificates are NOT verified; anyone on the path can read and change the data"
         );
     }
+    let (connect_timeout, idle_timeout) = timeouts(g)?;
     let opts = ClientOptions {
         http: s3::http::HttpOptions {
             extra_roots,
             insecure: g.no_check_certificate,
             max_idle_per_host: limits.connections(),
-            connect_timeout: Some(Duration::from_secs(10)),
+            connect_timeout,
+            idle_timeout,
         },
         max_attempts: g.low_level_retries.max(1),
         path_style: None,
@@ -233,7 +236,26 @@ async fn store(
         storage_class: s.storage_class.clone(),
         sign_payload: g.s3_sign_payload,
     };
-    Ok(Arc::new(Store::new(client, path, put, counts)))
+    Ok(Arc::new(Store::new(
+        client,
+        path,
+        put,
+        counts,
+        idle_timeout,
+    )))
+}
+
+/// `--contimeout` and `--timeout`; `0` turns one off, as in rclone.
+fn timeouts(g: &Global) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
+    let d = |text: &str, flag: &'static str| {
+        parse_duration(text)
+            .context(flag)
+            .map(|d| (!d.is_zero()).then_some(d))
+    };
+    Ok((
+        d(&g.contimeout, "--contimeout")?,
+        d(&g.timeout, "--timeout")?,
+    ))
 }
 
 fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {
@@ -291,7 +313,9 @@ fn filter(g: &Global) -> anyhow::Result<Filter> {
 fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()> {
     if let Some(path) = &g.report {
         let text = serde_json::to_string_pretty(value)?;
-        std::fs::write(path, text).with_context(|| format!("writing report {}", path.display()))?;
+        let text = crate::redact::scrub(&text);
+        std::fs::write(path, text.as_bytes())
+            .with_context(|| format!("writing report {}", path.display()))?;
     }
     Ok(())
 }
@@ -365,7 +389,8 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     if summary.max_delete_exceeded {
         return Ok(Exit::Fatal);
     }
-    let code = exit::for_file_errors(summary.errors_temporary, summary.errors_permanent);
+    let code =
+        crate::class::exit_for_file_errors(summary.errors_temporary, summary.errors_permanent);
     if code == Exit::Success
         && g.error_on_no_transfer
         && summary.files_uploaded == 0

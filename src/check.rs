@@ -283,7 +283,10 @@ impl Outputs {
         Ok(Outputs { files })
     }
 
+    /// One path per line: control characters in a name are escaped, so a name cannot add
+    /// a line to the list.
     fn write(&mut self, kind: &'static str, path: &str) {
+        let path = crate::redact::escape_controls(path);
         for (which, f) in self.files.iter_mut() {
             let line = match *which {
                 "combined" => format!("{} {path}\n", marker(kind)),

@@ -117,6 +117,13 @@ pub struct Global {
     /// Log in JSON lines.
     #[arg(long, global = true)]
     pub use_json_log: bool,
+    /// Connect timeout per TCP connection, e.g. 30s (rclone's default 1m; 0 = none).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "1m")]
+    pub contimeout: String,
+    /// Idle timeout: a request fails (and is retried) when no byte has moved in either
+    /// direction for this long, e.g. 2m (rclone's default 5m; 0 = none).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "5m")]
+    pub timeout: String,
     /// Attempts per file (or part) after an integrity failure: bad digest or ETag mismatch.
     #[arg(long, global = true, value_name = "N", default_value_t = 3)]
     pub retries: u32,

@@ -1,6 +1,6 @@
 //! Process exit codes, numbered like rclone's `lib/exitcode` so that Jobs and scripts written for
 //! rclone keep working. This is the single place that maps an outcome to a number; nothing else
-//! calls `std::process::exit`.
+//! calls `std::process::exit`. Which failure gets which code is decided in [`crate::class`].
 
 use std::process::ExitCode;
 
@@ -38,34 +38,17 @@ impl Exit {
     }
 }
 
-/// Exit code for a run whose only problems were per-file errors.
-///
-/// `temporary` and `permanent` count the errors by whether retrying could help.
-pub fn for_file_errors(temporary: u64, permanent: u64) -> Exit {
-    match (temporary, permanent) {
-        (0, 0) => Exit::Success,
-        (_, 0) => Exit::Temporary,
-        (0, _) => Exit::NoRetry,
-        _ => Exit::Uncategorized,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn file_error_table() {
-        let cases = [
-            (0, 0, Exit::Success),
-            (3, 0, Exit::Temporary),
-            (0, 2, Exit::NoRetry),
-            (1, 1, Exit::Uncategorized),
-        ];
-        for (t, p, want) in cases {
-            assert_eq!(for_file_errors(t, p), want, "temporary={t} permanent={p}");
-        }
-        assert_eq!(Exit::NoFilesTransferred as u8, 9);
+    fn codes_are_rclones() {
         assert_eq!(Exit::Usage as u8, 2);
+        assert_eq!(Exit::DirNotFound as u8, 3);
+        assert_eq!(Exit::Temporary as u8, 5);
+        assert_eq!(Exit::NoRetry as u8, 6);
+        assert_eq!(Exit::Fatal as u8, 7);
+        assert_eq!(Exit::NoFilesTransferred as u8, 9);
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod check;
+pub mod class;
 pub mod cleanup;
 pub mod cli;
 pub mod etag;
@@ -17,6 +18,7 @@ pub mod list;
 pub mod plan;
 pub mod rclone_conf;
 pub mod read;
+pub mod redact;
 pub mod registry;
 pub mod remote;
 pub mod report;

@@ -262,9 +262,15 @@ async fn cut_ranges(
         };
         let task = tokio::spawn(async move {
             let _p = permit;
-            follow(&store, &prefix, Some(&after), None, tx, |objects, _| {
-                keep_until(objects, until.as_deref())
-            })
+            follow(
+                &store,
+                &prefix,
+                Some(&after),
+                None,
+                None,
+                tx,
+                |objects, _| keep_until(objects, until.as_deref()),
+            )
             .await
         });
         if out.send((rx, task)).await.is_err() {
@@ -274,20 +280,66 @@ async fn cut_ranges(
     Ok(())
 }
 
+/// Empty pages in a row, each promising more, after which a listing is taken to be looping.
+const MAX_EMPTY_PAGES: u32 = 1000;
+
 /// Follow one chain of pages, from the start (`after`) or a continuation `token`, sending
 /// what `cut` keeps of each page; `cut` also sees whether more pages follow and says whether
-/// to stop.
+/// to stop. `floor` is the last key already listed before this chain (its first key must come
+/// after it).
+///
+/// The chain must make progress: a continuation token seen before, a page whose keys do not
+/// come after the previous page's, or endless empty pages are protocol errors, never a
+/// silent end or a loop.
 async fn follow(
     store: &Store,
     prefix: &str,
     after: Option<&str>,
     mut token: Option<String>,
+    floor: Option<String>,
     out: mpsc::Sender<Vec<Listed>>,
     mut cut: impl FnMut(Vec<Listed>, bool) -> (Vec<Listed>, bool),
 ) -> Result<(), S3Error> {
+    let mut seen: std::collections::HashSet<String> = token.iter().cloned().collect();
+    let mut last = floor.or_else(|| after.map(String::from));
+    let mut empty = 0u32;
     loop {
         let start = if token.is_none() { after } else { None };
         let page = store.list_page(prefix, start, token, false).await?;
+        if let Some(next) = &page.next {
+            if !seen.insert(next.clone()) {
+                return Err(S3Error::protocol(
+                    "list",
+                    prefix,
+                    "the server repeated a continuation token: the listing would never end",
+                ));
+            }
+            if empty >= MAX_EMPTY_PAGES {
+                return Err(S3Error::protocol(
+                    "list",
+                    prefix,
+                    format!("{MAX_EMPTY_PAGES} empty pages in a row, each promising more"),
+                ));
+            }
+        }
+        if let (Some(l), Some(first)) = (&last, page.objects.first())
+            && first.key <= *l
+        {
+            return Err(S3Error::protocol(
+                "list",
+                prefix,
+                format!(
+                    "the listing does not advance: after {l:?} the next page starts at {:?}",
+                    first.key
+                ),
+            ));
+        }
+        if let Some(o) = page.objects.last() {
+            last = Some(o.key.clone());
+            empty = 0;
+        } else {
+            empty += 1;
+        }
         let (kept, stop) = cut(page.objects, page.next.is_some());
         if out.send(kept).await.is_err() {
             return Ok(());
@@ -319,15 +371,24 @@ async fn follow_head(
     head: &Mutex<Head>,
     out: mpsc::Sender<Vec<Listed>>,
 ) -> Result<(), S3Error> {
-    follow(store, prefix, None, Some(token), out, |objects, more| {
-        let mut h = head.lock().expect("head lock");
-        let (kept, past) = keep_until(objects, h.until.as_deref());
-        if let Some(o) = kept.last() {
-            h.pos = o.key.clone();
-        }
-        h.done = past || !more;
-        (kept, past)
-    })
+    let floor = head.lock().expect("head lock").pos.clone();
+    follow(
+        store,
+        prefix,
+        None,
+        Some(token),
+        Some(floor),
+        out,
+        |objects, more| {
+            let mut h = head.lock().expect("head lock");
+            let (kept, past) = keep_until(objects, h.until.as_deref());
+            if let Some(o) = kept.last() {
+                h.pos = o.key.clone();
+            }
+            h.done = past || !more;
+            (kept, past)
+        },
+    )
     .await
 }
 

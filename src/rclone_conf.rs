@@ -14,9 +14,10 @@ pub struct RemoteSection {
     pub name: String,
     /// Key → value, keys lower-case.
     pub values: BTreeMap<String, String>,
-    /// Keys that came from the file (unknown ones there are errors; unknown env keys are not,
-    /// because `RCLONE_CONFIG_A_B_…` may belong to a remote called `a-b`).
-    pub file_keys: Vec<String>,
+    /// Keys that came from the file, with their line numbers (unknown ones there are errors;
+    /// unknown env keys are not, because `RCLONE_CONFIG_A_B_…` may belong to a remote called
+    /// `a-b`).
+    pub file_keys: Vec<(String, usize)>,
     /// The config file used, if any.
     pub file: Option<PathBuf>,
 }
@@ -39,8 +40,14 @@ pub enum ConfError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// A line that is not a section, a `key = value` or a comment. The message never holds
+    /// the line's text: it may be a secret that lost its `key =`.
+    #[error("config file {path} line {line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error(
         "config file {0} is encrypted: decrypt it (rclone config encryption remove) or pass keys by environment"
     )]
@@ -119,12 +126,15 @@ pub fn load_remote(
         if text.lines().any(|l| l.trim() == "RCLONE_ENCRYPT_V0:") {
             return Err(ConfError::Encrypted(path.clone()));
         }
-        if let Some(section) = parse_section(&text, name).map_err(|message| ConfError::Parse {
-            path: path.clone(),
-            message,
-        })? {
-            file_keys = section.keys().cloned().collect();
-            values = section;
+        if let Some(section) =
+            parse_section(&text, name).map_err(|(line, message)| ConfError::Parse {
+                path: path.clone(),
+                line,
+                message,
+            })?
+        {
+            file_keys = section.iter().map(|(k, (_, n))| (k.clone(), *n)).collect();
+            values = section.into_iter().map(|(k, (v, _))| (k, v)).collect();
         }
         file = Some(path.clone());
         break;
@@ -165,20 +175,57 @@ pub fn load_remote(
     })
 }
 
-/// Parse the INI text and return the named section's keys (lower-cased), if the section exists.
-fn parse_section(text: &str, name: &str) -> Result<Option<BTreeMap<String, String>>, String> {
-    let opts = ini::ParseOption {
-        enabled_quote: false,
-        enabled_escape: false,
-        ..Default::default()
-    };
-    let doc = ini::Ini::load_from_str_opt(text, opts).map_err(|e| e.to_string())?;
-    Ok(doc.section(Some(name)).map(|props| {
-        props
-            .iter()
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect()
-    }))
+/// A section's keys (lower-cased) with their values and line numbers.
+type Section = BTreeMap<String, (String, usize)>;
+
+/// Parse rclone's INI dialect and return the named section, if it exists: `[name]` headers,
+/// `key = value` lines (spaces around both trimmed), `#` and `;` comment lines, blank lines.
+/// Any other line is an error naming its number, never its text. Keys before the first
+/// section are ignored, as rclone does; a section given twice is merged, later keys winning.
+fn parse_section(text: &str, name: &str) -> Result<Option<Section>, (usize, String)> {
+    let mut current: Option<&str> = None;
+    let mut found: Option<Section> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let Some(section) = rest.strip_suffix(']') else {
+                return Err((n, "a section header must end with `]`".into()));
+            };
+            let section = section.trim();
+            current = Some(section);
+            if section == name {
+                found.get_or_insert_with(BTreeMap::new);
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((
+                n,
+                "not `key = value`, a [section] or a comment: add the missing `=`".into(),
+            ));
+        };
+        let key = key.trim();
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err((
+                n,
+                "the text before `=` is not a key name (letters, digits, `_`)".into(),
+            ));
+        }
+        if current == Some(name)
+            && let Some(section) = found.as_mut()
+        {
+            section.insert(key.to_ascii_lowercase(), (value.trim().to_string(), n));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -194,14 +241,42 @@ mod tests {
     #[test]
     fn seed_shape_parses() {
         let s = parse_section(SEED, "harbor-s3").unwrap().unwrap();
-        assert_eq!(s["type"], "s3");
-        assert_eq!(s["provider"], "Minio");
-        assert_eq!(s["secret_access_key"], "s3cr3t/KEY+x==");
-        assert_eq!(s["endpoint"], "http://minio.example:9000");
+        assert_eq!(s["type"], ("s3".to_string(), 2));
+        assert_eq!(s["provider"].0, "Minio");
+        assert_eq!(s["secret_access_key"].0, "s3cr3t/KEY+x==");
+        assert_eq!(s["endpoint"].0, "http://minio.example:9000");
         assert!(!s.contains_key("region"), "commented key must be ignored");
         assert!(!s.contains_key("another"));
         assert_eq!(s.len(), 7);
         assert!(parse_section(SEED, "missing").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_line_without_equals_is_named_by_number_never_shown() {
+        // The classic typo: `secret_access_key` and its value split over two lines.
+        let text = "[r]\ntype = s3\nsecret_access_key\n  wJalrXUtnFEMI/K7MDENG\nendpoint = x\n";
+        let (line, message) = parse_section(text, "r").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(
+            !message.contains("wJalr") && !message.contains("secret"),
+            "{message}"
+        );
+        let text = "[r]\ntype = s3\nwJalr/K7 MDENG = 1\n";
+        let (line, message) = parse_section(text, "r").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(!message.contains("wJalr"), "{message}");
+        let (line, _) = parse_section("[r\ntype = s3\n", "r").unwrap_err();
+        assert_eq!(line, 1);
+    }
+
+    #[test]
+    fn sections_merge_and_values_may_hold_equals() {
+        let text =
+            "top = ignored\n[r]\ntype = s3\n[other]\nx = 1\n[r]\nsecret_access_key = a=b==\n";
+        let s = parse_section(text, "r").unwrap().unwrap();
+        assert_eq!(s["secret_access_key"], ("a=b==".to_string(), 7));
+        assert_eq!(s.len(), 2);
+        assert!(parse_section("[r]\n", "r").unwrap().unwrap().is_empty());
     }
 
     #[test]

@@ -181,16 +181,28 @@ pub enum SettingsError {
     #[error("remote {remote:?}: type = {ty:?} is not supported: s3ferry needs type = s3")]
     NotS3 { remote: String, ty: String },
     #[error(
-        "remote {remote:?}: key {key:?} is not supported by s3ferry: remove it from the config (see README, rclone.conf keys)"
+        "remote {remote:?}: key {key:?} (line {line}) is not supported by s3ferry: remove it from the config (see README, rclone.conf keys)"
     )]
-    UnknownKey { remote: String, key: String },
-    #[error("remote {remote:?}: {key} = {value:?} is invalid: {why}")]
+    UnknownKey {
+        remote: String,
+        key: String,
+        line: usize,
+    },
+    /// Never shows the value: a mistyped key may hold a secret.
+    #[error("remote {remote:?}: the value of {key} is invalid: {why}")]
     BadValue {
         remote: String,
         key: String,
-        value: String,
         why: String,
     },
+    #[error(
+        "{origin}: endpoint {endpoint:?} is not an http:// or https:// URL: write it as http://HOST:PORT or https://HOST"
+    )]
+    BadEndpoint { origin: String, endpoint: String },
+    #[error(
+        "remote {remote:?}: provider {provider} needs an endpoint (only AWS has a default): set endpoint = http://HOST:PORT, or --endpoint"
+    )]
+    NoEndpoint { remote: String, provider: String },
     #[error(
         "remote {remote:?}: env_auth = false but no access_key_id/secret_access_key: set both, or set env_auth = true"
     )]
@@ -228,7 +240,6 @@ fn parse_bool(remote: &str, key: &str, v: &str) -> Result<bool, SettingsError> {
         _ => Err(SettingsError::BadValue {
             remote: remote.into(),
             key: key.into(),
-            value: v.into(),
             why: "use true or false".into(),
         }),
     }
@@ -237,11 +248,12 @@ fn parse_bool(remote: &str, key: &str, v: &str) -> Result<bool, SettingsError> {
 /// Build settings from an rclone remote section (already merged with its env overrides).
 pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError> {
     let remote = section.name.as_str();
-    for key in &section.file_keys {
+    for (key, line) in &section.file_keys {
         if !SUPPORTED_KEYS.contains(&key.as_str()) {
             return Err(SettingsError::UnknownKey {
                 remote: remote.into(),
                 key: key.clone(),
+                line: *line,
             });
         }
     }
@@ -262,11 +274,10 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
     let size = |k: &str| -> Result<Option<u64>, SettingsError> {
         get(k)
             .map(|v| {
-                parse_size(&v).map_err(|e| SettingsError::BadValue {
+                parse_size(&v).map_err(|_| SettingsError::BadValue {
                     remote: remote.into(),
                     key: k.into(),
-                    value: v.clone(),
-                    why: e.to_string(),
+                    why: "use a size such as 16Mi".into(),
                 })
             })
             .transpose()
@@ -277,7 +288,6 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
                 v.parse::<u64>().map_err(|_| SettingsError::BadValue {
                     remote: remote.into(),
                     key: k.into(),
-                    value: v.clone(),
                     why: "use a whole number".into(),
                 })
             })
@@ -347,6 +357,37 @@ pub fn from_aws_env(env: &dyn Fn(&str) -> Option<String>) -> S3Settings {
     }
 }
 
+impl S3Settings {
+    /// Configuration mistakes that no request can fix, found before any is sent: an endpoint
+    /// that is not http(s), or none for a provider that has no default. `origin` names where
+    /// the settings came from, for the message.
+    pub fn validate(&self, origin: &str) -> Result<(), SettingsError> {
+        match &self.endpoint {
+            Some(e) => {
+                let scheme = e.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+                let host = e.split_once("://").map_or("", |(_, h)| h);
+                if !matches!(scheme.as_deref(), Some("http" | "https")) || host.is_empty() {
+                    return Err(SettingsError::BadEndpoint {
+                        origin: origin.into(),
+                        endpoint: e.clone(),
+                    });
+                }
+            }
+            None => {
+                if let Some(p) = &self.provider
+                    && !p.eq_ignore_ascii_case("aws")
+                {
+                    return Err(SettingsError::NoEndpoint {
+                        remote: origin.into(),
+                        provider: p.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// rclone accepts `host:port` without a scheme and assumes https.
 pub fn normalise_endpoint(e: &str) -> String {
     let e = e.trim().trim_end_matches('/');
@@ -369,7 +410,7 @@ mod tests {
             .collect();
         RemoteSection {
             name: "harbor-s3".into(),
-            file_keys: values.keys().cloned().collect(),
+            file_keys: values.keys().cloned().zip(1..).collect(),
             values,
             file: None,
         }
@@ -473,6 +514,7 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("\"bogus_key\""), "{e}");
+        assert!(e.to_string().contains("line "), "{e}");
         let e = from_rclone(&section(&[("type", "drive")])).unwrap_err();
         assert!(matches!(e, SettingsError::NotS3 { .. }));
         let e = from_rclone(&section(&[("type", "s3")])).unwrap_err();
@@ -484,6 +526,10 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("chunk_size"), "{e}");
+        assert!(
+            !e.to_string().contains("huge"),
+            "values are never shown: {e}"
+        );
     }
 
     #[test]
@@ -508,6 +554,32 @@ mod tests {
         assert_eq!(s.max_upload_parts, Some(1000));
         assert_eq!(s.endpoint.as_deref(), Some("https://minio.local:9000"));
         assert_eq!(s.signing_region(), "eu-west-1");
+    }
+
+    #[test]
+    fn endpoints_are_validated_before_any_request() {
+        let with = |provider: Option<&str>, endpoint: Option<&str>| S3Settings {
+            provider: provider.map(String::from),
+            endpoint: endpoint.map(normalise_endpoint),
+            ..Default::default()
+        };
+        assert!(
+            with(Some("Minio"), Some("http://h:9000"))
+                .validate("r")
+                .is_ok()
+        );
+        assert!(
+            with(Some("Ceph"), Some("h:7480")).validate("r").is_ok(),
+            "no scheme: https"
+        );
+        assert!(with(Some("AWS"), None).validate("r").is_ok());
+        assert!(with(None, None).validate("r").is_ok());
+        for bad in ["ftp://h:21", "s3://bucket", "file:///x"] {
+            let e = with(Some("Minio"), Some(bad)).validate("r").unwrap_err();
+            assert!(matches!(e, SettingsError::BadEndpoint { .. }), "{bad}: {e}");
+        }
+        let e = with(Some("Minio"), None).validate("r").unwrap_err();
+        assert!(e.to_string().contains("needs an endpoint"), "{e}");
     }
 
     #[test]

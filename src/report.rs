@@ -269,27 +269,31 @@ where
         event.record(&mut v);
         let now = chrono::Local::now();
         let level = level_name(event.metadata().level());
+        // Every record goes through the same gate: secrets hidden, and (text) control
+        // characters escaped, so one record is always one line.
         if self.json {
             let mut obj = serde_json::Map::new();
             obj.insert("time".into(), now.to_rfc3339().into());
             obj.insert("level".into(), level.to_ascii_lowercase().into());
-            obj.insert("msg".into(), v.message.into());
+            obj.insert(
+                "msg".into(),
+                crate::redact::scrub(&v.message).into_owned().into(),
+            );
             for (k, val) in v.fields {
-                obj.insert(k, val.into());
+                obj.insert(k, crate::redact::scrub(&val).into_owned().into());
             }
             writeln!(w, "{}", serde_json::Value::Object(obj))
         } else {
-            write!(
-                w,
+            let mut line = format!(
                 "{} {:<6}: {}",
                 now.format("%Y/%m/%d %H:%M:%S"),
                 level,
                 v.message
-            )?;
+            );
             for (k, val) in v.fields {
-                write!(w, " {k}={val}")?;
+                line.push_str(&format!(" {k}={val}"));
             }
-            writeln!(w)
+            writeln!(w, "{}", crate::redact::safe(&line))
         }
     }
 }

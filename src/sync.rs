@@ -75,6 +75,9 @@ pub struct SyncSummary {
     pub io_engine_reason: String,
     pub registry_uploads_skipped: u64,
     pub registry_uploads_skipped_bytes: u64,
+    /// Incomplete multipart uploads of this run's files aborted at the end (left by an
+    /// interrupted run, or a duplicate lost to a retried request).
+    pub leftover_uploads_aborted: u64,
     /// Deletes were needed but not done (errors, or over `--max-delete`).
     pub deletes_refused: bool,
     pub max_delete_exceeded: bool,
@@ -261,6 +264,9 @@ pub async fn run(
         } else {
             delete_all(&store, &limits, deletes, &stats, &mut summary).await;
         }
+    }
+    if summary.errors() == 0 {
+        abort_leftovers(&store, &root, &filter, &opts, &mut summary).await;
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_reused = stats
@@ -626,6 +632,63 @@ fn record(
             let temporary = e.is_temporary();
             summary.error(temporary, format!("{rel}: Failed to copy: {e}"));
             None
+        }
+    }
+}
+
+/// After a run without errors: abort every incomplete multipart upload of a file this run
+/// covered (its key is under the prefix, passes the filters and shard, and the source has the
+/// file), so that nothing keeps paying for parts once the run says it is done. Uploads of
+/// keys the run did not cover (another shard's, or with no source file) are left alone. On a
+/// server that cannot list uploads there is nothing to find.
+async fn abort_leftovers(
+    store: &Store,
+    root: &std::path::Path,
+    filter: &Filter,
+    opts: &SyncOptions,
+    summary: &mut SyncSummary,
+) {
+    let uploads = match store.list_uploads(&store.path.prefix).await {
+        Ok(u) => u,
+        Err(S3Error::NotImplemented { .. }) => return,
+        Err(e) => {
+            summary.error(
+                e.is_temporary(),
+                format!("cannot list incomplete uploads to clean up: {e}"),
+            );
+            return;
+        }
+    };
+    for u in uploads {
+        let Some(rel) = u.key.strip_prefix(&store.path.prefix) else {
+            continue;
+        };
+        let covered = filter.allows(rel)
+            && opts
+                .registry
+                .as_ref()
+                .is_none_or(|l| opts.include_uploads || !matches!(l.kind(rel), Kind::Upload))
+            && {
+                let path = root.join(rel);
+                let meta = if opts.copy_links {
+                    std::fs::metadata(&path)
+                } else {
+                    std::fs::symlink_metadata(&path)
+                };
+                meta.is_ok_and(|m| m.is_file())
+            };
+        if !covered {
+            continue;
+        }
+        match store.abort_multipart(&u.key, &u.upload_id).await {
+            Ok(()) => {
+                summary.leftover_uploads_aborted += 1;
+                tracing::info!("{rel}: aborted a leftover incomplete upload");
+            }
+            Err(e) => summary.error(
+                e.is_temporary(),
+                format!("{rel}: cannot abort a leftover incomplete upload: {e}"),
+            ),
         }
     }
 }

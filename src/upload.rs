@@ -46,14 +46,21 @@ pub enum UploadError {
 }
 
 impl UploadError {
+    /// What this failure means for the run (see [`crate::class`]).
+    pub fn class(&self) -> crate::class::Class {
+        use crate::class::Class;
+        match self {
+            UploadError::S3(e) => e.class(),
+            UploadError::Read(e) => e.class(),
+            UploadError::Integrity { .. } => Class::Integrity,
+            UploadError::Parts { .. } | UploadError::Registry { .. } => Class::Permanent,
+            UploadError::Internal { .. } => Class::Permanent,
+        }
+    }
+
     /// Whether a rerun could succeed without anyone changing anything.
     pub fn is_temporary(&self) -> bool {
-        match self {
-            UploadError::S3(e) => e.is_temporary(),
-            UploadError::Read(ReadError::Changed { .. }) => true,
-            UploadError::Integrity { .. } => true,
-            _ => false,
-        }
+        self.class().is_temporary()
     }
 }
 

@@ -193,12 +193,7 @@ async fn download_compare(store: &Store, entry: &SrcEntry, blob: &mut BlobCheck<
         let mut h = Md5::new();
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| S3Error::Transport {
-                op: "get",
-                key: store.key(&entry.rel),
-                message: e.to_string(),
-                temporary: true,
-            })?;
+            let chunk = chunk?;
             n += chunk.len() as u64;
             h.update(&chunk);
         }

@@ -132,7 +132,7 @@ fn a_bare_server_error_is_reported_on_one_short_line() {
         .find(|l| l.contains("ERROR") && l.contains("small.bin"))
         .unwrap_or_else(|| panic!("no error line for small.bin:\n{err}"));
     assert!(
-        line.contains("HTTP 500") && line.contains("the server gave no error message"),
+        line.contains("HTTP 500") && line.contains("the server gave no S3 error message"),
         "{line}"
     );
     assert!(

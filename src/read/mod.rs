@@ -25,10 +25,23 @@ pub use engine::{Digests, IoEngine, IoEngineMode};
 pub enum ReadError {
     #[error("{path}: {message}")]
     Io { path: String, message: String },
-    #[error("{path}: changed while being read (size or mtime moved): stop writers, then rerun")]
+    #[error(
+        "{path}: changed while being read (size or mtime moved, or removed): stop writers, then rerun"
+    )]
     Changed { path: String },
     #[error("{path}: file is shorter than its size ({got} of {want} bytes read)")]
     Short { path: String, got: u64, want: u64 },
+}
+
+impl ReadError {
+    /// A file that changed, shrank or vanished while it was read is the same failure whichever
+    /// check saw it first: temporary. Anything else the file system says is permanent.
+    pub fn class(&self) -> crate::class::Class {
+        match self {
+            ReadError::Changed { .. } | ReadError::Short { .. } => crate::class::SOURCE_CHANGED,
+            ReadError::Io { .. } => crate::class::Class::Permanent,
+        }
+    }
 }
 
 /// Size and modification time: what identifies a version of a file for us.
@@ -47,6 +60,12 @@ pub struct SourceFile {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ReadError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        // Walked, then gone: the tree is changing under us, like a file that changes.
+        return ReadError::Changed {
+            path: path.display().to_string(),
+        };
+    }
     ReadError::Io {
         path: path.display().to_string(),
         message: e.to_string(),

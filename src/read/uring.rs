@@ -415,9 +415,16 @@ impl Worker {
             unreachable!()
         };
         if res < 0 {
-            let e = ReadError::Io {
-                path: display.clone(),
-                message: errno(res),
+            let e = if res == -libc::ENOENT {
+                // Walked, then gone: the same failure as a file that changed.
+                ReadError::Changed {
+                    path: display.clone(),
+                }
+            } else {
+                ReadError::Io {
+                    path: display.clone(),
+                    message: errno(res),
+                }
             };
             return self.finish(slot, Err(e));
         }
@@ -617,7 +624,10 @@ mod tests {
         ));
         let gone = d.path().join("gone");
         let e = whole(&gone, walked).await.unwrap_err();
-        assert!(e.to_string().contains("No such file"), "{e}");
+        assert!(
+            matches!(e, ReadError::Changed { .. }),
+            "a file gone since the walk is a change, as with pread: {e}"
+        );
 
         // Ranges of an open file; past the end is a short read.
         let p = &paths[200];

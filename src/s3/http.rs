@@ -4,7 +4,9 @@
 //! We build it ourselves because the SDK's default client cannot express two things operators
 //! need: extra trusted roots from both `--ca-cert` and `AWS_CA_BUNDLE` on top of the system
 //! roots, and `--no-check-certificate` (chain not verified, handshake signatures still checked).
-//! Errors from here never contain request URLs, headers or bodies.
+//! Errors from here never contain request URLs, headers or bodies; a failure is turned into a
+//! [`TransportError`] with a one-line message naming the endpoint, and a kind that the error
+//! classes ([`crate::class`]) map to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,7 +22,12 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::capture_connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
+
+use super::timeout::{TimedOut, TimeoutConnector, endpoint_of};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -36,7 +43,34 @@ pub struct HttpOptions {
     pub insecure: bool,
     /// Idle connections kept per host; set to the number of requests we run at once.
     pub max_idle_per_host: usize,
+    /// `--contimeout`: how long a TCP connect may take (`None`: no limit).
     pub connect_timeout: Option<Duration>,
+    /// `--timeout`: how long a connection may move no byte in either direction while a
+    /// request waits on it (`None`: no limit).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What went wrong below HTTP, as the error classes need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// A connect or idle timeout fired.
+    Timeout,
+    /// The connection failed or broke (refused, reset, closed mid-response, DNS).
+    Broken,
+    /// The server's certificate was rejected by the trust store.
+    Certificate,
+    /// The endpoint speaks plain HTTP where https was configured.
+    WrongScheme,
+    /// The answer is not HTTP at all (a TLS port reached with http://, or a broken server).
+    NotHttp,
+}
+
+/// A transport failure with a one-line message that names the endpoint.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    pub kind: TransportKind,
+    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +137,7 @@ pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_keepalive(Some(Duration::from_secs(30)));
-    tcp.set_connect_timeout(opts.connect_timeout);
+    let tcp = TimeoutConnector::new(tcp, opts.connect_timeout, opts.idle_timeout);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -119,7 +153,7 @@ pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
     }))
 }
 
-type Https = hyper_rustls::HttpsConnector<TcpConnector<super::dns::Dns>>;
+type Https = hyper_rustls::HttpsConnector<TimeoutConnector>;
 
 #[derive(Clone, Debug)]
 struct Connector {
@@ -128,10 +162,30 @@ struct Connector {
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(r) => r,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        // Let the SDK close a connection that failed with a transient error, rather than
+        // hand it to the next request.
+        let captured = capture_connection(&mut request);
+        if let Some(smithy) = request.extensions().get::<CaptureSmithyConnection>() {
+            smithy.set_connection_retriever(move || {
+                captured.connection_metadata().as_ref()?;
+                let conn = captured.clone();
+                Some(
+                    ConnectionMetadata::builder()
+                        .proxied(false)
+                        .poison_fn(move || {
+                            if let Some(c) = conn.connection_metadata().as_ref() {
+                                c.poison();
+                            }
+                        })
+                        .build(),
+                )
+            });
+        }
+        let endpoint = endpoint_of(request.uri());
         let client = self.client.clone();
         let multipart_call = request
             .uri()
@@ -139,21 +193,15 @@ impl HttpConnector for Connector {
             .is_some_and(|q| q.contains("uploadId="))
             && matches!(*request.method(), http::Method::GET | http::Method::POST);
         HttpConnectorFuture::new(async move {
-            let response = client.request(request).await.map_err(|e| {
-                if is_certificate_error(&e) {
-                    // A certificate the trust store rejects will be rejected again: not retried.
-                    ConnectorError::user(Box::new(e))
-                } else {
-                    // Connect failures, resets and truncated responses: all worth a retry, and
-                    // S3 writes are idempotent (same key, same bytes).
-                    ConnectorError::io(Box::new(e))
-                }
-            })?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| connector_error(&endpoint, &e))?;
             let response = if multipart_call && response.status() == http::StatusCode::OK {
                 let (mut parts, body) = response.into_parts();
                 let bytes = http_body_util::BodyExt::collect(body)
                     .await
-                    .map_err(|e| ConnectorError::io(Box::new(e)))?
+                    .map_err(|e| connector_error(&endpoint, &e))?
                     .to_bytes();
                 let bytes = fix_result_root(bytes);
                 parts.headers.insert(
@@ -169,18 +217,80 @@ impl HttpConnector for Connector {
     }
 }
 
-/// Whether a transport error is the server's certificate being rejected.
-fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-        return matches!(tls, rustls::Error::InvalidCertificate(_));
+/// Turn a failure of the HTTP client into the SDK's error, with our one-line message: a
+/// timeout or a broken connection is retried; a rejected certificate or the wrong scheme is
+/// not (it would fail again the same way).
+fn connector_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> ConnectorError {
+    let t = transport_error(endpoint, e);
+    match t.kind {
+        TransportKind::Timeout => ConnectorError::timeout(Box::new(t)),
+        TransportKind::Broken => ConnectorError::io(Box::new(t)),
+        TransportKind::Certificate | TransportKind::WrongScheme | TransportKind::NotHttp => {
+            ConnectorError::user(Box::new(t))
+        }
     }
-    // io::Error hides its payload from `source()`; look inside it explicitly.
-    if let Some(io) = e.downcast_ref::<std::io::Error>()
-        && let Some(inner) = io.get_ref()
-    {
-        return is_certificate_error(inner);
+}
+
+/// Classify a failure of the HTTP client and say what it means in one line.
+pub fn transport_error(endpoint: &str, e: &(dyn std::error::Error + 'static)) -> TransportError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut innermost = e.to_string();
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<TransportError>() {
+            return t.clone();
+        }
+        if let Some(t) = c.downcast_ref::<TimedOut>() {
+            return TransportError {
+                kind: TransportKind::Timeout,
+                message: t.to_string(),
+            };
+        }
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return match tls {
+                rustls::Error::InvalidCertificate(why) => TransportError {
+                    kind: TransportKind::Certificate,
+                    message: format!(
+                        "{endpoint}: the server's TLS certificate is not trusted ({why:?}): pass its CA with --ca-cert FILE"
+                    ),
+                },
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                    TransportError {
+                        kind: TransportKind::WrongScheme,
+                        message: format!(
+                            "{endpoint}: the server did not answer TLS (plain HTTP?): use an http:// endpoint, or the server's https port"
+                        ),
+                    }
+                }
+                other => TransportError {
+                    kind: TransportKind::Broken,
+                    message: format!("{endpoint}: TLS failed: {other}"),
+                },
+            };
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_parse()
+        {
+            return TransportError {
+                kind: TransportKind::NotHttp,
+                message: format!(
+                    "{endpoint}: the answer is not HTTP (a TLS port? then use an https:// endpoint)"
+                ),
+            };
+        }
+        innermost = c.to_string();
+        // io::Error hides its payload from `source()`; look inside it explicitly.
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
-    e.source().is_some_and(is_certificate_error)
+    TransportError {
+        kind: TransportKind::Broken,
+        message: format!("{endpoint}: {innermost}"),
+    }
 }
 
 /// Some S3-compatible servers (moto among them) name the root element of the ListParts and

@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod timeout;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    retry::RetryConfig,
+    retry::RetryConfig, timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -27,7 +28,9 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -35,6 +38,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::class::Class;
 use crate::etag::Md5Digest;
 use crate::remote::{Credentials, S3Path, S3Settings};
 
@@ -63,24 +67,74 @@ pub enum S3Error {
         code: String,
         status: u16,
         message: String,
-        temporary: bool,
+        class: Class,
     },
     #[error("{op} {key:?}: {message}")]
     Transport {
         op: &'static str,
         key: String,
         message: String,
-        temporary: bool,
+        class: Class,
+    },
+    /// The server answered, but not as S3 must: nothing it said can be trusted.
+    #[error("{op} {key:?}: the server broke the S3 protocol: {message}")]
+    Protocol {
+        op: &'static str,
+        key: String,
+        message: String,
     },
 }
 
 impl S3Error {
+    /// What this failure means for the run (see [`crate::class`]).
+    pub fn class(&self) -> Class {
+        match self {
+            S3Error::NoSuchBucket { .. } => Class::Missing,
+            S3Error::AccessDenied { .. }
+            | S3Error::NotFound { .. }
+            | S3Error::NoSuchUpload { .. }
+            | S3Error::NotImplemented { .. } => Class::Permanent,
+            S3Error::Service { class, .. } | S3Error::Transport { class, .. } => *class,
+            S3Error::Protocol { .. } => crate::class::PROTOCOL,
+        }
+    }
+
     /// Whether running again later could succeed (network, throttling, 5xx).
     pub fn is_temporary(&self) -> bool {
-        match self {
-            S3Error::Service { temporary, .. } | S3Error::Transport { temporary, .. } => *temporary,
-            _ => false,
+        self.class().is_temporary()
+    }
+
+    /// A protocol violation found in what the server sent.
+    pub fn protocol(op: &'static str, key: &str, message: impl Into<String>) -> S3Error {
+        S3Error::Protocol {
+            op,
+            key: key.to_string(),
+            message: message.into(),
         }
+    }
+}
+
+/// The transport failure inside an error, if any, as our one-line message and kind.
+fn find_transport(err: &(dyn std::error::Error + 'static)) -> Option<http::TransportError> {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if let Some(t) = c.downcast_ref::<http::TransportError>() {
+            return Some(t.clone());
+        }
+        if c.is::<timeout::TimedOut>() || c.is::<hyper::Error>() || c.is::<std::io::Error>() {
+            return Some(http::transport_error("the server", c));
+        }
+        cause = c.source();
+    }
+    None
+}
+
+fn transport(op: &'static str, key: String, t: http::TransportError) -> S3Error {
+    S3Error::Transport {
+        op,
+        key,
+        class: crate::class::of_transport(t.kind),
+        message: t.message,
     }
 }
 
@@ -96,84 +150,106 @@ where
             return S3Error::Transport {
                 op,
                 key,
-                message: "timed out".into(),
-                temporary: true,
+                message: "no complete answer within the request's ceiling (2 × --timeout + its size at 16 KiB/s)".into(),
+                class: Class::Temporary,
             };
         }
         SdkError::DispatchFailure(d) => {
-            let message = d
+            if let Some(t) = d
                 .as_connector_error()
-                .map(|c| aws_smithy_types::error::display::DisplayErrorContext(c).to_string())
-                .unwrap_or_else(|| "request could not be sent".into());
+                .and_then(|c| find_transport(c as &(dyn std::error::Error + 'static)))
+            {
+                return transport(op, key, t);
+            }
             return S3Error::Transport {
                 op,
                 key,
-                message,
-                temporary: !d.is_user(),
+                message: "request could not be sent".into(),
+                class: if d.is_user() {
+                    Class::Permanent
+                } else {
+                    Class::Temporary
+                },
             };
         }
         SdkError::ConstructionFailure(_) => {
             return S3Error::Transport {
                 op,
                 key,
-                message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-                temporary: false,
+                message: "request could not be built".into(),
+                class: Class::Permanent,
             };
+        }
+        SdkError::ResponseError(_) => {
+            // The answer broke off (a stall, a reset) or could not be read at all.
+            if let Some(t) = std::error::Error::source(&err).and_then(find_transport) {
+                return transport(op, key, t);
+            }
+            return S3Error::protocol(
+                op,
+                &key,
+                format!(
+                    "the HTTP {} answer could not be read as S3",
+                    status.unwrap_or(0)
+                ),
+            );
         }
         _ => {}
     }
+    if status.is_some_and(|s| (200..300).contains(&s)) {
+        // A success status whose body the SDK could not parse: not the XML S3 sends.
+        return S3Error::protocol(
+            op,
+            &key,
+            format!(
+                "HTTP {} with a body that is not the expected XML",
+                status.unwrap_or(0)
+            ),
+        );
+    }
     let code = err.code().unwrap_or_default().to_string();
-    // A service error without a message (a bare 5xx, an empty body) gets a short one: the
-    // SDK's full error context is a multi-line dump of the response.
-    let message = match (err.message(), &err) {
-        (Some(m), _) => m.to_string(),
-        (None, SdkError::ServiceError(_)) => "the server gave no error message".into(),
-        (None, _) => aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+    // A service error without a message (a bare 5xx, an empty or non-XML body) gets a short
+    // one: the SDK's full error context is a multi-line dump of the response.
+    let message = match err.message() {
+        Some(m) => one_line(m),
+        None => "the server gave no S3 error message".into(),
     };
+    let class = crate::class::of_http(status.unwrap_or(0), &code);
     match (code.as_str(), status) {
         ("NoSuchBucket", _) => S3Error::NoSuchBucket {
             bucket: bucket.to_string(),
         },
         ("NoSuchUpload", _) => S3Error::NoSuchUpload { op, key },
-        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch", _) | (_, Some(403)) => {
-            if code.is_empty() || code == "AccessDenied" {
-                S3Error::AccessDenied { op, key }
-            } else {
-                S3Error::Service {
-                    op,
-                    key,
-                    code,
-                    status: status.unwrap_or(403),
-                    message,
-                    temporary: false,
-                }
-            }
-        }
+        ("AccessDenied", _) | ("", Some(403)) => S3Error::AccessDenied { op, key },
         ("NotImplemented", _) | (_, Some(501)) => S3Error::NotImplemented { op },
-        ("NoSuchKey" | "NotFound", _) | (_, Some(404)) => S3Error::NotFound { op, key },
-        _ => {
-            let status = status.unwrap_or(0);
-            let temporary = status >= 500
-                || status == 429
-                || status == 408
-                || matches!(
-                    code.as_str(),
-                    "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable"
-                );
-            S3Error::Service {
-                op,
-                key,
-                code: if code.is_empty() {
-                    "Error".into()
-                } else {
-                    code
-                },
-                status,
-                message,
-                temporary,
-            }
-        }
+        ("NoSuchKey" | "NotFound", _) | ("", Some(404)) => S3Error::NotFound { op, key },
+        _ => S3Error::Service {
+            op,
+            key,
+            code: if code.is_empty() {
+                "Error".into()
+            } else {
+                code
+            },
+            status: status.unwrap_or(0),
+            message,
+            class,
+        },
     }
+}
+
+/// A server's message on one line, at most 300 characters.
+fn one_line(m: &str) -> String {
+    let mut out: String = m.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > 300 {
+        let mut end = 300;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }
 
 /// Counts of S3 requests by kind, for the report and for tests that prove what a run sent.
@@ -252,9 +328,18 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Counts the SDK's retry attempts, for progress lines and reports.
+/// Counts the SDK's retry attempts, for progress lines and reports, and logs each at INFO
+/// with what went wrong: a fault the retry cured is not an error of the run.
 #[derive(Debug)]
 struct CountRetries(Arc<RequestCounts>);
+
+/// Why the previous attempt of an operation failed, kept for the retry's log line.
+#[derive(Debug, Clone)]
+struct LastFailure(String);
+
+impl aws_smithy_types::config_bag::Storable for LastFailure {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
 
 impl Intercept for CountRetries {
     fn name(&self) -> &'static str {
@@ -263,15 +348,40 @@ impl Intercept for CountRetries {
 
     fn read_before_attempt(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if cfg
-            .load::<RequestAttempts>()
-            .is_some_and(|a| a.attempts() > 1)
-        {
+        let attempts = cfg.load::<RequestAttempts>().map_or(1, |a| a.attempts());
+        if attempts > 1 {
             bump(&self.0.retries);
+            let operation = cfg
+                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                .map_or("request", |m| m.name());
+            let why = cfg
+                .load::<LastFailure>()
+                .map_or("it failed", |f| f.0.as_str());
+            tracing::info!(
+                "retrying {operation} {} (attempt {attempts}): {why}",
+                context.request().uri()
+            );
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Err(e)) = context.output_or_error() {
+            let why = match (find_transport(e), context.response()) {
+                (Some(t), _) => t.message,
+                (None, Some(r)) => format!("HTTP {}", r.status().as_u16()),
+                (None, None) => "no answer".into(),
+            };
+            cfg.interceptor_state().store_put(LastFailure(why));
         }
         Ok(())
     }
@@ -369,6 +479,43 @@ pub struct Store {
     pub path: S3Path,
     pub put: PutOptions,
     pub requests: Arc<RequestCounts>,
+    /// `--timeout`, from which each request's ceiling is scaled ([`timeout::ceiling`]).
+    idle: Option<Duration>,
+}
+
+/// An object's bytes as they stream in, within the download's ceiling.
+pub struct Body {
+    stream: ByteStream,
+    key: String,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Body {
+    /// The next chunk; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes, S3Error>> {
+        let next = self.stream.next();
+        let r = match self.deadline {
+            Some(d) => match tokio::time::timeout_at(d, next).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Some(Err(S3Error::Transport {
+                        op: "get",
+                        key: self.key.clone(),
+                        message: "the download did not finish within its ceiling (2 × --timeout + its size at 16 KiB/s)".into(),
+                        class: Class::Temporary,
+                    }));
+                }
+            },
+            None => next.await,
+        }?;
+        Some(r.map_err(|e| {
+            let t = find_transport(&e).unwrap_or_else(|| http::TransportError {
+                kind: http::TransportKind::Broken,
+                message: "the download broke off".into(),
+            });
+            transport("get", self.key.clone(), t)
+        }))
+    }
 }
 
 fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
@@ -406,6 +553,30 @@ pub fn format_mtime(t: SystemTime) -> String {
     }
 }
 
+/// Credentials from the default chain (profiles, web identity, metadata), registered with
+/// [`crate::redact`] as they are resolved, so no log line can show them.
+#[derive(Debug)]
+struct Registering(aws_sdk_s3::config::SharedCredentialsProvider);
+
+impl aws_credential_types::provider::ProvideCredentials for Registering {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let c = self.0.provide_credentials().await?;
+            crate::redact::register_key_id(c.access_key_id());
+            crate::redact::register_secret(c.secret_access_key());
+            if let Some(t) = c.session_token() {
+                crate::redact::register_secret(t);
+            }
+            Ok(c)
+        })
+    }
+}
+
 /// Build a client for the settings.
 ///
 /// `counts` receives the SDK's retry attempts; pass the same value to [`Store::new`].
@@ -426,15 +597,22 @@ pub async fn build_client(
             access_key_id,
             secret_access_key,
             session_token,
-        } => aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new(
-                access_key_id,
-                secret_access_key.expose(),
-                session_token.map(|t| t.expose().to_string()),
-                None,
-                "s3ferry",
-            ),
-        ),
+        } => {
+            crate::redact::register_key_id(&access_key_id);
+            crate::redact::register_secret(secret_access_key.expose());
+            if let Some(t) = &session_token {
+                crate::redact::register_secret(t.expose());
+            }
+            aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    access_key_id,
+                    secret_access_key.expose(),
+                    session_token.map(|t| t.expose().to_string()),
+                    None,
+                    "s3ferry",
+                ),
+            )
+        }
         Credentials::DefaultChain => {
             let mut loader =
                 aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
@@ -448,9 +626,10 @@ pub async fn build_client(
             if endpoint.is_none() {
                 endpoint = sdk.endpoint_url().map(String::from);
             }
-            sdk.credentials_provider().ok_or_else(|| {
+            let chain = sdk.credentials_provider().ok_or_else(|| {
                 anyhow::anyhow!("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
-            })?
+            })?;
+            aws_sdk_s3::config::SharedCredentialsProvider::new(Registering(chain))
         }
     };
     let region = S3Settings {
@@ -475,6 +654,13 @@ pub async fn build_client(
                 .with_initial_backoff(Duration::from_millis(200))
                 .with_max_backoff(Duration::from_secs(10)),
         );
+    if let Some(d) = timeout::ceiling(opts.http.idle_timeout, 0) {
+        b = b.timeout_config(
+            TimeoutConfig::builder()
+                .operation_attempt_timeout(d)
+                .build(),
+        );
+    }
     if let Some(ep) = endpoint {
         b = b.endpoint_url(ep);
     }
@@ -487,13 +673,24 @@ impl Store {
         path: S3Path,
         put: PutOptions,
         requests: Arc<RequestCounts>,
+        idle: Option<Duration>,
     ) -> Store {
         Store {
             client,
             path,
             put,
             requests,
+            idle,
         }
+    }
+
+    /// A per-request override of the attempt timeout, for a request that sends `bytes`.
+    fn ceiling(&self, bytes: u64) -> aws_sdk_s3::config::Builder {
+        let mut t = TimeoutConfig::builder();
+        if let Some(d) = timeout::ceiling(self.idle, bytes) {
+            t = t.operation_attempt_timeout(d);
+        }
+        aws_sdk_s3::config::Builder::new().timeout_config(t.build())
     }
 
     /// The full key for a path relative to the prefix.
@@ -527,7 +724,7 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("list", self.bucket(), prefix, e))?;
-        let objects = out
+        let objects: Vec<Listed> = out
             .contents()
             .iter()
             .filter_map(|o| {
@@ -539,16 +736,27 @@ impl Store {
                 })
             })
             .collect();
-        let prefixes = out
+        let prefixes: Vec<String> = out
             .common_prefixes()
             .iter()
             .filter_map(|p| p.prefix().map(String::from))
             .collect();
-        let next = if out.is_truncated().unwrap_or(false) {
-            out.next_continuation_token().map(String::from)
-        } else {
-            None
+        let token = out
+            .next_continuation_token()
+            .filter(|t| !t.is_empty())
+            .map(String::from);
+        let next = match (out.is_truncated().unwrap_or(false), token) {
+            (true, Some(t)) => Some(t),
+            (true, None) => {
+                return Err(S3Error::protocol(
+                    "list",
+                    prefix,
+                    "a page says more follow (IsTruncated) but gives no continuation token",
+                ));
+            }
+            (false, _) => None,
         };
+        check_page(prefix, start_after, &objects, &prefixes)?;
         Ok(ListPage {
             objects,
             prefixes,
@@ -584,7 +792,9 @@ impl Store {
             .key(&key)
             .body(ByteStream::from(body))
             .content_md5(content_md5(md5));
-        let req = object_headers!(req, p, Self::metadata(mtime, None)).customize();
+        let req = object_headers!(req, p, Self::metadata(mtime, None))
+            .customize()
+            .config_override(self.ceiling(len));
         let req = if p.sign_payload {
             req
         } else {
@@ -624,14 +834,7 @@ impl Store {
             .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
         out.upload_id()
             .map(String::from)
-            .ok_or_else(|| S3Error::Service {
-                op: "create multipart upload",
-                key,
-                code: "NoUploadId".into(),
-                status: 200,
-                message: "response had no UploadId".into(),
-                temporary: true,
-            })
+            .ok_or_else(|| S3Error::protocol("create multipart upload", &key, "no UploadId"))
     }
 
     pub async fn upload_part(
@@ -654,7 +857,8 @@ impl Store {
             .part_number(number as i32)
             .body(ByteStream::from(body))
             .content_md5(content_md5(md5))
-            .customize();
+            .customize()
+            .config_override(self.ceiling(len));
         let req = if self.put.sign_payload {
             req
         } else {
@@ -756,11 +960,22 @@ impl Store {
                 .next_upload_id_marker()
                 .filter(|s| !s.is_empty())
                 .map(String::from);
-            if !page.is_truncated().unwrap_or(false) || (next_key.is_none() && next_id.is_none()) {
+            if !page.is_truncated().unwrap_or(false) {
                 break;
             }
+            if next_key.is_none() && next_id.is_none() {
+                return Err(S3Error::protocol(
+                    "list multipart uploads",
+                    key_prefix,
+                    "a page says more follow (IsTruncated) but gives no markers",
+                ));
+            }
             if next_key == key_marker && next_id == id_marker {
-                break; // A server that does not advance its markers: stop rather than loop.
+                return Err(S3Error::protocol(
+                    "list multipart uploads",
+                    key_prefix,
+                    "the listing does not advance (the same markers again)",
+                ));
             }
             key_marker = next_key;
             id_marker = next_id;
@@ -798,8 +1013,15 @@ impl Store {
                 .next_part_number_marker()
                 .filter(|s| !s.is_empty())
                 .map(String::from);
-            if !page.is_truncated().unwrap_or(false) || next.is_none() || next == marker {
+            if !page.is_truncated().unwrap_or(false) {
                 break;
+            }
+            if next.is_none() || next == marker {
+                return Err(S3Error::protocol(
+                    "list parts",
+                    &key,
+                    "a page says more follow but the part marker does not advance",
+                ));
             }
             marker = next;
         }
@@ -841,7 +1063,7 @@ impl Store {
     }
 
     /// Stream an object's bytes.
-    pub async fn get(&self, rel: &str) -> Result<ByteStream, S3Error> {
+    pub async fn get(&self, rel: &str) -> Result<Body, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.get);
         let out = self
@@ -852,7 +1074,12 @@ impl Store {
             .send()
             .await
             .map_err(|e| classify("get", self.bucket(), &key, e))?;
-        Ok(out.body)
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        Ok(Body {
+            stream: out.body,
+            deadline: timeout::ceiling(self.idle, size).map(|c| tokio::time::Instant::now() + c),
+            key,
+        })
     }
 
     /// Delete one object (relative key). DeleteObject rather than DeleteObjects: the batch call
@@ -894,6 +1121,42 @@ impl Store {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What every page of a listing must hold to: keys under the prefix, after `start_after`, in
+/// strictly ascending order (S3 lists in UTF-8 binary order, which is `str`'s order); common
+/// prefixes under the prefix. A page that breaks this cannot be merged with the source, and
+/// nothing planned from it could be trusted.
+pub fn check_page(
+    prefix: &str,
+    start_after: Option<&str>,
+    objects: &[Listed],
+    prefixes: &[String],
+) -> Result<(), S3Error> {
+    let bad = |message: String| Err(S3Error::protocol("list", prefix, message));
+    if let Some(o) = objects.iter().find(|o| !o.key.starts_with(prefix)) {
+        return bad(format!("key {:?} is outside the requested prefix", o.key));
+    }
+    if let Some(p) = prefixes.iter().find(|p| !p.starts_with(prefix)) {
+        return bad(format!(
+            "common prefix {p:?} is outside the requested prefix"
+        ));
+    }
+    if let (Some(after), Some(first)) = (start_after, objects.first())
+        && first.key.as_str() <= after
+    {
+        return bad(format!(
+            "key {:?} is not after the requested start {after:?}",
+            first.key
+        ));
+    }
+    if let Some(w) = objects.windows(2).find(|w| w[0].key >= w[1].key) {
+        return bad(format!(
+            "keys out of order: {:?} then {:?}",
+            w[0].key, w[1].key
+        ));
+    }
+    Ok(())
 }
 
 /// A user-metadata value by key; servers differ in the case they return keys in.

@@ -3,6 +3,7 @@
 //! helpers to run the `s3ferry` binary with an rclone.conf in the Job's shape.
 #![allow(dead_code)]
 
+pub mod badserver;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -350,8 +351,66 @@ pub fn s3ferry(home: &Home, args: &[&str]) -> Output {
     s3ferry_env(home, args, &[])
 }
 
+/// How long any one run of s3ferry may take in the tests before it is killed and the test
+/// fails: nothing may hang the suite.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub fn s3ferry_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Output {
-    command(home, args, env).output().expect("run s3ferry")
+    s3ferry_bounded(home, args, env, RUN_LIMIT)
+}
+
+/// Run s3ferry, killing it and failing the test if it runs longer than `limit`.
+#[track_caller]
+pub fn s3ferry_bounded(
+    home: &Home,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Output {
+    let child = command(home, args, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run s3ferry");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("run s3ferry"),
+        Err(_) => {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("s3ferry {args:?} still running after {limit:?}: killed");
+        }
+    }
+}
+
+/// Start a multipart upload of `key` (with one small part) and leave it incomplete.
+pub fn start_upload(bucket: &str, key: &str) -> String {
+    let c = client();
+    rt().block_on(async {
+        let id = c
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .upload_id()
+            .unwrap()
+            .to_string();
+        c.upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .part_number(1)
+            .body(vec![1u8; 1024].into())
+            .send()
+            .await
+            .unwrap();
+        id
+    })
 }
 
 pub fn command(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Command {
