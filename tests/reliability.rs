@@ -117,6 +117,22 @@ fn a_listing_that_stalls_mid_body_times_out() {
 }
 
 #[test]
+fn a_server_that_drips_an_answer_is_cut_off_by_the_request_ceiling() {
+    // One byte every 300 ms never lets the 1 s idle timeout fire; the ceiling (2 × --timeout
+    // for a request without a body) does.
+    let server = bad_server(|_, _| Reply::Drip {
+        len: 100_000,
+        every: Duration::from_millis(300),
+    });
+    let src = source();
+    let (err, code, took) = sync_at(&server.endpoint(), &src, &[]);
+    assert_eq!(code, 5, "{err}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(err.contains("ceiling"), "{err}");
+    assert_eq!(server.total(), 2, "retried once: {err}");
+}
+
+#[test]
 fn an_upload_whose_body_the_server_stops_reading_times_out() {
     let server = bad_server(|req, _| match req.method.as_str() {
         "GET" if req.is_list() => Reply::list_page(&[], false, None),
@@ -458,23 +474,92 @@ fn a_clean_rerun_leaves_no_incomplete_upload_for_its_keys() {
 
 #[test]
 fn a_retried_fault_is_counted_and_logged_at_info_never_as_an_error() {
-    let proxy = support::proxy::faulty_proxy(moto().port, 2, false, support::proxy::Fault::Drop);
-    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
-    let b = bucket("quiet");
+    use support::proxy::{Fault, faulty_proxy};
+    // A dropped connection, and a bare 500 (after which the connection is closed, not reused).
+    for fault in [Fault::Drop, Fault::Status500] {
+        let proxy = faulty_proxy(moto().port, 2, false, fault);
+        let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+        let b = bucket("quiet");
+        let src = source();
+        let s = src.path().to_str().unwrap();
+        let dst = format!("harbor-s3:{b}");
+        let (out, r) = s3ferry_reported(&home, &["sync", s, &dst, "-v"]);
+        let err = ok(&out);
+        assert!(
+            errors(&err).is_empty(),
+            "{fault:?}: a run that exits 0 prints no ERROR line:\n{err}"
+        );
+        assert!(r["requests"]["retries"].as_u64().unwrap() >= 2, "{r}");
+        let retried = err
+            .lines()
+            .filter(|l| l.contains("INFO") && l.contains("retrying"))
+            .count();
+        assert!(
+            retried >= 2,
+            "{fault:?}: each retry is logged at INFO:\n{err}"
+        );
+        one_record_per_line(&err);
+    }
+}
+
+/// The README's exit-code table is the contract: every code it lists is produced here by the
+/// case it describes, and it lists no code without one.
+#[test]
+fn every_exit_code_in_the_readme_is_produced_as_documented() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("an Exit codes section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let documented: Vec<i32> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+        .collect();
+
+    let home = Home::new();
+    let b = bucket("exits");
+    let dst = format!("harbor-s3:{b}");
     let src = source();
     let s = src.path().to_str().unwrap();
-    let dst = format!("harbor-s3:{b}");
-    let (out, r) = s3ferry_reported(&home, &["sync", s, &dst, "-v"]);
-    let err = ok(&out);
-    assert!(
-        errors(&err).is_empty(),
-        "a run that exits 0 prints no ERROR line:\n{err}"
+    let run = |args: &[&str]| code(&s3ferry_bounded(&home, args, &[], Duration::from_secs(120)));
+    let mut produced = Vec::new();
+    // 0: a sync that transferred and verified everything.
+    assert_eq!(run(&["sync", s, &dst]), 0);
+    produced.push(0);
+    // 9: the same again with --error-on-no-transfer: nothing to transfer.
+    assert_eq!(run(&["sync", s, &dst, "--error-on-no-transfer"]), 9);
+    produced.push(9);
+    // 1: check finds a difference.
+    delete(&b, "a.txt");
+    assert_eq!(run(&["check", s, &dst, "--one-way"]), 1);
+    produced.push(1);
+    // 2: a flag that does not exist, and a config mistake.
+    assert_eq!(run(&["sync", s, &dst, "--no-such-flag"]), 2);
+    assert_eq!(run(&["sync", s, "nosuchremote:bkt"]), 2);
+    produced.push(2);
+    // 3: no source directory, no bucket.
+    assert_eq!(run(&["sync", "/nonexistent/source", &dst]), 3);
+    assert_eq!(run(&["sync", s, "harbor-s3:no-such-bucket-here"]), 3);
+    produced.push(3);
+    // 5 and 6: a server that only fails, temporarily or for good.
+    for (status, want) in [(503, 5), (403, 6)] {
+        let server = bad_server(move |_, _| Reply::status(status, ""));
+        let (err, code, _) = sync_at(&server.endpoint(), &src, &[]);
+        assert_eq!(code, want, "HTTP {status}: {err}");
+        produced.push(want);
+    }
+    // 7: a sync from an empty source would delete everything: refused.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(run(&["sync", empty.path().to_str().unwrap(), &dst]), 7);
+    produced.push(7);
+
+    produced.sort_unstable();
+    assert_eq!(
+        documented, produced,
+        "README exit codes vs the codes produced here"
     );
-    assert!(r["requests"]["retries"].as_u64().unwrap() >= 2, "{r}");
-    let retried = err
-        .lines()
-        .filter(|l| l.contains("INFO") && l.contains("retrying"))
-        .count();
-    assert!(retried >= 2, "each retry is logged at INFO:\n{err}");
-    one_record_per_line(&err);
 }

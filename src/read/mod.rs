@@ -211,6 +211,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_changing_is_one_class_whichever_check_sees_it() {
+        let changed = ReadError::Changed { path: "f".into() };
+        let short = ReadError::Short {
+            path: "f".into(),
+            got: 1,
+            want: 2,
+        };
+        assert_eq!(changed.class(), short.class());
+        assert_eq!(changed.class(), crate::class::Class::Temporary);
+        // Vanished between the walk and the open: a change too.
+        let d = tempfile::tempdir().unwrap();
+        let e = SourceFile::open(
+            &d.path().join("gone"),
+            Stamp {
+                size: 1,
+                mtime: SystemTime::UNIX_EPOCH,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReadError::Changed { .. }), "{e}");
+    }
+
+    #[test]
     fn detects_changes() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");

@@ -60,6 +60,9 @@ pub enum Reply {
         len: usize,
         sent: Vec<u8>,
     },
+    /// Send the status line and headers promising `len` bytes, then one byte every `every`:
+    /// never idle, never done.
+    Drip { len: usize, every: Duration },
 }
 
 impl Reply {
@@ -261,6 +264,19 @@ fn serve(conn: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {
                 }
             }
             Reply::Blackhole => unreachable!("handled before the body"),
+            Reply::Drip { len, every } => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {len}\r\n\r\n"
+                );
+                let _ = out.write_all(head.as_bytes());
+                for _ in 0..len {
+                    thread::sleep(every);
+                    if out.write_all(b" ").is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
             Reply::Stall { status, len, sent } => {
                 let head = format!(
                     "HTTP/1.1 {status} Status\r\nContent-Type: application/xml\r\nContent-Length: {len}\r\n\r\n"
