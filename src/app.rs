@@ -23,7 +23,7 @@ use crate::report::ProgressMode;
 use crate::s3::{self, ClientOptions, PutOptions, S3Error, Store};
 use crate::shard::{Shard, ShardError};
 use crate::sync::{self, Mode, SyncOptions};
-use crate::units::{UnitError, parse_duration, parse_size};
+use crate::units::UnitError;
 
 /// A usage problem found while wiring (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
             || cause.is::<LocationError>()
             || cause.is::<UnitError>()
             || cause.is::<crate::filter::FilterError>()
+            || cause.is::<crate::bwlimit::BwError>()
             || cause.is::<s3::http::HttpError>()
             || cause.is::<ShardError>()
         {
@@ -66,6 +67,16 @@ fn env(k: &str) -> Option<String> {
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let g = cli.global;
+    let (no_effect, refused) = crate::cli::compat(&g.compat);
+    if let Some((flag, why)) = refused.first() {
+        return Err(UsageError(format!("{flag} is refused: {why}")).into());
+    }
+    for (flag, why) in no_effect {
+        tracing::info!("{flag} has no effect in s3ferry: {why}");
+    }
+    if g.transfer.delete_after {
+        tracing::info!("--delete-after: s3ferry always deletes after every transfer succeeded");
+    }
     match cli.command {
         Command::Version => {
             println!("s3ferry {}", env!("CARGO_PKG_VERSION"));
@@ -75,11 +86,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Copy(p) => run_sync(&g, &p.src, &p.dst, Mode::Copy).await,
         Command::Check(p) => run_check(&g, &p.src, &p.dst).await,
         Command::Cleanup(p) => {
+            if g.filter.max_age.is_some() {
+                return Err(UsageError(
+                    "cleanup: --max-age is rclone's file filter; give the uploads' age with --older-than".into(),
+                )
+                .into());
+            }
             let (path, settings) = resolve_s3(&g, &p.dst)?;
             let limits = limits(&g, &settings)?;
             let store = store(&g, path, &settings, &limits).await?;
-            let max_age = parse_duration(&g.max_age)?;
-            let s = cleanup::run(&store, max_age, g.dry_run).await?;
+            let s = cleanup::run(&store, g.transfer.older_than, g.transfer.dry_run).await?;
             write_report(&g, &s)?;
             Ok(if s.errors > 0 {
                 Exit::Uncategorized
@@ -121,22 +137,53 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
             .into());
         }
     };
-    let mut settings = match &path.remote {
+    // Precedence, as rclone: connection-string parameters > --s3-* flags (RCLONE_S3_* in
+    // the environment) > RCLONE_CONFIG_<REMOTE>_* > the config file.
+    let flags: Vec<(String, String)> =
+        g.s3.keys
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    let mut section = match path.remote.as_deref() {
+        Some(":s3") => {
+            let mut values = std::collections::BTreeMap::new();
+            values.insert("type".to_string(), "s3".to_string());
+            rclone_conf::RemoteSection {
+                name: text.split(':').nth(1).unwrap_or("s3").to_string(),
+                values,
+                file_keys: Vec::new(),
+                file: None,
+            }
+        }
         Some(name) => {
             let vars: Vec<(String, String)> = std::env::vars().collect();
-            let section = rclone_conf::load_remote(name, g.config.as_deref(), &env, &vars)?;
-            remote::from_rclone(&section)?
+            rclone_conf::load_remote(name, g.s3.config.as_deref(), &env, &vars)?
         }
-        None => remote::from_aws_env(&env),
+        None => remote::aws_env_section(&env),
     };
-    if let Some(e) = &g.endpoint {
+    section.overlay(&flags, false);
+    section.overlay(&path.params, true);
+    let mut settings = remote::from_rclone(&section)?;
+    if let Some(e) = &g.s3.endpoint {
         settings.endpoint = Some(remote::normalise_endpoint(e));
     }
-    if let Some(r) = &g.region {
+    if let Some(r) = &g.s3.region {
         settings.region = Some(r.clone());
     }
-    if let Some(ps) = g.path_style {
+    if let Some(ps) = g.s3.path_style {
         settings.path_style = Some(ps);
+    }
+    if let Some(p) = &g.s3.profile {
+        if path.remote.is_some() {
+            return Err(UsageError(
+                "--profile names an AWS profile, for s3:// URLs; a REMOTE: takes its keys from rclone.conf".into(),
+            )
+            .into());
+        }
+        // As the AWS CLI: an explicit profile wins over keys in the environment.
+        settings.credentials = Some(remote::Credentials::DefaultChain);
+        settings.profile = Some(p.clone());
     }
     let origin = match &path.remote {
         Some(name) => format!("remote {name:?}"),
@@ -147,31 +194,17 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
 }
 
 fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
-    // Flags > remote settings > defaults.
-    let size = |flag: &Option<String>, name: &'static str| {
-        flag.as_deref()
-            .map(|v| parse_size(v).context(name))
-            .transpose()
-    };
+    // Flags (already merged into the settings with the remote's keys) > defaults.
     let d = Limits::default();
+    let t = &g.transfer;
     Ok(Limits {
-        chunk_size: size(&g.s3_chunk_size, "--s3-chunk-size")?
-            .or(s.chunk_size)
-            .unwrap_or(d.chunk_size),
-        upload_cutoff: size(&g.s3_upload_cutoff, "--s3-upload-cutoff")?
-            .or(s.upload_cutoff)
-            .unwrap_or(d.upload_cutoff),
-        parts_per_file: g
-            .s3_upload_concurrency
-            .or(s.upload_concurrency)
-            .unwrap_or(d.parts_per_file),
-        max_parts: g
-            .s3_max_upload_parts
-            .or(s.max_upload_parts)
-            .unwrap_or(d.max_parts),
-        transfers: g.transfers.unwrap_or(d.transfers),
-        checkers: g.checkers.unwrap_or(d.checkers),
-        buffer_memory: match size(&g.max_buffer_memory, "--max-buffer-memory")? {
+        chunk_size: s.chunk_size.unwrap_or(d.chunk_size),
+        upload_cutoff: s.upload_cutoff.unwrap_or(d.upload_cutoff),
+        parts_per_file: s.upload_concurrency.unwrap_or(d.parts_per_file),
+        max_parts: s.max_upload_parts.unwrap_or(d.max_parts),
+        transfers: t.transfers.unwrap_or(d.transfers),
+        checkers: t.checkers.unwrap_or(d.checkers),
+        buffer_memory: match t.max_buffer_memory {
             Some(b) => b,
             None => {
                 let limit = crate::limits::cgroup_memory_limit();
@@ -201,7 +234,7 @@ async fn store(
     s: &S3Settings,
     limits: &Limits,
 ) -> anyhow::Result<Arc<Store>> {
-    let mut extra_roots = g.ca_cert.clone();
+    let mut extra_roots = g.s3.ca_cert.clone();
     if let Some(bundle) = env("AWS_CA_BUNDLE").filter(|b| !b.is_empty()) {
         let p = PathBuf::from(&bundle);
         if p.is_file() {
@@ -210,21 +243,30 @@ async fn store(
             tracing::warn!("AWS_CA_BUNDLE={bundle} is not a readable file: ignored");
         }
     }
-    if g.no_check_certificate {
+    if g.s3.no_check_certificate {
         tracing::warn!(
             "--no-check-certificate: server certificates are NOT verified; anyone on the path can read and change the data"
         );
     }
-    let (connect_timeout, idle_timeout) = timeouts(g)?;
+    let on = |d: Duration| (!d.is_zero()).then_some(d);
+    let (connect_timeout, idle_timeout) = (on(g.transfer.contimeout), on(g.transfer.timeout));
+    let bwlimit = match &g.transfer.bwlimit {
+        Some(text) => {
+            let l = crate::bwlimit::Limiter::new(crate::bwlimit::Schedule::parse(text)?);
+            l.is_limited().then(|| Arc::new(l))
+        }
+        None => None,
+    };
     let opts = ClientOptions {
         http: s3::http::HttpOptions {
             extra_roots,
-            insecure: g.no_check_certificate,
+            insecure: g.s3.no_check_certificate,
             max_idle_per_host: limits.connections(),
             connect_timeout,
             idle_timeout,
+            bwlimit: bwlimit.clone(),
         },
-        max_attempts: g.low_level_retries.max(1),
+        max_attempts: g.transfer.low_level_retries.max(1),
         path_style: None,
     };
     let counts = Arc::new(s3::RequestCounts::default());
@@ -234,49 +276,46 @@ async fn store(
         sse: s.server_side_encryption.clone(),
         sse_kms_key_id: s.sse_kms_key_id.clone(),
         storage_class: s.storage_class.clone(),
-        sign_payload: g.s3_sign_payload,
+        sign_payload: g.s3.s3_sign_payload,
+    };
+    // Under a bandwidth limit a healthy request may take any time: only the idle timeout
+    // stays (a stalled server still trips it; waiting for the limit does not).
+    let ceiling_from = if bwlimit.is_some() {
+        None
+    } else {
+        idle_timeout
     };
     Ok(Arc::new(Store::new(
         client,
         path,
         put,
         counts,
-        idle_timeout,
+        ceiling_from,
     )))
 }
 
-/// `--contimeout` and `--timeout`; `0` turns one off, as in rclone.
-fn timeouts(g: &Global) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
-    let d = |text: &str, flag: &'static str| {
-        parse_duration(text)
-            .context(flag)
-            .map(|d| (!d.is_zero()).then_some(d))
-    };
-    Ok((
-        d(&g.contimeout, "--contimeout")?,
-        d(&g.timeout, "--timeout")?,
-    ))
-}
-
-fn progress(g: &Global) -> anyhow::Result<(ProgressMode, Duration)> {
-    let interval = match &g.stats {
-        Some(s) => parse_duration(s).context("--stats")?,
-        None if g.progress => Duration::from_secs(10),
+fn progress(g: &Global) -> (ProgressMode, Duration) {
+    let interval = match g.log.stats {
+        Some(s) => s,
+        None if g.transfer.progress => Duration::from_secs(10),
         None => Duration::from_secs(60),
     };
-    Ok((ProgressMode::choose(g.progress, g.quiet), interval))
+    (
+        ProgressMode::choose(g.transfer.progress, g.log.quiet),
+        interval,
+    )
 }
 
 /// The engine that reads the source, per `--io-engine`: one ring per core, up to 4.
 fn io_engine(g: &Global) -> anyhow::Result<(Arc<IoEngine>, String)> {
     let rings = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    Ok(IoEngine::choose(g.io_engine, rings).map_err(UsageError)?)
+    Ok(IoEngine::choose(g.transfer.io_engine, rings).map_err(UsageError)?)
 }
 
 /// The registry layout under the source, per `--registry`.
 fn registry_layout(g: &Global, root: &Path) -> anyhow::Result<Option<Layout>> {
     let found = registry::detect(root);
-    match (g.registry, found) {
+    match (g.registry.registry, found) {
         (RegistryMode::Off, _) => Ok(None),
         (RegistryMode::On, None) => Err(UsageError(format!(
             "--registry on: no docker/registry/v2 (with blobs/ and repositories/) under {}: point SRC at the registry's storage root",
@@ -295,9 +334,10 @@ fn registry_layout(g: &Global, root: &Path) -> anyhow::Result<Option<Layout>> {
     }
 }
 
-/// Include/exclude rules and the shard, if any.
-fn filter(g: &Global) -> anyhow::Result<Filter> {
-    let shard = match &g.shard {
+/// The filter rules (rclone's, or the AWS CLI's for `s3://` destinations), size and age
+/// limits, and the shard, if any.
+fn filter(g: &Global, aws: bool) -> anyhow::Result<Filter> {
+    let shard = match &g.transfer.shard {
         Some(s) => {
             let shard = Shard::parse(s, env("JOB_COMPLETION_INDEX").as_deref())?;
             tracing::warn!(
@@ -307,11 +347,47 @@ fn filter(g: &Global) -> anyhow::Result<Filter> {
         }
         None => None,
     };
-    Ok(Filter::new(&g.exclude, &g.include)?.with_shard(shard))
+    let f = &g.filter;
+    let syntax = if aws {
+        crate::filter::Syntax::AwsCli
+    } else {
+        crate::filter::Syntax::Rclone
+    };
+    if aws
+        && !(f.filter.is_empty()
+            && f.filter_from.is_empty()
+            && f.include_from.is_empty()
+            && f.exclude_from.is_empty())
+    {
+        return Err(UsageError(
+            "--filter, --filter-from, --include-from and --exclude-from are rclone's: give a REMOTE:BUCKET destination, or use --include/--exclude (the AWS CLI's) with s3://".into(),
+        )
+        .into());
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let spec = crate::filter::FilterSpec {
+        syntax,
+        include: f.include.clone(),
+        exclude: f.exclude.clone(),
+        ordered: if aws {
+            crate::filter::aws_order(&args)
+        } else {
+            Vec::new()
+        },
+        filter: f.filter.clone(),
+        include_from: f.include_from.clone(),
+        exclude_from: f.exclude_from.clone(),
+        filter_from: f.filter_from.clone(),
+        min_size: f.min_size,
+        max_size: f.max_size,
+        min_age: f.min_age,
+        max_age: f.max_age,
+    };
+    Ok(Filter::from_spec(&spec, std::time::SystemTime::now())?.with_shard(shard))
 }
 
 fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()> {
-    if let Some(path) = &g.report {
+    if let Some(path) = &g.check.report {
         let text = serde_json::to_string_pretty(value)?;
         let text = crate::redact::scrub(&text);
         std::fs::write(path, text.as_bytes())
@@ -324,6 +400,8 @@ fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()
 struct Setup {
     root: PathBuf,
     settings: S3Settings,
+    /// The destination is an `s3://` URL (the AWS CLI's conventions apply).
+    aws: bool,
     limits: Limits,
     filter: Filter,
     progress: ProgressMode,
@@ -335,14 +413,16 @@ struct Setup {
 async fn setup(g: &Global, src: &str, dst: &str) -> anyhow::Result<Setup> {
     let root = source_dir(src)?;
     let (path, settings) = resolve_s3(g, dst)?;
+    let aws = path.remote.is_none();
     let limits = limits(g, &settings)?;
-    let filter = filter(g)?;
-    let (progress, stats_interval) = progress(g)?;
+    let filter = filter(g, aws)?;
+    let (progress, stats_interval) = progress(g);
     let registry = registry_layout(g, &root)?;
     let store = store(g, path, &settings, &limits).await?;
     Ok(Setup {
         root,
         settings,
+        aws,
         limits,
         filter,
         progress,
@@ -356,6 +436,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     let Setup {
         root,
         settings,
+        aws,
         limits,
         filter,
         progress,
@@ -363,25 +444,44 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         registry,
         store,
     } = setup(g, src, dst).await?;
+    let t = &g.transfer;
+    let mode = if mode == Mode::Sync && aws && !t.delete {
+        tracing::warn!(
+            "sync to an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET destinations delete, as rclone sync)"
+        );
+        Mode::Copy
+    } else {
+        mode
+    };
     let opts = SyncOptions {
         mode,
-        dry_run: g.dry_run,
-        skip_rule: if g.checksum {
+        dry_run: t.dry_run,
+        skip_rule: if t.ignore_existing {
+            SkipRule::Exists
+        } else if t.checksum {
             SkipRule::Checksum
-        } else if g.size_only {
+        } else if t.size_only {
             SkipRule::SizeOnly
+        } else if t.update {
+            SkipRule::Update
         } else {
             SkipRule::SizeAndTime
         },
-        max_delete: u64::try_from(g.max_delete).ok(),
-        copy_links: g.copy_links,
-        create_bucket: g.create_bucket,
+        max_delete: u64::try_from(t.max_delete).ok(),
+        copy_links: t.copy_links,
+        create_bucket: t.create_bucket,
         location_constraint: settings.location_constraint.clone(),
-        integrity_retries: g.retries.saturating_sub(1),
+        integrity_retries: t.retries.saturating_sub(1),
+        retries_sleep: t.retries_sleep,
+        cutoff: crate::sync::Cutoff {
+            max_transfer: t.max_transfer,
+            max_duration: t.max_duration,
+            mode: t.cutoff_mode,
+        },
         progress,
         stats_interval,
         registry,
-        include_uploads: g.registry_uploads,
+        include_uploads: g.registry.registry_uploads,
         io: io_engine(g)?,
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;
@@ -391,8 +491,16 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     }
     let code =
         crate::class::exit_for_file_errors(summary.errors_temporary, summary.errors_permanent);
+    if code == Exit::Success {
+        if summary.transfer_exceeded {
+            return Ok(Exit::TransferExceeded);
+        }
+        if summary.duration_exceeded {
+            return Ok(Exit::DurationExceeded);
+        }
+    }
     if code == Exit::Success
-        && g.error_on_no_transfer
+        && t.error_on_no_transfer
         && summary.files_uploaded == 0
         && summary.deleted == 0
     {
@@ -412,7 +520,8 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         store,
         ..
     } = setup(g, src, dst).await?;
-    if g.verify_digests && registry.is_none() {
+    let c = &g.check;
+    if g.registry.verify_digests && registry.is_none() {
         return Err(UsageError(format!(
             "--verify-digests needs registry mode, and {} is not a registry storage tree (no docker/registry/v2 with blobs/ and repositories/): point SRC at the storage root or drop the flag",
             root.display()
@@ -421,22 +530,22 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
     }
     let opts = CheckOptions {
         registry,
-        include_uploads: g.registry_uploads,
-        verify_digests: !g.no_verify_digests,
-        one_way: g.one_way,
-        download: !g.no_download,
-        always_download: g.download,
-        copy_links: g.copy_links,
+        include_uploads: g.registry.registry_uploads,
+        verify_digests: !g.registry.no_verify_digests,
+        one_way: c.one_way,
+        download: !c.no_download,
+        always_download: c.download,
+        copy_links: g.transfer.copy_links,
         progress,
         stats_interval,
-        combined: g.combined.clone(),
-        missing_on_dst: g.missing_on_dst.clone(),
-        missing_on_src: g.missing_on_src.clone(),
-        differ: g.differ.clone(),
-        matched: g.match_file.clone(),
-        error_file: g.error.clone(),
+        combined: c.combined.clone(),
+        missing_on_dst: c.missing_on_dst.clone(),
+        missing_on_src: c.missing_on_src.clone(),
+        differ: c.differ.clone(),
+        matched: c.match_file.clone(),
+        error_file: c.error.clone(),
     };
-    if g.download {
+    if c.download {
         tracing::info!(
             "--download: objects whose ETag cannot prove content are downloaded (always on unless --no-download)"
         );
@@ -450,21 +559,27 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
     })
 }
 
-/// Parse rclone's `--log-level` names.
+/// Parse rclone's level names (`--log-level`, `--stats-log-level`).
+pub fn parse_level(flag: &str, text: &str) -> anyhow::Result<tracing::Level> {
+    use tracing::Level;
+    match text.to_ascii_uppercase().as_str() {
+        "DEBUG" => Ok(Level::DEBUG),
+        "INFO" => Ok(Level::INFO),
+        "NOTICE" | "WARNING" | "WARN" => Ok(Level::WARN),
+        "ERROR" => Ok(Level::ERROR),
+        other => Err(anyhow!(UsageError(format!(
+            "{flag} {other}: use DEBUG, INFO, NOTICE or ERROR"
+        )))),
+    }
+}
+
+/// The most verbose level shown, from `--log-level`, `-v` and `-q`.
 pub fn log_level(g: &Global) -> anyhow::Result<tracing::Level> {
     use tracing::Level;
-    if let Some(l) = &g.log_level {
-        return match l.to_ascii_uppercase().as_str() {
-            "DEBUG" => Ok(Level::DEBUG),
-            "INFO" => Ok(Level::INFO),
-            "NOTICE" | "WARNING" | "WARN" => Ok(Level::WARN),
-            "ERROR" => Ok(Level::ERROR),
-            other => Err(anyhow!(UsageError(format!(
-                "--log-level {other}: use DEBUG, INFO, NOTICE or ERROR"
-            )))),
-        };
+    if let Some(l) = &g.log.log_level {
+        return parse_level("--log-level", l);
     }
-    Ok(match (g.quiet, g.verbose) {
+    Ok(match (g.log.quiet, g.log.verbose) {
         (true, _) => Level::ERROR,
         (false, 0) => Level::WARN,
         (false, 1) => Level::INFO,

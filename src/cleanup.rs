@@ -1,7 +1,7 @@
 //! The `cleanup` command: abort incomplete multipart uploads under the prefix. They hold storage
 //! (billed on AWS, kept forever on MinIO/Ceph) and nothing else ever removes them.
 //!
-//! Only uploads older than `--max-age` are aborted, so a sync running right now keeps its own.
+//! Only uploads older than `--older-than` are aborted, so a sync running right now keeps its own.
 
 use std::time::{Duration, SystemTime};
 
@@ -40,7 +40,7 @@ pub async fn run(
         if !is_stale(&u, now, max_age) {
             s.kept_too_young += 1;
             tracing::info!(
-                "{}: upload {} is younger than --max-age: kept",
+                "{}: upload {} is younger than --older-than: kept",
                 u.key,
                 u.upload_id
             );

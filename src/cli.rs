@@ -1,10 +1,20 @@
 //! Command-line definition. Flags keep rclone's names and meanings where they apply, so the
-//! arguments of an existing rclone Job work unchanged; every flag is global, as in rclone, and
-//! may appear before or after the command. Unknown flags are errors (exit 2).
+//! arguments of an existing rclone Job work unchanged, plus the AWS CLI's for `s3://` runs;
+//! every flag is global, as in rclone, and may appear before or after the command.
+//!
+//! The flags are grouped by what they touch (transfer, S3, filters, check outputs, logging,
+//! registry), each group a struct with its help heading; sizes and durations are parsed here,
+//! at the edge, into typed values. [`crate::app`] is the one place that turns them into each
+//! command's options. Flags of rclone that change nothing in s3ferry are accepted and said
+//! so; flags that would weaken what s3ferry promises are refused with the reason
+//! ([`compat`]); an unknown flag gets one line naming the nearest one ([`unknown_flag`]).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,23 +50,67 @@ pub enum Command {
 pub struct TwoPaths {
     /// Source directory.
     pub src: String,
-    /// Destination: REMOTE:BUCKET[/PREFIX] or s3://BUCKET[/PREFIX].
+    /// Destination: REMOTE:BUCKET[/PREFIX], :s3,KEY=VALUE,…:BUCKET[/PREFIX] or
+    /// s3://BUCKET[/PREFIX].
     pub dst: String,
 }
 
 #[derive(Debug, Args)]
 pub struct OnePath {
-    /// REMOTE:BUCKET[/PREFIX] or s3://BUCKET[/PREFIX].
+    /// REMOTE:BUCKET[/PREFIX], :s3,KEY=VALUE,…:BUCKET[/PREFIX] or s3://BUCKET[/PREFIX].
     pub dst: String,
 }
 
+/// A size such as `16Mi`, `512k` or `1G` (rclone's syntax: binary, KiB when bare).
+pub fn size_arg(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| e.to_string())
+}
+
+/// A duration such as `30s`, `10m` or `1h30m` (a bare number is seconds).
+pub fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Every flag, by group.
 #[derive(Debug, Args, Clone)]
 pub struct Global {
+    #[command(flatten)]
+    pub transfer: TransferFlags,
+    #[command(flatten)]
+    pub s3: S3Flags,
+    #[command(flatten)]
+    pub filter: FilterFlags,
+    #[command(flatten)]
+    pub check: CheckFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+    #[command(flatten)]
+    pub compat: CompatFlags,
+}
+
+/// How `--max-transfer` and `--max-duration` stop a run (rclone's `--cutoff-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[value(rename_all = "UPPER")]
+pub enum CutoffMode {
+    /// Stop at once: transfers in flight fail.
+    #[default]
+    Hard,
+    /// Start no new transfer; finish those in flight.
+    Soft,
+    /// Start no transfer that would go past the limit.
+    Cautious,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Transfer")]
+pub struct TransferFlags {
     /// Show progress: a live line on a terminal, otherwise a line every --stats interval.
     #[arg(short = 'P', long, global = true)]
     pub progress: bool,
     /// Show what would be done; change nothing.
-    #[arg(short = 'n', long, global = true)]
+    #[arg(short = 'n', long, global = true, visible_alias = "dryrun")]
     pub dry_run: bool,
     /// Files transferred in parallel.
     #[arg(long, global = true, env = "RCLONE_TRANSFERS", value_name = "N")]
@@ -64,82 +118,29 @@ pub struct Global {
     /// Files checked (hashed, compared) in parallel.
     #[arg(long, global = true, env = "RCLONE_CHECKERS", value_name = "N")]
     pub checkers: Option<usize>,
-    /// Part size for multipart uploads (grown to fit the part limit), e.g. 16Mi.
-    #[arg(long, global = true, value_name = "SIZE")]
-    pub s3_chunk_size: Option<String>,
-    /// Files this size or larger are uploaded in parts, e.g. 64Mi.
-    #[arg(long, global = true, value_name = "SIZE")]
-    pub s3_upload_cutoff: Option<String>,
-    /// Parts of one file uploaded in parallel.
-    #[arg(long, global = true, value_name = "N")]
-    pub s3_upload_concurrency: Option<usize>,
-    /// Most parts per multipart upload (S3: 10000; Swift's S3 API: 1000).
-    #[arg(long, global = true, value_name = "N")]
-    pub s3_max_upload_parts: Option<u64>,
-    /// Accepted for rclone compatibility: s3ferry never checks or creates the bucket unless
-    /// --create-bucket is given.
-    #[arg(long, global = true, hide = true)]
-    pub s3_no_check_bucket: bool,
-    /// Sign every upload's payload with SHA-256 (SigV4). Off by default: Content-MD5 (signed)
-    /// and the ETag checks already protect the body; turn on for servers that require it.
-    #[arg(long, global = true)]
-    pub s3_sign_payload: bool,
-    /// check: only check that source files are in the destination (not the reverse).
-    #[arg(long, global = true)]
-    pub one_way: bool,
     /// Skip files whose size matches, whatever their time or content.
     #[arg(long, global = true, conflicts_with = "checksum")]
     pub size_only: bool,
     /// Skip files whose size and content hash match (hashes every same-size file).
     #[arg(short = 'c', long, global = true)]
     pub checksum: bool,
+    /// Skip every file that already exists in the destination, whatever it holds.
+    #[arg(long, global = true)]
+    pub ignore_existing: bool,
+    /// Skip files whose object is newer than the file (by LastModified).
+    #[arg(short = 'u', long, global = true)]
+    pub update: bool,
     /// sync: do not delete more than N objects (if more are needed, none are deleted).
     #[arg(long, global = true, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub max_delete: i64,
-    /// Exclude files matching the glob (rclone syntax; repeatable).
-    #[arg(long, global = true, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-    /// Include only files matching the glob (rclone syntax; repeatable).
-    #[arg(long, global = true, value_name = "GLOB")]
-    pub include: Vec<String>,
-    /// Interval between progress lines, e.g. 10s (default 10s with --progress, else 1m; 0 = off).
-    #[arg(long, global = true, value_name = "DURATION")]
-    pub stats: Option<String>,
-    /// More logging: -v info, -vv debug.
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-    /// Only errors.
-    #[arg(short = 'q', long, global = true)]
-    pub quiet: bool,
-    /// Log level: DEBUG, INFO, NOTICE or ERROR.
-    #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Log in JSON lines.
+    /// sync to an s3:// URL: delete objects that have no source file (the AWS CLI's flag;
+    /// REMOTE:BUCKET destinations always do, as rclone's sync does).
     #[arg(long, global = true)]
-    pub use_json_log: bool,
-    /// Connect timeout per TCP connection, e.g. 30s (rclone's default 1m; 0 = none).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "1m")]
-    pub contimeout: String,
-    /// Idle timeout: a request fails (and is retried) when no byte has moved in either
-    /// direction for this long, e.g. 2m (rclone's default 5m; 0 = none).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "5m")]
-    pub timeout: String,
-    /// Attempts per file (or part) after an integrity failure: bad digest or ETag mismatch.
-    #[arg(long, global = true, value_name = "N", default_value_t = 3)]
-    pub retries: u32,
-    /// Attempts per request for transport errors, throttling and 5xx (jittered backoff).
-    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
-    pub low_level_retries: u32,
-    /// Also trust the CA certificates in this PEM file (AWS_CA_BUNDLE is honoured too).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub ca_cert: Vec<PathBuf>,
-    /// Do not verify the server certificate (insecure: for testing only).
+    pub delete: bool,
+    /// sync: delete extra objects after all transfers succeeded (the default, and the only
+    /// order s3ferry deletes in).
     #[arg(long, global = true)]
-    pub no_check_certificate: bool,
-    /// rclone config file (default: $RCLONE_CONFIG, $XDG_CONFIG_HOME/rclone/rclone.conf,
-    /// ~/.config/rclone/rclone.conf, /root/.config/rclone/rclone.conf).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub delete_after: bool,
     /// Follow symlinks and upload what they point to.
     #[arg(short = 'L', long, global = true)]
     pub copy_links: bool,
@@ -149,8 +150,66 @@ pub struct Global {
     /// Exit 9 if nothing was transferred.
     #[arg(long, global = true)]
     pub error_on_no_transfer: bool,
+    /// Attempts per file (or part) after an integrity failure: bad digest or ETag mismatch.
+    #[arg(long, global = true, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Pause before each of those attempts, e.g. 10s.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg, default_value = "0")]
+    pub retries_sleep: Duration,
+    /// Attempts per request for transport errors, timeouts, throttling and 5xx (jittered
+    /// backoff).
+    #[arg(long, global = true, value_name = "N", default_value_t = 10)]
+    pub low_level_retries: u32,
+    /// Connect timeout per TCP connection, e.g. 30s (rclone's default 1m; 0 = none).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg, default_value = "1m")]
+    pub contimeout: Duration,
+    /// Idle timeout: a request fails (and is retried) when no byte has moved in either
+    /// direction for this long, e.g. 2m (rclone's default 5m; 0 = none).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg, default_value = "5m")]
+    pub timeout: Duration,
+    /// Bandwidth limit over all transfers: 10M, UP:DOWN (10M:off), or a timetable
+    /// ("08:00,512k 19:00,off", days as "Mon-08:00,512k"); a bare number is KiB/s.
+    #[arg(long, global = true, value_name = "LIMIT")]
+    pub bwlimit: Option<String>,
+    /// Stop after this many bytes have been sent (exit 8), e.g. 500G.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = size_arg)]
+    pub max_transfer: Option<u64>,
+    /// Stop starting transfers after this long (exit 10), e.g. 2h.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub max_duration: Option<Duration>,
+    /// How --max-transfer and --max-duration stop: HARD, SOFT or CAUTIOUS.
+    #[arg(long, global = true, value_enum, ignore_case = true, default_value_t = CutoffMode::Hard)]
+    pub cutoff_mode: CutoffMode,
+    /// Most file data held in memory at once, e.g. 1Gi (default: from the container's limit).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = size_arg)]
+    pub max_buffer_memory: Option<u64>,
+    /// How source files are read: io_uring reader threads, pread on blocking threads, or auto
+    /// (io_uring where the kernel and the seccomp profile allow it, else pread).
+    #[arg(long, global = true, value_enum, default_value_t = crate::read::IoEngineMode::Auto)]
+    pub io_engine: crate::read::IoEngineMode,
+    /// Work on one shard of the key space: I/N, or auto/N to take I from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs). N runs with I = 0..N-1 cover every file exactly once.
+    #[arg(long, global = true, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// cleanup: only abort uploads started at least this long ago.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg, default_value = "24h")]
+    pub older_than: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "S3")]
+pub struct S3Flags {
+    /// rclone config file (default: $RCLONE_CONFIG, $XDG_CONFIG_HOME/rclone/rclone.conf,
+    /// ~/.config/rclone/rclone.conf, /root/.config/rclone/rclone.conf).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// S3 endpoint URL (overrides the remote and AWS_ENDPOINT_URL).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        visible_alias = "endpoint-url"
+    )]
     pub endpoint: Option<String>,
     /// Region to sign with (empty → us-east-1).
     #[arg(long, global = true, value_name = "REGION")]
@@ -158,9 +217,209 @@ pub struct Global {
     /// Path-style bucket addressing (true/false; default by provider).
     #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub path_style: Option<bool>,
-    /// Most file data held in memory at once, e.g. 1Gi.
-    #[arg(long, global = true, value_name = "SIZE")]
-    pub max_buffer_memory: Option<String>,
+    /// s3:// URLs: the profile of ~/.aws/credentials and ~/.aws/config to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Also trust the CA certificates in this PEM file (AWS_CA_BUNDLE is honoured too).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Do not verify the server certificate (insecure: for testing only).
+    #[arg(long, global = true)]
+    pub no_check_certificate: bool,
+    /// Sign every upload's payload with SHA-256 (SigV4). Off by default: Content-MD5 (signed)
+    /// and the ETag checks already protect the body; turn on for servers that require it.
+    #[arg(long, global = true)]
+    pub s3_sign_payload: bool,
+    /// Settings of every S3 location, as rclone's `--s3-*` flags: they override the config
+    /// file, and RCLONE_S3_* variables stand in for them.
+    #[command(flatten)]
+    pub keys: S3Keys,
+}
+
+/// rclone's `--s3-KEY` flags, one per config key s3ferry accepts (`RCLONE_S3_KEY` in the
+/// environment). Precedence: on-the-fly remote parameters > these > the config file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct S3Keys {
+    /// Provider: AWS, Minio, Ceph, Other, … (decides path style).
+    #[arg(long, global = true, env = "RCLONE_S3_PROVIDER", value_name = "NAME")]
+    pub s3_provider: Option<String>,
+    /// Take credentials from the AWS chain (env, profile, web identity, metadata).
+    #[arg(long, global = true, env = "RCLONE_S3_ENV_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_env_auth: Option<String>,
+    /// Access key id.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_ACCESS_KEY_ID",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub s3_access_key_id: Option<String>,
+    /// Secret access key (prefer RCLONE_S3_SECRET_ACCESS_KEY: arguments are visible in ps).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Session token.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SESSION_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub s3_session_token: Option<String>,
+    /// Endpoint URL.
+    #[arg(long, global = true, env = "RCLONE_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Signing region.
+    #[arg(long, global = true, env = "RCLONE_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Location constraint for --create-bucket.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_LOCATION_CONSTRAINT",
+        value_name = "LC"
+    )]
+    pub s3_location_constraint: Option<String>,
+    /// Canned ACL for every object.
+    #[arg(long, global = true, env = "RCLONE_S3_ACL", value_name = "ACL")]
+    pub s3_acl: Option<String>,
+    /// Path-style addressing (true/false).
+    #[arg(long, global = true, env = "RCLONE_S3_FORCE_PATH_STYLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_force_path_style: Option<String>,
+    /// Accepted: s3ferry never checks or creates buckets unless --create-bucket.
+    #[arg(long, global = true, env = "RCLONE_S3_NO_CHECK_BUCKET", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_no_check_bucket: Option<String>,
+    /// Files this size or larger are uploaded in parts, e.g. 64Mi.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_UPLOAD_CUTOFF",
+        value_name = "SIZE"
+    )]
+    pub s3_upload_cutoff: Option<String>,
+    /// Part size for multipart uploads (grown to fit the part limit), e.g. 16Mi.
+    #[arg(long, global = true, env = "RCLONE_S3_CHUNK_SIZE", value_name = "SIZE")]
+    pub s3_chunk_size: Option<String>,
+    /// Parts of one file uploaded in parallel.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_UPLOAD_CONCURRENCY",
+        value_name = "N"
+    )]
+    pub s3_upload_concurrency: Option<String>,
+    /// Most parts per multipart upload (S3: 10000; Swift's S3 API: 1000).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_MAX_UPLOAD_PARTS",
+        value_name = "N"
+    )]
+    pub s3_max_upload_parts: Option<String>,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SERVER_SIDE_ENCRYPTION",
+        value_name = "ALG"
+    )]
+    pub s3_server_side_encryption: Option<String>,
+    /// KMS key id for aws:kms.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SSE_KMS_KEY_ID",
+        value_name = "ID"
+    )]
+    pub s3_sse_kms_key_id: Option<String>,
+    /// Storage class of every object.
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_STORAGE_CLASS",
+        value_name = "CLASS"
+    )]
+    pub s3_storage_class: Option<String>,
+}
+
+impl S3Keys {
+    /// The keys set, as config-file keys and values.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let all = [
+            ("provider", &self.s3_provider),
+            ("env_auth", &self.s3_env_auth),
+            ("access_key_id", &self.s3_access_key_id),
+            ("secret_access_key", &self.s3_secret_access_key),
+            ("session_token", &self.s3_session_token),
+            ("endpoint", &self.s3_endpoint),
+            ("region", &self.s3_region),
+            ("location_constraint", &self.s3_location_constraint),
+            ("acl", &self.s3_acl),
+            ("force_path_style", &self.s3_force_path_style),
+            ("no_check_bucket", &self.s3_no_check_bucket),
+            ("upload_cutoff", &self.s3_upload_cutoff),
+            ("chunk_size", &self.s3_chunk_size),
+            ("upload_concurrency", &self.s3_upload_concurrency),
+            ("max_upload_parts", &self.s3_max_upload_parts),
+            ("server_side_encryption", &self.s3_server_side_encryption),
+            ("sse_kms_key_id", &self.s3_sse_kms_key_id),
+            ("storage_class", &self.s3_storage_class),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Filters")]
+pub struct FilterFlags {
+    /// Exclude files matching the glob (repeatable; rclone's syntax, or the AWS CLI's for
+    /// s3:// destinations).
+    #[arg(long, global = true, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Include only files matching the glob (repeatable).
+    #[arg(long, global = true, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// A filter rule: `+ GLOB` includes, `- GLOB` excludes, `!` clears (repeatable).
+    #[arg(short = 'f', long, global = true, value_name = "RULE")]
+    pub filter: Vec<String>,
+    /// Read exclude globs from a file, one per line (`#`, `;` comments).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Read include globs from a file, one per line.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub include_from: Vec<PathBuf>,
+    /// Read filter rules from a file, one per line.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub filter_from: Vec<PathBuf>,
+    /// Only files at least this large, e.g. 1M (a bare number is KiB).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = size_arg)]
+    pub min_size: Option<u64>,
+    /// Only files at most this large.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = size_arg)]
+    pub max_size: Option<u64>,
+    /// Only files modified at least this long ago, e.g. 1h.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub min_age: Option<Duration>,
+    /// Only files modified at most this long ago, e.g. 7d.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Check")]
+pub struct CheckFlags {
+    /// check: only check that source files are in the destination (not the reverse).
+    #[arg(long, global = true)]
+    pub one_way: bool,
     /// check: download every object and compare its MD5 with the file's, ETag or not.
     #[arg(long, global = true)]
     pub download: bool,
@@ -189,10 +448,41 @@ pub struct Global {
     /// Write a JSON report (counts, bytes, durations, requests, every difference).
     #[arg(long, global = true, value_name = "FILE")]
     pub report: Option<PathBuf>,
-    /// Work on one shard of the key space: I/N, or auto/N to take I from JOB_COMPLETION_INDEX
-    /// (Kubernetes Indexed Jobs). N runs with I = 0..N-1 cover every file exactly once.
-    #[arg(long, global = true, value_name = "I/N")]
-    pub shard: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Logging")]
+pub struct LogFlags {
+    /// More logging: -v info, -vv debug, -vvv also the S3 library's debug logs.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
+    /// Log level: DEBUG, INFO, NOTICE or ERROR.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log in JSON lines.
+    #[arg(long, global = true)]
+    pub use_json_log: bool,
+    /// Append the log to this file instead of stderr.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Interval between progress lines, e.g. 10s (default 10s with --progress, else 1m; 0 = off).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub stats: Option<Duration>,
+    /// Progress as one short line (s3ferry's progress is always one line; this drops the
+    /// in-flight, error and retry counts).
+    #[arg(long, global = true)]
+    pub stats_one_line: bool,
+    /// Level of the progress lines: DEBUG, INFO, NOTICE or ERROR (default NOTICE).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub stats_log_level: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Registry")]
+pub struct RegistryFlags {
     /// Registry mode (source is a distribution/Harbor storage tree): verify blob digests while
     /// reading, validate links, upload blobs before links, leave `_uploads` out.
     #[arg(long, global = true, value_enum, default_value_t = crate::registry::RegistryMode::Auto)]
@@ -207,11 +497,294 @@ pub struct Global {
     /// check, registry mode: do not hash source blobs against their digests.
     #[arg(long, global = true, overrides_with = "verify_digests")]
     pub no_verify_digests: bool,
-    /// How source files are read: io_uring reader threads, pread on blocking threads, or auto
-    /// (io_uring where the kernel and the seccomp profile allow it, else pread).
-    #[arg(long, global = true, value_enum, default_value_t = crate::read::IoEngineMode::Auto)]
-    pub io_engine: crate::read::IoEngineMode,
-    /// cleanup: only abort uploads started at least this long ago.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "24h")]
-    pub max_age: String,
+}
+
+/// rclone flags that change nothing in s3ferry (accepted, logged once at INFO with why), and
+/// those that would weaken what it promises (refused with the reason and the alternative).
+/// Hidden from `--help`; the README lists them.
+#[derive(Debug, Args, Clone)]
+pub struct CompatFlags {
+    #[arg(long, global = true, hide = true)]
+    pub fast_list: bool,
+    #[arg(long, global = true, hide = true, value_name = "SIZE")]
+    pub buffer_size: Option<String>,
+    #[arg(long, global = true, hide = true)]
+    pub use_mmap: bool,
+    #[arg(long, global = true, hide = true, value_name = "N")]
+    pub multi_thread_streams: Option<String>,
+    #[arg(long, global = true, hide = true, value_name = "SIZE")]
+    pub multi_thread_cutoff: Option<String>,
+    #[arg(long, global = true, hide = true)]
+    pub track_renames: bool,
+    #[arg(long, global = true, hide = true)]
+    pub no_update_modtime: bool,
+    #[arg(long, global = true, hide = true)]
+    pub use_server_modtime: bool,
+    #[arg(long, global = true, hide = true)]
+    pub check_first: bool,
+    #[arg(long, global = true, hide = true)]
+    pub ignore_errors: bool,
+    #[arg(long, global = true, hide = true)]
+    pub s3_disable_checksum: bool,
+    #[arg(long, global = true, hide = true)]
+    pub delete_before: bool,
+    #[arg(long, global = true, hide = true)]
+    pub delete_during: bool,
+    #[arg(long, global = true, hide = true)]
+    pub ignore_checksum: bool,
+    #[arg(short = 'I', long, global = true, hide = true)]
+    pub ignore_times: bool,
+}
+
+/// A flag and what s3ferry says about it.
+pub type FlagNote = (&'static str, &'static str);
+
+/// The accepted and refused compatibility flags that were given: (flag, why it has no effect)
+/// and (flag, why it is refused and what to use instead).
+pub fn compat(c: &CompatFlags) -> (Vec<FlagNote>, Vec<FlagNote>) {
+    let no_effect: [(bool, &str, &str); 10] = [
+        (
+            c.fast_list,
+            "--fast-list",
+            "the listing is already one parallel pass over the bucket",
+        ),
+        (
+            c.buffer_size.is_some(),
+            "--buffer-size",
+            "read buffers come from --max-buffer-memory",
+        ),
+        (
+            c.use_mmap,
+            "--use-mmap",
+            "read buffers are always anonymous mappings, returned at once",
+        ),
+        (
+            c.multi_thread_streams.is_some(),
+            "--multi-thread-streams",
+            "large files go in parallel parts (--s3-upload-concurrency)",
+        ),
+        (
+            c.multi_thread_cutoff.is_some(),
+            "--multi-thread-cutoff",
+            "large files go in parallel parts above --s3-upload-cutoff",
+        ),
+        (
+            c.track_renames,
+            "--track-renames",
+            "S3 has no rename; a renamed file is uploaded and the old object deleted",
+        ),
+        (
+            c.no_update_modtime,
+            "--no-update-modtime",
+            "s3ferry never rewrites an object only to change its mtime",
+        ),
+        (
+            c.use_server_modtime,
+            "--use-server-modtime",
+            "the skip rule already uses the listing's LastModified",
+        ),
+        (
+            c.check_first,
+            "--check-first",
+            "the plan is decided from one listing before each file is sent",
+        ),
+        (
+            c.ignore_times,
+            "--ignore-times",
+            "use --checksum to compare content, or delete the objects to resend",
+        ),
+    ];
+    let refused: [(bool, &str, &str); 4] = [
+        (
+            c.ignore_errors,
+            "--ignore-errors",
+            "it deletes after errors; s3ferry deletes only after a run without errors: fix the errors and rerun",
+        ),
+        (
+            c.s3_disable_checksum,
+            "--s3-disable-checksum",
+            "every upload is proven by its MD5; there is nothing to gain by sending none",
+        ),
+        (
+            c.delete_before || c.delete_during,
+            "--delete-before/--delete-during",
+            "s3ferry deletes only after every transfer succeeded: use --delete-after (the default)",
+        ),
+        (
+            c.ignore_checksum,
+            "--ignore-checksum",
+            "every upload is checked against its MD5 and nothing counts as done without it",
+        ),
+    ];
+    (
+        no_effect
+            .into_iter()
+            .filter(|x| x.0)
+            .map(|x| (x.1, x.2))
+            .collect(),
+        refused
+            .into_iter()
+            .filter(|x| x.0)
+            .map(|x| (x.1, x.2))
+            .collect(),
+    )
+}
+
+/// rclone flags that do not apply to s3ferry at all, with why.
+const NOT_APPLICABLE: &[(&str, &str)] = &[
+    (
+        "--backup-dir",
+        "s3ferry does not keep replaced objects; enable bucket versioning instead",
+    ),
+    (
+        "--suffix",
+        "s3ferry does not keep replaced objects; enable bucket versioning instead",
+    ),
+    (
+        "--compare-dest",
+        "s3ferry compares with one destination only",
+    ),
+    ("--copy-dest", "s3ferry compares with one destination only"),
+    ("--files-from", "select files with --include/--filter-from"),
+    (
+        "--immutable",
+        "content-addressed registry data is never rewritten; the skip rule keeps it so",
+    ),
+    ("--inplace", "objects are written whole or not at all"),
+    (
+        "--max-backlog",
+        "the plan is bounded by --max-buffer-memory and a fixed queue",
+    ),
+    (
+        "--order-by",
+        "registry mode orders blobs before links; otherwise files go in key order",
+    ),
+    (
+        "--s3-versions",
+        "s3ferry works on the current version of each object",
+    ),
+    (
+        "--s3-version-at",
+        "s3ferry works on the current version of each object",
+    ),
+    ("--vfs-cache-mode", "s3ferry has no mount"),
+    (
+        "--rc",
+        "s3ferry has no remote control; use --report and the log",
+    ),
+    (
+        "--dump",
+        "use -vvv for the S3 library's debug logs (secrets are hidden)",
+    ),
+    (
+        "--create-empty-src-dirs",
+        "S3 has no directories; s3ferry writes no directory markers",
+    ),
+    (
+        "--links",
+        "use --copy-links to upload what symlinks point to",
+    ),
+];
+
+/// One line for an unknown flag: rclone's flags that do not apply say why; anything else
+/// names the nearest s3ferry flag, if one is near.
+pub fn unknown_flag(flag: &str, suggestion: Option<&str>) -> String {
+    let name = flag.split('=').next().unwrap_or(flag);
+    if let Some((_, why)) = NOT_APPLICABLE.iter().find(|(f, _)| *f == name) {
+        return format!("rclone's {name} does not apply to s3ferry: {why}");
+    }
+    match suggestion {
+        Some(s) => format!("unknown flag {name}: did you mean {s}? (s3ferry --help lists them)"),
+        None => format!("unknown flag {name}: s3ferry --help lists the flags it takes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("s3ferry").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn typed_values_are_parsed_at_the_edge() {
+        let c = parse(&[
+            "sync",
+            "a",
+            "r:bkt",
+            "--timeout",
+            "90s",
+            "--max-size",
+            "10M",
+            "--stats",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.global.transfer.timeout, Duration::from_secs(90));
+        assert_eq!(c.global.filter.max_size, Some(10 << 20));
+        assert_eq!(c.global.log.stats, Some(Duration::ZERO));
+        let e = parse(&["sync", "a", "r:bkt", "--max-size", "lots"]).unwrap_err();
+        assert!(e.to_string().contains("invalid size"), "{e}");
+        let c = parse(&[
+            "sync",
+            "a",
+            "r:bkt",
+            "--cutoff-mode",
+            "soft",
+            "--dryrun",
+            "--endpoint-url",
+            "http://h:1",
+        ])
+        .unwrap();
+        assert_eq!(c.global.transfer.cutoff_mode, CutoffMode::Soft);
+        assert!(c.global.transfer.dry_run);
+        assert_eq!(c.global.s3.endpoint.as_deref(), Some("http://h:1"));
+    }
+
+    #[test]
+    fn compat_flags_are_sorted_into_no_ops_and_refusals() {
+        let c = parse(&[
+            "sync",
+            "a",
+            "r:bkt",
+            "--fast-list",
+            "--buffer-size",
+            "16M",
+            "--ignore-errors",
+        ])
+        .unwrap();
+        let (noop, refused) = compat(&c.global.compat);
+        assert_eq!(
+            noop.iter().map(|x| x.0).collect::<Vec<_>>(),
+            ["--fast-list", "--buffer-size"]
+        );
+        assert_eq!(refused[0].0, "--ignore-errors");
+    }
+
+    #[test]
+    fn unknown_flags_get_one_line() {
+        let m = unknown_flag("--backup-dir=x", None);
+        assert!(m.starts_with("rclone's --backup-dir does not apply"), "{m}");
+        let m = unknown_flag("--transfer", Some("--transfers"));
+        assert!(m.contains("did you mean --transfers"), "{m}");
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn s3_key_flags_map_to_config_keys() {
+        let c = parse(&[
+            "sync",
+            "a",
+            "r:bkt",
+            "--s3-provider",
+            "Ceph",
+            "--s3-chunk-size",
+            "8M",
+        ])
+        .unwrap();
+        let pairs = c.global.s3.keys.pairs();
+        assert!(pairs.contains(&("provider", "Ceph".to_string())));
+        assert!(pairs.contains(&("chunk_size", "8M".to_string())));
+    }
 }

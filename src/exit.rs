@@ -25,11 +25,12 @@ pub enum Exit {
     NoRetry = 6,
     /// Fatal error: the run stopped early (for example `--max-delete` exceeded).
     Fatal = 7,
-    /// A transfer limit was exceeded (reserved: rclone's `--max-transfer`, not supported).
-    #[allow(dead_code)]
+    /// `--max-transfer` stopped the run.
     TransferExceeded = 8,
     /// `--error-on-no-transfer` was given and nothing was transferred.
     NoFilesTransferred = 9,
+    /// `--max-duration` stopped the run.
+    DurationExceeded = 10,
 }
 
 impl Exit {

@@ -6,6 +6,7 @@
 //! tests can use the same S3 plumbing the binary uses; it makes no stability promise.
 
 pub mod app;
+pub mod bwlimit;
 pub mod check;
 pub mod class;
 pub mod cleanup;

@@ -99,7 +99,11 @@ impl Listing {
         page.into_iter()
             .filter_map(|o| {
                 let rel = o.key.strip_prefix(&self.prefix)?;
-                if rel.is_empty() || rel.ends_with('/') || !self.filter.allows(rel) {
+                // Size and age limits see the object's size and LastModified.
+                if rel.is_empty()
+                    || rel.ends_with('/')
+                    || !self.filter.allows_file(rel, o.size, o.last_modified)
+                {
                     return None;
                 }
                 Some(DstEntry {

@@ -12,15 +12,9 @@ use s3ferry::{app, cli, report};
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage.code()
-            } else {
-                Exit::Success.code()
-            };
-        }
+        Err(e) => return usage_error(e),
     };
+    let log = &cli.global.log;
     let level = match app::log_level(&cli.global) {
         Ok(l) => l,
         Err(e) => {
@@ -28,7 +22,40 @@ fn main() -> ExitCode {
             return Exit::Usage.code();
         }
     };
-    report::init_logging(level, cli.global.verbose >= 3, cli.global.use_json_log);
+    let stats_level = match log
+        .stats_log_level
+        .as_deref()
+        .map(|l| app::parse_level("--stats-log-level", l))
+    {
+        None => tracing::Level::WARN,
+        Some(Ok(l)) => l,
+        Some(Err(e)) => {
+            eprintln!("ERROR : {e:#}");
+            return Exit::Usage.code();
+        }
+    };
+    report::set_stats_style(report::StatsStyle {
+        level: stats_level,
+        one_line: log.stats_one_line,
+    });
+    let file = match &log.log_file {
+        None => None,
+        Some(p) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "ERROR : --log-file {}: {e}: give a writable path",
+                    p.display()
+                );
+                return Exit::Usage.code();
+            }
+        },
+    };
+    report::init_logging(level, log.verbose >= 3, log.use_json_log, file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,4 +73,37 @@ fn main() -> ExitCode {
             app::exit_for(&e).code()
         }
     }
+}
+
+/// A command line clap refused: help and version as clap prints them; an unknown flag as one
+/// line naming the nearest flag (or why rclone's flag of that name does not apply); anything
+/// else as clap's message, on one line.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !e.use_stderr() {
+        let _ = e.print();
+        return Exit::Success.code();
+    }
+    let text = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    let line = match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let flag = text(ContextKind::InvalidArg).unwrap_or_default();
+            cli::unknown_flag(&flag, text(ContextKind::SuggestedArg).as_deref())
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            format!("{first} (s3ferry --help lists the flags)")
+        }
+    };
+    eprintln!("ERROR : {line}");
+    Exit::Usage.code()
 }

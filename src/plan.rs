@@ -140,6 +140,11 @@ pub enum SkipRule {
     SizeOnly,
     /// Same size and same content hash (`--checksum`): needs the file hashed.
     Checksum,
+    /// The object exists at all (`--ignore-existing`).
+    Exists,
+    /// The object is newer than the file (`--update`): its LastModified is in a later second
+    /// than the file's mtime. Otherwise the size and time rule decides.
+    Update,
 }
 
 /// Why a file is uploaded.
@@ -181,13 +186,21 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
         Pair::SrcOnly(_) => Decision::Upload(Reason::New),
         Pair::DstOnly(_) => Decision::Delete,
         Pair::Both(s, d) => {
+            match rule {
+                SkipRule::Exists => return Decision::Skip,
+                SkipRule::Update if whole_seconds(d.last_modified) > whole_seconds(s.mtime) => {
+                    return Decision::Skip;
+                }
+                _ => {}
+            }
             if s.size != d.size {
                 return Decision::Upload(Reason::SizeDiffers);
             }
             match rule {
+                SkipRule::Exists => Decision::Skip,
                 SkipRule::SizeOnly => Decision::Skip,
                 SkipRule::Checksum => Decision::CompareContent,
-                SkipRule::SizeAndTime => {
+                SkipRule::SizeAndTime | SkipRule::Update => {
                     if whole_seconds(d.last_modified) > whole_seconds(s.mtime) {
                         Decision::Skip
                     } else {
@@ -232,6 +245,53 @@ mod tests {
             etag: String::new(),
             last_modified: lm,
         }
+    }
+
+    #[test]
+    fn ignore_existing_and_update() {
+        let d = dst("f", 5, t(0));
+        let both = |size, mtime, lm| {
+            (
+                src("f", size, t(mtime)),
+                DstEntry {
+                    last_modified: t(lm),
+                    ..d.clone()
+                },
+            )
+        };
+        let cases = [
+            // (file size, file mtime, object LastModified, rule, decision)
+            (9, 100, 50, SkipRule::Exists, Decision::Skip),
+            (9, 100, 200, SkipRule::Update, Decision::Skip),
+            (
+                9,
+                200,
+                100,
+                SkipRule::Update,
+                Decision::Upload(Reason::SizeDiffers),
+            ),
+            (
+                5,
+                200,
+                100,
+                SkipRule::Update,
+                Decision::Upload(Reason::Newer),
+            ),
+            (5, 100, 200, SkipRule::Update, Decision::Skip),
+        ];
+        for (size, mtime, lm, rule, want) in cases {
+            let (s, d) = both(size, mtime, lm);
+            assert_eq!(
+                decide(&Pair::Both(&s, &d), rule),
+                want,
+                "{rule:?} {size} {mtime} {lm}"
+            );
+        }
+        let new = src("f", 1, t(1));
+        assert_eq!(
+            decide(&Pair::SrcOnly(&new), SkipRule::Exists),
+            Decision::Upload(Reason::New)
+        );
     }
 
     /// Merge these source items with these listing pages, shown as `<src`, `=both`, `>dst`,

@@ -20,8 +20,12 @@ pub enum Location {
 /// Where in S3, and which configuration names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Path {
-    /// `Some(remote)` for `remote:bucket`, `None` for `s3://bucket`.
+    /// `Some(remote)` for `remote:bucket`, `Some(":s3")` for an on-the-fly remote
+    /// (`:s3,key=value:bucket`), `None` for `s3://bucket`.
     pub remote: Option<String>,
+    /// Connection-string parameters (`remote,key=value:bucket`, `:s3,key=value:bucket`): they
+    /// override every other source of settings.
+    pub params: Vec<(String, String)>,
     pub bucket: String,
     /// Empty, or ends with `/`; never starts with `/`.
     pub prefix: String,
@@ -45,6 +49,61 @@ pub enum LocationError {
     NoBucket(String),
     #[error("{0:?}: bucket names are 3-63 characters of a-z, 0-9, '.', '-' and '_'")]
     BadBucket(String),
+    #[error(
+        "{0:?}: on-the-fly remotes are written :s3,key=value,…:BUCKET[/PREFIX] (quote values holding , or : with \" or ')"
+    )]
+    BadConnectionString(String),
+    #[error("{0:?}: only :s3 on-the-fly remotes are supported")]
+    NotS3Backend(String),
+}
+
+/// Split `name,key=value,…` (the part before the path's `:`) at its first unquoted `:`;
+/// rclone's quoting: a value in `"` or `'` may hold `,` and `:`, and a doubled quote stands
+/// for itself. Returns the name, the parameters and the rest after the `:`.
+#[allow(clippy::type_complexity)]
+fn connection_string(text: &str) -> Option<(String, Vec<(String, String)>, &str)> {
+    let mut fields: Vec<String> = vec![String::new()];
+    let mut chars = text.char_indices().peekable();
+    let mut quote: Option<char> = None;
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                if chars.peek().is_some_and(|(_, n)| *n == q) {
+                    chars.next();
+                    fields.last_mut()?.push(q);
+                } else {
+                    quote = None;
+                }
+            }
+            (Some(_), c) => fields.last_mut()?.push(c),
+            (None, '"' | '\'') if fields.len() > 1 && fields.last()?.ends_with('=') => {
+                quote = Some(c);
+            }
+            (None, ',') => fields.push(String::new()),
+            (None, ':') => {
+                let name = fields.remove(0);
+                let params = fields
+                    .into_iter()
+                    .map(|f| match f.split_once('=') {
+                        Some((k, v)) => (
+                            k.trim().replace('-', "_").to_ascii_lowercase(),
+                            v.to_string(),
+                        ),
+                        None => (
+                            f.trim().replace('-', "_").to_ascii_lowercase(),
+                            "true".to_string(),
+                        ),
+                    })
+                    .collect::<Vec<_>>();
+                if params.iter().any(|(k, _)| k.is_empty()) {
+                    return None;
+                }
+                return Some((name, params, &text[i + 1..]));
+            }
+            (None, c) => fields.last_mut()?.push(c),
+        }
+    }
+    None
 }
 
 /// Parse `s3://b/p`, `remote:b/p`, or a local path (anything else, e.g. `/data`, `./x:y`).
@@ -53,6 +112,37 @@ pub fn parse_location(text: &str) -> Result<Location, LocationError> {
         return split_bucket(text, rest).map(|(bucket, prefix)| {
             Location::S3(S3Path {
                 remote: None,
+                params: Vec::new(),
+                bucket,
+                prefix,
+            })
+        });
+    }
+    if let Some(backend) = text.strip_prefix(':') {
+        let (name, params, rest) = connection_string(backend)
+            .ok_or_else(|| LocationError::BadConnectionString(text.to_string()))?;
+        if name != "s3" {
+            return Err(LocationError::NotS3Backend(text.to_string()));
+        }
+        return split_bucket(text, rest).map(|(bucket, prefix)| {
+            Location::S3(S3Path {
+                remote: Some(":s3".into()),
+                params,
+                bucket,
+                prefix,
+            })
+        });
+    }
+    if let Some((head, _)) = text.split_once(':')
+        && head.contains(',')
+        && !head.starts_with(['.', '/'])
+    {
+        let (name, params, rest) = connection_string(text)
+            .ok_or_else(|| LocationError::BadConnectionString(text.to_string()))?;
+        return split_bucket(text, rest).map(|(bucket, prefix)| {
+            Location::S3(S3Path {
+                remote: Some(name),
+                params,
                 bucket,
                 prefix,
             })
@@ -68,6 +158,7 @@ pub fn parse_location(text: &str) -> Result<Location, LocationError> {
             return split_bucket(text, rest).map(|(bucket, prefix)| {
                 Location::S3(S3Path {
                     remote: Some(name.to_string()),
+                    params: Vec::new(),
                     bucket,
                     prefix,
                 })
@@ -151,6 +242,8 @@ pub struct S3Settings {
     pub server_side_encryption: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub storage_class: Option<String>,
+    /// `--profile`: the AWS profile whose credentials, region and endpoint to use (s3:// only).
+    pub profile: Option<String>,
 }
 
 impl S3Settings {
@@ -181,12 +274,13 @@ pub enum SettingsError {
     #[error("remote {remote:?}: type = {ty:?} is not supported: s3ferry needs type = s3")]
     NotS3 { remote: String, ty: String },
     #[error(
-        "remote {remote:?}: key {key:?} (line {line}) is not supported by s3ferry: remove it from the config (see README, rclone.conf keys)"
+        "remote {remote:?}: key {key:?} ({place}) is not supported by s3ferry: remove it (see README, rclone.conf keys)"
     )]
     UnknownKey {
         remote: String,
         key: String,
-        line: usize,
+        /// `line N` of the config file, or `on-the-fly parameter`.
+        place: String,
     },
     /// Never shows the value: a mistyped key may hold a secret.
     #[error("remote {remote:?}: the value of {key} is invalid: {why}")]
@@ -253,7 +347,11 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
             return Err(SettingsError::UnknownKey {
                 remote: remote.into(),
                 key: key.clone(),
-                line: *line,
+                place: if *line == 0 {
+                    "on-the-fly parameter".into()
+                } else {
+                    format!("line {line}")
+                },
             });
         }
     }
@@ -331,7 +429,50 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
         server_side_encryption: get("server_side_encryption"),
         sse_kms_key_id: get("sse_kms_key_id"),
         storage_class: get("storage_class"),
+        profile: None,
     })
+}
+
+/// The `s3://` settings from the AWS environment variables as the keys of an rclone section,
+/// so that `--s3-*` flags apply to them the same way: keys when both are set (else the
+/// default chain: profiles, web identity, metadata), the endpoint and the region.
+pub fn aws_env_section(env: &dyn Fn(&str) -> Option<String>) -> RemoteSection {
+    let get = |k: &str| env(k).filter(|v| !v.is_empty());
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("type".to_string(), "s3".to_string());
+    values.insert("env_auth".to_string(), "true".to_string());
+    if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+        values.insert("access_key_id".into(), id);
+        values.insert("secret_access_key".into(), secret);
+        if let Some(t) = get("AWS_SESSION_TOKEN") {
+            values.insert("session_token".into(), t);
+        }
+    }
+    if let Some(e) = get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")) {
+        values.insert("endpoint".into(), e);
+    }
+    if let Some(r) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
+        values.insert("region".into(), r);
+    }
+    RemoteSection {
+        name: "s3://".into(),
+        values,
+        file_keys: Vec::new(),
+        file: None,
+    }
+}
+
+impl RemoteSection {
+    /// Put `pairs` over the section's values (they win); `check` makes unknown keys errors
+    /// (on-the-fly parameters are checked like the file's keys).
+    pub fn overlay(&mut self, pairs: &[(String, String)], check: bool) {
+        for (k, v) in pairs {
+            self.values.insert(k.clone(), v.clone());
+            if check {
+                self.file_keys.push((k.clone(), 0));
+            }
+        }
+    }
 }
 
 /// Settings for `s3://` from the AWS environment variables; profile files and the rest of the
@@ -421,6 +562,7 @@ mod tests {
         let s3 = |remote: Option<&str>, bucket: &str, prefix: &str| {
             Location::S3(S3Path {
                 remote: remote.map(String::from),
+                params: Vec::new(),
                 bucket: bucket.into(),
                 prefix: prefix.into(),
             })
@@ -457,15 +599,54 @@ mod tests {
     }
 
     #[test]
+    fn on_the_fly_remotes_with_rclones_quoting() {
+        let Location::S3(p) = parse_location(
+            ":s3,provider=Minio,endpoint='http://h:9000',acl=\"pri,\"\"vate\":bkt/a/b",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.remote.as_deref(), Some(":s3"));
+        assert_eq!((p.bucket.as_str(), p.prefix.as_str()), ("bkt", "a/b/"));
+        assert_eq!(
+            p.params,
+            vec![
+                ("provider".to_string(), "Minio".to_string()),
+                ("endpoint".to_string(), "http://h:9000".to_string()),
+                ("acl".to_string(), "pri,\"vate".to_string()),
+            ]
+        );
+        let Location::S3(p) = parse_location(":s3:bkt").unwrap() else {
+            panic!()
+        };
+        assert!(p.params.is_empty() && p.bucket == "bkt");
+        let Location::S3(p) = parse_location("harbor-s3,region=eu-1,env-auth:bkt").unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.remote.as_deref(), Some("harbor-s3"));
+        assert_eq!(p.params[1], ("env_auth".to_string(), "true".to_string()));
+        assert!(matches!(
+            parse_location(":drive:x"),
+            Err(LocationError::NotS3Backend(_))
+        ));
+        assert!(matches!(
+            parse_location(":s3,endpoint='http://h"),
+            Err(LocationError::BadConnectionString(_))
+        ));
+    }
+
+    #[test]
     fn rclone_names() {
         let p = S3Path {
             remote: None,
+            params: Vec::new(),
             bucket: "harbor".into(),
             prefix: String::new(),
         };
         assert_eq!(p.rclone_name(), "S3 bucket harbor");
         let p = S3Path {
             remote: None,
+            params: Vec::new(),
             bucket: "harbor".into(),
             prefix: "a/b/".into(),
         };

@@ -124,6 +124,9 @@ impl Stats {
                 get(&self.checks_total)
             ));
         }
+        if STATS_STYLE.get().is_some_and(|st| st.one_line) {
+            return s;
+        }
         s.push_str(&format!(
             " | in flight {} | errors {} | retries {} | elapsed {}",
             self.in_flight.load(Ordering::Relaxed).max(0),
@@ -132,6 +135,30 @@ impl Stats {
             humantime::format_duration(Duration::from_secs(self.started.elapsed().as_secs())),
         ));
         s
+    }
+}
+
+/// How progress lines look: `--stats-log-level` and `--stats-one-line`.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsStyle {
+    pub level: Level,
+    pub one_line: bool,
+}
+
+static STATS_STYLE: std::sync::OnceLock<StatsStyle> = std::sync::OnceLock::new();
+
+/// Set how progress lines look, once, before any is printed.
+pub fn set_stats_style(style: StatsStyle) {
+    let _ = STATS_STYLE.set(style);
+}
+
+/// Log one progress line at the chosen level (NOTICE unless `--stats-log-level`).
+fn log_stats(line: &str) {
+    match STATS_STYLE.get().map_or(Level::WARN, |s| s.level) {
+        Level::ERROR => tracing::error!("{line}"),
+        Level::INFO => tracing::info!("{line}"),
+        Level::DEBUG | Level::TRACE => tracing::debug!("{line}"),
+        _ => tracing::warn!("{line}"),
     }
 }
 
@@ -186,7 +213,7 @@ impl Progress {
                         if mode == ProgressMode::Live {
                             eprint!("\r\x1b[2K{}", stats.line());
                         } else {
-                            tracing::warn!("{}", stats.line());
+                            log_stats(&stats.line());
                         }
                     }
                 }
@@ -301,18 +328,21 @@ where
 /// Install the global logger. `level` is the most verbose level shown.
 ///
 /// Libraries (the SDK, hyper) log at most NOTICE unless `all` asks for everything (`-vvv`).
-pub fn init_logging(level: Level, all: bool, json: bool) {
+/// With `file` (`--log-file`), records are appended there instead of stderr.
+pub fn init_logging(level: Level, all: bool, json: bool, file: Option<std::fs::File>) {
     let lib = if all { level } else { level.min(Level::WARN) };
     let filter = tracing_subscriber::EnvFilter::new(format!(
         "{lib},s3ferry={level}",
         lib = lib.as_str().to_ascii_lowercase(),
         level = level.as_str().to_ascii_lowercase()
     ));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .event_format(LogFormat { json })
-        .try_init();
+        .event_format(LogFormat { json });
+    let _ = match file {
+        Some(f) => builder.with_writer(std::sync::Mutex::new(f)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 /// Human-readable bytes for messages.

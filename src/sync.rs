@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::cli::CutoffMode;
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, Listing};
@@ -42,6 +43,10 @@ pub struct SyncOptions {
     pub create_bucket: bool,
     pub location_constraint: Option<String>,
     pub integrity_retries: u32,
+    /// Pause before each integrity retry (`--retries-sleep`).
+    pub retries_sleep: Duration,
+    /// `--max-transfer`, `--max-duration` and how they stop the run.
+    pub cutoff: Cutoff,
     pub progress: ProgressMode,
     pub stats_interval: Duration,
     /// Registry mode (the source is a distribution storage tree), if on.
@@ -50,6 +55,21 @@ pub struct SyncOptions {
     pub include_uploads: bool,
     /// The engine that reads the source, and why it was chosen.
     pub io: (Arc<IoEngine>, String),
+}
+
+/// When a run stops early: rclone's `--max-transfer`, `--max-duration` and `--cutoff-mode`.
+#[derive(Debug, Clone, Default)]
+pub struct Cutoff {
+    pub max_transfer: Option<u64>,
+    pub max_duration: Option<Duration>,
+    pub mode: CutoffMode,
+}
+
+/// Why a run was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Transfer,
+    Duration,
 }
 
 /// What a sync did, for the exit code, the summary line and `--report`.
@@ -81,6 +101,9 @@ pub struct SyncSummary {
     /// Deletes were needed but not done (errors, or over `--max-delete`).
     pub deletes_refused: bool,
     pub max_delete_exceeded: bool,
+    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
+    pub transfer_exceeded: bool,
+    pub duration_exceeded: bool,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests: RequestSnapshot,
@@ -175,6 +198,7 @@ pub async fn run(
         limits: limits.clone(),
         stats: stats.clone(),
         integrity_retries: opts.integrity_retries,
+        retries_sleep: opts.retries_sleep,
         pending: std::sync::OnceLock::new(),
         registry: opts.registry.clone().map(|layout| RegistryCtx {
             layout,
@@ -199,7 +223,7 @@ pub async fn run(
     }
     let progress = (!run.opts.dry_run)
         .then(|| Progress::start(stats.clone(), run.opts.progress, run.opts.stats_interval));
-    let failed = run.run(plan::Merge::new(walked, listing)).await;
+    let (failed, cut) = run.run(plan::Merge::new(walked, listing)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -220,6 +244,19 @@ pub async fn run(
         return Err(e);
     }
     summary.deletes_planned = deletes.len() as u64;
+    if let Some(cut) = cut {
+        let why = match cut {
+            Cut::Transfer => "--max-transfer",
+            Cut::Duration => "--max-duration",
+        };
+        tracing::warn!(
+            "{src_name}: stopped at {why} ({:?} cutoff); nothing deleted: run again to go on",
+            opts.cutoff.mode
+        );
+        summary.transfer_exceeded = cut == Cut::Transfer;
+        summary.duration_exceeded = cut == Cut::Duration;
+        summary.deletes_refused = !deletes.is_empty();
+    }
 
     if opts.dry_run {
         for d in &deletes {
@@ -234,7 +271,7 @@ pub async fn run(
         return Ok(summary);
     }
 
-    if !deletes.is_empty() {
+    if !deletes.is_empty() && cut.is_none() {
         if summary.errors() > 0 {
             tracing::error!("{src_name}: not deleting files as there were IO errors");
             summary.deletes_refused = true;
@@ -265,7 +302,7 @@ pub async fn run(
             delete_all(&store, &limits, deletes, &stats, &mut summary).await;
         }
     }
-    if summary.errors() == 0 {
+    if summary.errors() == 0 && cut.is_none() {
         abort_leftovers(&store, &root, &filter, &opts, &mut summary).await;
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
@@ -302,10 +339,10 @@ struct Run {
 type Compared = (SrcEntry, Verdict);
 
 impl Run {
-    /// Plan and upload until the merge ends and the queue is empty. Returns the listing's
-    /// error if it failed (the uploads already started are finished first; nothing more is
-    /// started).
-    async fn run(&mut self, mut merge: plan::Merge) -> Option<S3Error> {
+    /// Plan and upload until the merge ends and the queue is empty, or a cutoff. Returns the
+    /// listing's error if it failed (the uploads already started are finished first; nothing
+    /// more is started), and the cutoff that stopped the run, if any.
+    async fn run(&mut self, mut merge: plan::Merge) -> (Option<S3Error>, Option<Cut>) {
         let limits = self.ctx.limits.clone();
         let slots = limits.transfers.max(1);
         let mut uploads = JoinSet::new();
@@ -313,11 +350,24 @@ impl Run {
         let mut links_in_flight = 0usize;
         let mut merging = true;
         let mut failed = None;
+        let cutoff = self.opts.cutoff.clone();
+        let deadline = cutoff.max_duration.map(|d| tokio::time::Instant::now() + d);
+        let mut cut: Option<Cut> = None;
+        let mut started_bytes = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
-            while uploads.len() < slots && failed.is_none() {
+            while uploads.len() < slots && failed.is_none() && cut.is_none() {
                 let Some((entry, reason)) = self.queue.next(links_in_flight, slots) else {
                     break;
                 };
+                if let Some(max) = cutoff.max_transfer
+                    && cutoff.mode == CutoffMode::Cautious
+                    && started_bytes + entry.size > max
+                {
+                    cut = Some(Cut::Transfer);
+                    break;
+                }
+                started_bytes += entry.size;
                 let link = self.queue.is_link(&entry.rel);
                 links_in_flight += usize::from(link);
                 let ctx = self.ctx.clone();
@@ -329,17 +379,37 @@ impl Run {
                     (link, (rel, size, reason, r))
                 });
             }
+            if cut.is_some() {
+                merging = false;
+                if cutoff.mode == CutoffMode::Hard {
+                    uploads.abort_all();
+                    compares.abort_all();
+                }
+            }
             let want = merging
                 && self.queue.ahead() < QUEUED_AHEAD
                 && compares.len() < limits.checkers.max(1);
+            let busy = !uploads.is_empty() || !compares.is_empty() || merging;
+            let watching =
+                busy && cut.is_none() && (deadline.is_some() || cutoff.max_transfer.is_some());
             tokio::select! {
                 Some(r) = uploads.join_next(), if !uploads.is_empty() => {
-                    let (link, r) = r.expect("upload task");
-                    links_in_flight -= usize::from(link);
-                    self.finished(r);
+                    match r {
+                        Ok((link, r)) => {
+                            links_in_flight -= usize::from(link);
+                            self.finished(r);
+                        }
+                        // Stopped by a hard cutoff: not done, not an error; a rerun resumes it.
+                        Err(e) if e.is_cancelled() => {}
+                        Err(e) => panic!("upload task: {e}"),
+                    }
                 }
                 Some(r) = compares.join_next(), if !compares.is_empty() => {
-                    let (s, v) = r.expect("compare task");
+                    let (s, v) = match r {
+                        Ok(r) => r,
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => panic!("compare task: {e}"),
+                    };
                     match v {
                         Verdict::Match => self.summary.files_skipped += 1,
                         Verdict::Error(e) => self.summary.error(true, format!("{}: {e}", s.rel)),
@@ -363,15 +433,25 @@ impl Run {
                         }
                     }
                 },
+                _ = tick.tick(), if watching => {
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        cut = Some(Cut::Duration);
+                    } else if let Some(max) = cutoff.max_transfer {
+                        let sent = self.ctx.stats.bytes_done.load(std::sync::atomic::Ordering::Relaxed);
+                        if sent >= max {
+                            cut = Some(Cut::Transfer);
+                        }
+                    }
+                }
                 else => {
-                    if failed.is_none() && self.queue.release_last() {
+                    if failed.is_none() && cut.is_none() && self.queue.release_last() {
                         continue;
                     }
                     break;
                 }
             }
         }
-        failed
+        (failed, cut)
     }
 
     /// Decide what one step of the merge needs.

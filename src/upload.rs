@@ -94,6 +94,8 @@ pub struct UploadCtx {
     pub stats: Arc<Stats>,
     /// Attempts per file or part after an integrity failure (bad digest, ETag mismatch).
     pub integrity_retries: u32,
+    /// Pause before each of those attempts (`--retries-sleep`).
+    pub retries_sleep: std::time::Duration,
     /// In-progress multipart uploads under the prefix, by absolute key: listed once, before
     /// the first file big enough for multipart is queued (unset when none is).
     pub pending: std::sync::OnceLock<HashMap<String, Vec<UploadInfo>>>,
@@ -268,6 +270,9 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
         attempt += 1;
         Stats::add(&ctx.stats.retries, 1);
         tracing::info!("{}: retrying upload: {failure}", entry.rel);
+        if !ctx.retries_sleep.is_zero() {
+            tokio::time::sleep(ctx.retries_sleep).await;
+        }
     }
 }
 
@@ -693,6 +698,9 @@ async fn send_read_part(
         attempt += 1;
         Stats::add(&ctx.stats.retries, 1);
         tracing::info!("{rel}: retrying: {failure}");
+        if !ctx.retries_sleep.is_zero() {
+            tokio::time::sleep(ctx.retries_sleep).await;
+        }
     }
 }
 

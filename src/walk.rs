@@ -409,7 +409,8 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
             path,
         });
     }
-    if !scan.filter.allows(&rel) {
+    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    if !scan.filter.allows_file(&rel, meta.len(), mtime) {
         return None;
     }
     if !meta.is_file() {
@@ -422,7 +423,7 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
     Some(Entry::Item(Item::File(SrcEntry {
         path,
         size: meta.len(),
-        mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        mtime,
         rel,
     })))
 }

@@ -207,7 +207,7 @@ fn json_logs_are_one_object_per_line() {
 }
 
 #[test]
-fn cleanup_aborts_incomplete_uploads_older_than_max_age() {
+fn cleanup_aborts_incomplete_uploads_older_than_given() {
     let home = Home::new();
     let b = bucket("cleanup");
     let c = client();
@@ -225,11 +225,15 @@ fn cleanup_aborts_incomplete_uploads_older_than_max_age() {
     let dst = format!("harbor-s3:{b}/p");
     let err = ok(&s3ferry(
         &home,
-        &["cleanup", &dst, "--max-age", "0s", "--dry-run"],
+        &["cleanup", &dst, "--older-than", "0s", "--dry-run"],
     ));
     assert!(err.contains("p/b: Skipped abort"), "{err}");
     assert_eq!(uploads(&b).len(), 2);
-    ok(&s3ferry(&home, &["cleanup", &dst, "--max-age", "0s"]));
+    // rclone's --max-age is a file filter, not the uploads' age: refused with the fix.
+    let out = s3ferry(&home, &["cleanup", &dst, "--max-age", "0s"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--older-than"), "{}", stderr(&out));
+    ok(&s3ferry(&home, &["cleanup", &dst, "--older-than", "0s"]));
     let left: Vec<String> = uploads(&b).into_iter().map(|u| u.0).collect();
     assert_eq!(left, vec!["a".to_string()], "only the prefix is cleaned");
 }

@@ -48,6 +48,8 @@ pub struct HttpOptions {
     /// `--timeout`: how long a connection may move no byte in either direction while a
     /// request waits on it (`None`: no limit).
     pub idle_timeout: Option<Duration>,
+    /// `--bwlimit`, shared by every connection of the client.
+    pub bwlimit: Option<Arc<crate::bwlimit::Limiter>>,
 }
 
 /// What went wrong below HTTP, as the error classes need to know it.
@@ -137,7 +139,12 @@ pub fn build(opts: &HttpOptions) -> Result<SharedHttpClient, HttpError> {
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_keepalive(Some(Duration::from_secs(30)));
-    let tcp = TimeoutConnector::new(tcp, opts.connect_timeout, opts.idle_timeout);
+    let tcp = TimeoutConnector::new(
+        tcp,
+        opts.connect_timeout,
+        opts.idle_timeout,
+        opts.bwlimit.clone(),
+    );
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

@@ -616,6 +616,25 @@ pub async fn build_client(
         Credentials::DefaultChain => {
             let mut loader =
                 aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
+            if let Some(p) = &settings.profile {
+                loader = loader.profile_name(p);
+            }
+            if region.is_none() && endpoint.is_some() {
+                // An explicit endpoint needs no region from instance metadata: take the
+                // profile's, if any, and sign us-east-1 otherwise. Nothing is probed.
+                let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
+                if let Some(p) = &settings.profile {
+                    profile = profile.profile_name(p);
+                }
+                use aws_config::meta::region::ProvideRegion;
+                region = Some(
+                    profile
+                        .build()
+                        .region()
+                        .await
+                        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
+                );
+            }
             if let Some(r) = &region {
                 loader = loader.region(Region::new(r.clone()));
             }
@@ -626,9 +645,18 @@ pub async fn build_client(
             if endpoint.is_none() {
                 endpoint = sdk.endpoint_url().map(String::from);
             }
-            let chain = sdk.credentials_provider().ok_or_else(|| {
-                anyhow::anyhow!("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
-            })?;
+            let chain = match &settings.profile {
+                // As the AWS CLI: a profile named on the command line wins over keys in the
+                // environment, which come first in the default chain.
+                Some(p) => aws_sdk_s3::config::SharedCredentialsProvider::new(
+                    aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .profile_name(p)
+                        .build(),
+                ),
+                None => sdk.credentials_provider().ok_or_else(|| {
+                    anyhow::anyhow!("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
+                })?,
+            };
             aws_sdk_s3::config::SharedCredentialsProvider::new(Registering(chain))
         }
     };

@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::dns::Dns;
+use crate::bwlimit::{Limiter, Way};
+use std::sync::Arc;
 
 /// rclone's defaults: `--contimeout 1m`, `--timeout 5m`.
 pub const DEFAULT_CONNECT: Duration = Duration::from_secs(60);
@@ -57,6 +59,8 @@ pub struct TimeoutConnector {
     inner: HttpConnector<Dns>,
     connect: Option<Duration>,
     idle: Option<Duration>,
+    /// `--bwlimit`, shared by every connection.
+    limit: Option<Arc<Limiter>>,
 }
 
 impl TimeoutConnector {
@@ -64,11 +68,13 @@ impl TimeoutConnector {
         inner: HttpConnector<Dns>,
         connect: Option<Duration>,
         idle: Option<Duration>,
+        limit: Option<Arc<Limiter>>,
     ) -> Self {
         TimeoutConnector {
             inner,
             connect,
             idle,
+            limit,
         }
     }
 }
@@ -100,7 +106,7 @@ impl tower_service::Service<Uri> for TimeoutConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let endpoint = endpoint_of(&uri);
         let connecting = tower_service::Service::<Uri>::call(&mut self.inner, uri);
-        let (connect, idle) = (self.connect, self.idle);
+        let (connect, idle, limit) = (self.connect, self.idle, self.limit.clone());
         Box::pin(async move {
             let io = match connect {
                 Some(after) => match tokio::time::timeout(after, connecting).await {
@@ -109,11 +115,9 @@ impl tower_service::Service<Uri> for TimeoutConnector {
                 },
                 None => connecting.await?,
             };
-            Ok(Conn(TokioIo::new(Idle::new(
-                io.into_inner(),
-                idle,
-                endpoint,
-            ))))
+            let mut stream = Idle::new(io.into_inner(), idle, endpoint);
+            stream.limit = limit;
+            Ok(Conn(TokioIo::new(stream)))
         })
     }
 }
@@ -179,6 +183,9 @@ pub struct Idle {
     endpoint: String,
     /// Armed when an operation first has to wait; pushed back on progress.
     timer: Option<Pin<Box<Sleep>>>,
+    /// `--bwlimit`, and the wait for its tokens.
+    limit: Option<Arc<Limiter>>,
+    throttle: Option<Pin<Box<Sleep>>>,
 }
 
 impl Idle {
@@ -188,6 +195,39 @@ impl Idle {
             after,
             endpoint,
             timer: None,
+            limit: None,
+            throttle: None,
+        }
+    }
+
+    /// How many of `want` bytes the bandwidth limit lets move now; `Pending` (woken when
+    /// tokens are due) when none.
+    fn allowance(&mut self, way: Way, want: usize, cx: &mut Context<'_>) -> Poll<usize> {
+        let Some(limit) = &self.limit else {
+            return Poll::Ready(want);
+        };
+        if want == 0 {
+            return Poll::Ready(0);
+        }
+        loop {
+            if let Some(t) = self.throttle.as_mut() {
+                if t.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.throttle = None;
+            }
+            match limit.take(way, want) {
+                Ok(n) => return Poll::Ready(n),
+                Err(wait) => {
+                    self.throttle = Some(Box::pin(tokio::time::sleep(wait)));
+                }
+            }
+        }
+    }
+
+    fn unused(&self, way: Way, n: usize) {
+        if let Some(l) = &self.limit {
+            l.give_back(way, n);
         }
     }
 
@@ -232,9 +272,21 @@ impl AsyncRead for Idle {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+        let n = match this.allowance(Way::Down, buf.remaining(), cx) {
+            Poll::Ready(n) => n,
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut part = buf.take(n);
+        let r = Pin::new(&mut this.stream).poll_read(cx, &mut part);
+        let got = part.filled().len();
+        this.unused(Way::Down, n - got);
+        match r {
             Poll::Pending => this.pending(cx),
             ready => {
+                // SAFETY: the inner stream initialised and filled `got` bytes of `part`,
+                // which is the start of `buf`'s unfilled space.
+                unsafe { buf.assume_init(got) };
+                buf.advance(got);
                 this.progress();
                 ready
             }
@@ -249,9 +301,21 @@ impl AsyncWrite for Idle {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
-            Poll::Pending => this.pending(cx),
+        let n = match this.allowance(Way::Up, buf.len(), cx) {
+            Poll::Ready(n) => n,
+            Poll::Pending => return Poll::Pending,
+        };
+        match Pin::new(&mut this.stream).poll_write(cx, &buf[..n]) {
+            Poll::Pending => {
+                this.unused(Way::Up, n);
+                this.pending(cx)
+            }
             ready => {
+                if let Poll::Ready(Ok(wrote)) = &ready {
+                    this.unused(Way::Up, n - wrote);
+                } else {
+                    this.unused(Way::Up, n);
+                }
                 this.progress();
                 ready
             }
@@ -263,6 +327,13 @@ impl AsyncWrite for Idle {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.limit.is_some() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
         let this = self.get_mut();
         match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
             Poll::Pending => this.pending(cx),
@@ -274,7 +345,7 @@ impl AsyncWrite for Idle {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.limit.is_none() && self.stream.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
