@@ -552,6 +552,36 @@ fn every_exit_code_in_the_readme_is_produced_as_documented() {
         assert_eq!(code, want, "HTTP {status}: {err}");
         produced.push(want);
     }
+    // 8 and 10: --max-transfer and --max-duration stopped the run.
+    let big = tempfile::tempdir().unwrap();
+    write_old(big.path(), "a.bin", &bytes(1 << 20, 1));
+    write_old(big.path(), "b.bin", &bytes(1 << 20, 2));
+    let bg = big.path().to_str().unwrap();
+    let b8 = format!("harbor-s3:{}", bucket("exit8"));
+    let cautious = [
+        "--max-transfer",
+        "1M",
+        "--cutoff-mode",
+        "CAUTIOUS",
+        "--transfers",
+        "1",
+    ];
+    assert_eq!(run(&[&["sync", bg, &b8][..], &cautious].concat()), 8);
+    produced.push(8);
+    let b10 = format!("harbor-s3:{}", bucket("exit10"));
+    assert_eq!(
+        run(&[
+            "sync",
+            bg,
+            &b10,
+            "--max-duration",
+            "500ms",
+            "--bwlimit",
+            "512k"
+        ]),
+        10
+    );
+    produced.push(10);
     // 7: a sync from an empty source would delete everything: refused.
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(run(&["sync", empty.path().to_str().unwrap(), &dst]), 7);

@@ -650,6 +650,10 @@ pub async fn build_client(
                 // environment, which come first in the default chain.
                 Some(p) => aws_sdk_s3::config::SharedCredentialsProvider::new(
                     aws_config::profile::ProfileFileCredentialsProvider::builder()
+                        .configure(
+                            &aws_config::provider_config::ProviderConfig::without_region()
+                                .with_http_client(http.clone()),
+                        )
                         .profile_name(p)
                         .build(),
                 ),
