@@ -304,6 +304,7 @@ async fn follow(
     out: mpsc::Sender<Vec<Listed>>,
     mut cut: impl FnMut(Vec<Listed>, bool) -> (Vec<Listed>, bool),
 ) -> Result<(), S3Error> {
+    let shown = store.shown(prefix);
     let mut seen: std::collections::HashSet<String> = token.iter().cloned().collect();
     let mut last = floor.or_else(|| after.map(String::from));
     let mut empty = 0u32;
@@ -314,14 +315,14 @@ async fn follow(
             if !seen.insert(next.clone()) {
                 return Err(S3Error::protocol(
                     "list",
-                    prefix,
+                    &shown,
                     "the server repeated a continuation token: the listing would never end",
                 ));
             }
             if empty >= MAX_EMPTY_PAGES {
                 return Err(S3Error::protocol(
                     "list",
-                    prefix,
+                    &shown,
                     format!("{MAX_EMPTY_PAGES} empty pages in a row, each promising more"),
                 ));
             }
@@ -331,7 +332,7 @@ async fn follow(
         {
             return Err(S3Error::protocol(
                 "list",
-                prefix,
+                &shown,
                 format!(
                     "the listing does not advance: after {l:?} the next page starts at {:?}",
                     first.key

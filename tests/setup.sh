@@ -2,7 +2,8 @@
 # Install what the tests and the demo need that a fresh machine lacks, idempotently:
 #  - the moto S3 server (PyPI): the main test server;
 #  - with no argument also: s3ferry's second S3 implementation s3s-fs (crates.io, into .tools/),
-#    and for the delivery tests nginx, umoci, skopeo and the distribution registry (Debian),
+#    and for the delivery tests nginx, umoci, skopeo, the distribution registry and
+#    qemu-user-static (to run the arm64 binary) from Debian,
 #    kubernetes-validate (PyPI) and kubectl for `kubectl kustomize` (Debian's
 #    kubernetes-client when no kubectl is installed).
 #   tests/setup.sh [--moto-only]
@@ -20,7 +21,7 @@ if [ ! -x .tools/bin/s3s-fs ]; then
   cargo install --quiet s3s-fs@0.14.1 --features binary --locked --root .tools
 fi
 missing=()
-for tool in nginx:nginx-light umoci:umoci skopeo:skopeo docker-registry:docker-registry file:file openssl:openssl; do
+for tool in nginx:nginx-light umoci:umoci skopeo:skopeo docker-registry:docker-registry file:file openssl:openssl qemu-aarch64-static:qemu-user-static; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)

@@ -734,6 +734,11 @@ impl Store {
         &self.path.bucket
     }
 
+    /// `bucket/prefix`, as messages name a listing.
+    pub fn shown(&self, prefix: &str) -> String {
+        format!("{}/{prefix}", self.path.bucket)
+    }
+
     /// One page of ListObjectsV2 under `prefix` (absolute key prefix), after `start_after`
     /// (exclusive) when given. With `delimited`, keys are grouped at the next `/` and the groups
     /// come back as common prefixes.
@@ -755,7 +760,7 @@ impl Store {
             .set_delimiter(delimited.then(|| "/".to_string()))
             .send()
             .await
-            .map_err(|e| classify("list", self.bucket(), prefix, e))?;
+            .map_err(|e| classify("list", self.bucket(), &self.shown(prefix), e))?;
         let objects: Vec<Listed> = out
             .contents()
             .iter()
@@ -782,13 +787,14 @@ impl Store {
             (true, None) => {
                 return Err(S3Error::protocol(
                     "list",
-                    prefix,
+                    &self.shown(prefix),
                     "a page says more follow (IsTruncated) but gives no continuation token",
                 ));
             }
             (false, _) => None,
         };
-        check_page(prefix, start_after, &objects, &prefixes)?;
+        check_page(prefix, start_after, &objects, &prefixes)
+            .map_err(|message| S3Error::protocol("list", &self.shown(prefix), message))?;
         Ok(ListPage {
             objects,
             prefixes,
@@ -1164,26 +1170,25 @@ pub fn check_page(
     start_after: Option<&str>,
     objects: &[Listed],
     prefixes: &[String],
-) -> Result<(), S3Error> {
-    let bad = |message: String| Err(S3Error::protocol("list", prefix, message));
+) -> Result<(), String> {
     if let Some(o) = objects.iter().find(|o| !o.key.starts_with(prefix)) {
-        return bad(format!("key {:?} is outside the requested prefix", o.key));
+        return Err(format!("key {:?} is outside the requested prefix", o.key));
     }
     if let Some(p) = prefixes.iter().find(|p| !p.starts_with(prefix)) {
-        return bad(format!(
+        return Err(format!(
             "common prefix {p:?} is outside the requested prefix"
         ));
     }
     if let (Some(after), Some(first)) = (start_after, objects.first())
         && first.key.as_str() <= after
     {
-        return bad(format!(
+        return Err(format!(
             "key {:?} is not after the requested start {after:?}",
             first.key
         ));
     }
     if let Some(w) = objects.windows(2).find(|w| w[0].key >= w[1].key) {
-        return bad(format!(
+        return Err(format!(
             "keys out of order: {:?} then {:?}",
             w[0].key, w[1].key
         ));

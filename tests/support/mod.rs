@@ -226,22 +226,26 @@ pub fn delete(bucket: &str, key: &str) {
     });
 }
 
+/// Start a multipart upload; its id.
+async fn create_upload(c: &Client, bucket: &str, key: &str) -> String {
+    c.create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string()
+}
+
 /// Upload `data` as a multipart object with the given part size and no metadata, as another
 /// tool would.
 pub fn put_multipart(bucket: &str, key: &str, data: &[u8], part_size: usize) -> String {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let c = client();
     rt().block_on(async {
-        let id = c
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .upload_id()
-            .unwrap()
-            .to_string();
+        let id = create_upload(&c, bucket, key).await;
         let mut parts = Vec::new();
         for (i, chunk) in data.chunks(part_size).enumerate() {
             let n = i as i32 + 1;
@@ -390,16 +394,7 @@ pub fn s3ferry_bounded(
 pub fn start_upload(bucket: &str, key: &str) -> String {
     let c = client();
     rt().block_on(async {
-        let id = c
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .upload_id()
-            .unwrap()
-            .to_string();
+        let id = create_upload(&c, bucket, key).await;
         c.upload_part()
             .bucket(bucket)
             .key(key)
