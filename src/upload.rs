@@ -173,6 +173,25 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
     )
 }
 
+/// The written object's ETag: the one the write's answer carried, or, when it carried none
+/// (Ceph RGW answers CompleteMultipartUpload with an empty `<ETag>`), the one a HEAD reports.
+/// Either way the ETag is then proven against what we sent; an empty one is never taken as
+/// "not comparable".
+async fn with_etag(ctx: &UploadCtx, rel: &str, w: Written) -> Result<Written, S3Error> {
+    if !w.etag.trim_matches('"').is_empty() {
+        return Ok(w);
+    }
+    let head = ctx.store.head(rel, None).await?;
+    tracing::debug!(
+        "{rel}: the write's answer had no ETag; HEAD says {}",
+        head.etag
+    );
+    Ok(Written {
+        etag: head.etag,
+        etag_not_md5: w.etag_not_md5 || head.etag_not_md5,
+    })
+}
+
 /// Compare a single-PUT ETag with the MD5 we sent.
 pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
     if w.etag_not_md5 || kms_configured {
@@ -244,6 +263,12 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
             .store
             .put_object(&entry.rel, data.clone(), &md5, entry.mtime)
             .await;
+        let result = match result {
+            Ok(w) => with_etag(ctx, &entry.rel, w)
+                .await
+                .map_err(UploadError::from),
+            Err(e) => Err(e.into()),
+        };
         let failure = match result {
             Ok(w) => match prove_single(&w, &md5, kms) {
                 Ok(proof) => {
@@ -256,8 +281,8 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
                 }
                 Err(message) => message,
             },
-            Err(e) if is_bad_digest(&e) => e.to_string(),
-            Err(e) => return Err(e.into()),
+            Err(UploadError::S3(e)) if is_bad_digest(&e) => e.to_string(),
+            Err(e) => return Err(e),
         };
         if attempt >= ctx.integrity_retries {
             // The object may now hold bytes we cannot vouch for; remove it so no later run skips it.
@@ -431,6 +456,7 @@ async fn upload_multipart(
         .store
         .complete_multipart(&entry.rel, &upload_id, &parts)
         .await?;
+    let written = with_etag(&ctx, &entry.rel, written).await?;
     let proof = match prove_composite(&written, &md5s, ctx.store.put.etag_not_md5()) {
         Ok(p) => p,
         Err(message) => {

@@ -596,3 +596,93 @@ fn every_exit_code_in_the_readme_is_produced_as_documented() {
         "README exit codes vs the codes produced here"
     );
 }
+
+/// A server that completes multipart uploads (and PUTs) with an empty ETag, as Ceph RGW
+/// answers CompleteMultipartUpload: the ETag comes from a HEAD and is proven all the same;
+/// a HEAD that reports the wrong composite fails the file and removes the object.
+#[test]
+fn an_empty_etag_in_the_answer_is_proven_by_head() {
+    use std::sync::{Arc, Mutex};
+    for honest in [true, false] {
+        // Part MD5s by part number, and the object's size, as the server saw them.
+        let parts: Arc<Mutex<Vec<(u32, [u8; 16])>>> = Arc::default();
+        let p = parts.clone();
+        let server = bad_server(move |req, _| {
+            let md5_header = || {
+                use base64::Engine;
+                let v = req
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-md5"))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let d = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
+                <[u8; 16]>::try_from(d.as_slice()).unwrap()
+            };
+            match req.method.as_str() {
+                "GET" if req.is_list() => Reply::list_page(&[], false, None),
+                "GET" => Reply::no_uploads(),
+                "POST" if req.has("uploads") => Reply::xml(
+                    200,
+                    "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>big.bin</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>".into(),
+                ),
+                "PUT" if req.has("partNumber") => {
+                    let n: u32 = req.param("partNumber").unwrap().parse().unwrap();
+                    p.lock().unwrap().push((n, md5_header()));
+                    Reply::put_ok(req)
+                }
+                "POST" => Reply::xml(
+                    200,
+                    "<CompleteMultipartUploadResult><Bucket>bkt</Bucket><Key>big.bin</Key><ETag></ETag></CompleteMultipartUploadResult>".into(),
+                ),
+                "PUT" => Reply::status(200, ""),
+                "HEAD" if req.path.ends_with("small.bin") => Reply::Answer {
+                    status: 200,
+                    headers: vec![("ETag".into(), format!("\"{}\"", md5_hex(b"small")))],
+                    body: Vec::new(),
+                },
+                "HEAD" => {
+                    let mut v = p.lock().unwrap().clone();
+                    v.sort();
+                    let mut all: Vec<u8> = v.iter().flat_map(|(_, d)| d.to_vec()).collect();
+                    if !honest {
+                        all[0] ^= 1;
+                    }
+                    let etag = format!("\"{}-{}\"", md5_hex(&all), v.len());
+                    Reply::Answer {
+                        status: 200,
+                        headers: vec![("ETag".into(), etag)],
+                        body: Vec::new(),
+                    }
+                }
+                "DELETE" => Reply::status(204, ""),
+                _ => Reply::status(400, ""),
+            }
+        });
+        let src = tempfile::tempdir().unwrap();
+        write_old(src.path(), "big.bin", &bytes(11 << 20, 5));
+        write_old(src.path(), "small.bin", b"small");
+        let home = Home::with_conf(&conf_for(&server.endpoint()));
+        let s = src.path().to_str().unwrap();
+        let args = [
+            &["sync", s, "harbor-s3:bkt", "--retries", "1"][..],
+            &SMALL_PARTS,
+        ]
+        .concat();
+        let (out, r) = s3ferry_reported(&home, &args);
+        let err = stderr(&out);
+        if honest {
+            assert_eq!(code(&out), 0, "{err}");
+            assert_eq!(r["hash_not_comparable"], 0, "every upload proven: {r}");
+            assert_eq!(r["requests"]["head"], 2, "one HEAD per empty ETag: {r}");
+        } else {
+            assert_eq!(code(&out), 5, "{err}");
+            assert!(err.contains("is not the composite of our parts"), "{err}");
+            assert_eq!(
+                server.count(|q| q.starts_with("DELETE")),
+                1,
+                "the wrong object is removed"
+            );
+        }
+    }
+}
