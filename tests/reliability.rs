@@ -605,7 +605,8 @@ fn an_empty_etag_in_the_answer_is_proven_by_head() {
     use std::sync::{Arc, Mutex};
     for honest in [true, false] {
         // Part MD5s by part number, and the object's size, as the server saw them.
-        let parts: Arc<Mutex<Vec<(u32, [u8; 16])>>> = Arc::default();
+        type PartMd5s = Arc<Mutex<Vec<(u32, [u8; 16])>>>;
+        let parts: PartMd5s = Arc::default();
         let p = parts.clone();
         let server = bad_server(move |req, _| {
             let md5_header = || {
