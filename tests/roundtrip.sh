@@ -5,7 +5,8 @@
 #     OCI index, a Docker v2 schema 2 copy) and push them with skopeo to Debian's
 #     docker-registry (distribution 2.8) on filesystem storage; leave one upload unfinished;
 #  2. s3ferry sync + check --one-way the storage root to a bucket (under a root directory);
-#  3. start a second docker-registry on the s3 driver against the same S3 server;
+#  3. start a second docker-registry on the s3 driver against the same S3 server (Ceph RGW;
+#     ROUNDTRIP_S3=moto runs it all against moto instead);
 #  4. compare every tag's manifest digest, pull every image and hash its blobs, push a new image;
 #  5. a corrupt source blob is refused; a blob deleted from the bucket is reported by check,
 #     with its dangling links, and the migrated registry indeed cannot serve it.
@@ -23,19 +24,31 @@ SECONDS=0
 
 # --- S3 server and the source registry (filesystem driver) ----------------------------------
 export AWS_ACCESS_KEY_ID=roundtrip-key AWS_SECRET_ACCESS_KEY=roundtrip-secret AWS_EC2_METADATA_DISABLED=true
-moto_port=$(free_port)
-s3=http://127.0.0.1:$moto_port
-mkfifo "$work/moto.in"
-python3 tests/support/moto_server.py "$moto_port" <"$work/moto.in" >/dev/null 2>&1 &
-pids+=($!)
-exec 9>"$work/moto.in"
-wait_port "$moto_port" || { echo "moto did not start"; exit 1; }
+s3_port=$(free_port)
+s3=http://127.0.0.1:$s3_port
+mkfifo "$work/s3.in"
+case ${ROUNDTRIP_S3:-rgw} in
+  rgw) # Ceph RGW, the production server: the migrated registry's s3 driver runs against it.
+    bash tests/support/ceph_rgw.sh "$work/ceph" "$s3_port" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+      <"$work/s3.in" >"$work/s3.ready" 2>"$work/s3.log" &
+    pids+=($!)
+    exec 9>"$work/s3.in"
+    for _ in $(seq 240); do grep -q ready "$work/s3.ready" 2>/dev/null && break; sleep 0.25; done
+    grep -q ready "$work/s3.ready" || { echo "Ceph RGW did not start"; cat "$work/s3.log"; exit 1; } ;;
+  moto)
+    python3 tests/support/moto_server.py "$s3_port" <"$work/s3.in" >/dev/null 2>&1 &
+    pids+=($!)
+    exec 9>"$work/s3.in"
+    wait_port "$s3_port" || { echo "moto did not start"; exit 1; } ;;
+  *) echo "ROUNDTRIP_S3 is rgw or moto" >&2; exit 2 ;;
+esac
+echo "S3 server: ${ROUNDTRIP_S3:-rgw} on $s3"
 
 mkdir -p "$work/home/.config/rclone"
 cat >"$work/home/.config/rclone/rclone.conf" <<CONF
 [harbor-s3]
 type = s3
-provider = Minio
+provider = Ceph
 env_auth = false
 access_key_id = $AWS_ACCESS_KEY_ID
 secret_access_key = $AWS_SECRET_ACCESS_KEY

@@ -3,7 +3,8 @@
 #  - the moto S3 server (PyPI): the main test server;
 #  - with no argument also: s3ferry's second S3 implementation s3s-fs (crates.io, into .tools/),
 #    and for the delivery tests nginx, umoci, skopeo, the distribution registry and
-#    qemu-user-static (to run the arm64 binary) from Debian,
+#    qemu-user-static (to run the arm64 binary), and Ceph (a monitor, an OSD and radosgw:
+#    the production S3 server of tests/rgw.rs and the registry round trip) from Debian,
 #    kubernetes-validate (PyPI) and kubectl for `kubectl kustomize` (Debian's
 #    kubernetes-client when no kubectl is installed).
 #   tests/setup.sh [--moto-only]
@@ -25,6 +26,10 @@ for tool in nginx:nginx-light umoci:umoci skopeo:skopeo docker-registry:docker-r
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# Ceph RGW, the production S3 server of tests/rgw.rs and tests/roundtrip.sh.
+for tool in ceph-mon:ceph-mon ceph-osd:ceph-osd radosgw:radosgw ceph:ceph-common; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian" >&2
   export DEBIAN_FRONTEND=noninteractive

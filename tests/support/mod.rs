@@ -110,6 +110,43 @@ cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
     })
 }
 
+/// Ceph RGW (a production S3 server: it validates Content-MD5 and answers
+/// CompleteMultipartUpload with an empty ETag), a single-node cluster started once per test
+/// binary by `tests/support/ceph_rgw.sh` (about 15 s) and stopped, its data removed, when the
+/// binary exits. Needs Debian's ceph-mon, ceph-osd, radosgw and ceph-common (tests/setup.sh).
+pub fn rgw() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ceph_rgw.sh");
+        let dir = tempfile::tempdir().unwrap().keep();
+        let port = free_port();
+        let mut child = Command::new("bash")
+            .arg(script)
+            .arg(&dir)
+            .arg(port.to_string())
+            .args([KEY_ID, SECRET])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start Ceph RGW (tests/setup.sh installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("ready"),
+            "Ceph RGW did not start: {line:?}"
+        );
+        let stdin = child.stdin.take().unwrap();
+        Server {
+            port,
+            _stdin: stdin,
+            _child: child,
+        }
+    })
+}
+
 pub fn endpoint() -> String {
     format!("http://127.0.0.1:{}", moto().port)
 }
@@ -143,6 +180,11 @@ pub fn rt() -> tokio::runtime::Runtime {
 
 /// A fresh, empty bucket with a unique name.
 pub fn bucket(tag: &str) -> String {
+    bucket_at(&client(), tag)
+}
+
+/// A fresh, empty bucket with a unique name, on the server `c` talks to.
+pub fn bucket_at(c: &Client, tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "t-{}-{}-{}",
@@ -150,7 +192,6 @@ pub fn bucket(tag: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     );
-    let c = client();
     rt().block_on(async { c.create_bucket().bucket(&name).send().await.unwrap() });
     name
 }
@@ -164,7 +205,10 @@ pub struct Obj {
 }
 
 pub fn list(bucket: &str) -> Vec<Obj> {
-    let c = client();
+    list_at(&client(), bucket)
+}
+
+pub fn list_at(c: &Client, bucket: &str) -> Vec<Obj> {
     rt().block_on(async {
         let mut out = Vec::new();
         let mut token = None;
@@ -193,7 +237,10 @@ pub fn list(bucket: &str) -> Vec<Obj> {
 }
 
 pub fn get(bucket: &str, key: &str) -> Vec<u8> {
-    let c = client();
+    get_at(&client(), bucket, key)
+}
+
+pub fn get_at(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
     rt().block_on(async {
         let o = c.get_object().bucket(bucket).key(key).send().await.unwrap();
         o.body.collect().await.unwrap().into_bytes().to_vec()
@@ -285,7 +332,10 @@ pub fn put_multipart(bucket: &str, key: &str, data: &[u8], part_size: usize) -> 
 
 /// In-progress multipart uploads in a bucket: (key, upload id, parts listed).
 pub fn uploads(bucket: &str) -> Vec<(String, String, usize)> {
-    let c = client();
+    uploads_at(&client(), bucket)
+}
+
+pub fn uploads_at(c: &Client, bucket: &str) -> Vec<(String, String, usize)> {
     rt().block_on(async {
         let page = c
             .list_multipart_uploads()
