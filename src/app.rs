@@ -150,7 +150,7 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
             let mut values = std::collections::BTreeMap::new();
             values.insert("type".to_string(), "s3".to_string());
             rclone_conf::RemoteSection {
-                name: text.split(':').nth(1).unwrap_or("s3").to_string(),
+                name: ":s3".to_string(),
                 values,
                 file_keys: Vec::new(),
                 file: None,

@@ -731,6 +731,11 @@ async fn abort_leftovers(
     let uploads = match store.list_uploads(&store.path.prefix).await {
         Ok(u) => u,
         Err(S3Error::NotImplemented { .. }) => return,
+        Err(e @ S3Error::AccessDenied { .. }) => {
+            // Keys that may write but not list uploads: there is nothing we are allowed to see.
+            tracing::warn!("cannot look for leftover incomplete uploads: {e}");
+            return;
+        }
         Err(e) => {
             summary.error(
                 e.is_temporary(),
