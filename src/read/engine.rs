@@ -162,6 +162,12 @@ async fn hash_off_reactor(
         let d = digests(buf.as_ref(), sha256);
         return Ok((buf.freeze(), d));
     }
+    if !sha256 {
+        // MD5 alone (parts, and files that are not registry blobs): hashed in SIMD lanes
+        // together with the other reads waiting.
+        let (data, md5) = super::hasher::md5(buf).await;
+        return Ok((data, Digests { md5, sha256: None }));
+    }
     super::blocking(rel, move || {
         let d = digests(buf.as_ref(), sha256);
         Ok((buf.freeze(), d))

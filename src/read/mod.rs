@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 pub mod buffers;
 pub mod engine;
+pub mod hasher;
 #[cfg(target_os = "linux")]
 mod uring;
 

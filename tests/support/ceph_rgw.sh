@@ -21,6 +21,7 @@ stop() {
 }
 trap stop EXIT
 trap 'exit 0' TERM INT
+trap 'echo "ceph_rgw.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 fsid=$(python3 -c 'import uuid; print(uuid.uuid4())')
 conf=$d/ceph.conf
 cat >"$conf" <<CONF
@@ -64,12 +65,23 @@ mkdir -p "$d/osd/ceph-$id"
 ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
 ceph-osd "${C[@]}" -i "$id" >/dev/null 2>&1
 radosgw "${C[@]}" -n client.rgw.a
-for _ in $(seq 120); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$rgw_port") 2>/dev/null && break
+up=false
+for _ in $(seq 240); do
+  (exec 4<>"/dev/tcp/127.0.0.1/$rgw_port") 2>/dev/null && { up=true; break; }
   sleep 0.5
 done
-timeout 60 radosgw-admin "${C[@]}" user create --uid=s3ferry --display-name=s3ferry \
-  --access-key="$access" --secret="$secret" >/dev/null
+if ! $up; then
+  echo "radosgw did not listen on 127.0.0.1:$rgw_port within 120 s" >&2
+  tail -20 "$d"/log/*.log >&2
+  exit 1
+fi
+# The gateway may still be setting up its zone: retry the user a few times.
+for attempt in $(seq 10); do
+  timeout 60 radosgw-admin "${C[@]}" user create --uid=s3ferry --display-name=s3ferry \
+    --access-key="$access" --secret="$secret" >/dev/null 2>"$d/log/user.err" && break
+  [ "$attempt" -eq 10 ] && { cat "$d/log/user.err" >&2; exit 1; }
+  sleep 1
+done
 echo "ready $rgw_port"
 # Until stdin closes, or a TERM: `wait` (unlike a foreground `cat`) lets the trap run at once.
 # (A background command's stdin is /dev/null unless given: hand it ours through fd 3.)

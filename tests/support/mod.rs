@@ -117,33 +117,41 @@ cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
 pub fn rgw() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ceph_rgw.sh");
-        let dir = tempfile::tempdir().unwrap().keep();
-        let port = free_port();
-        let mut child = Command::new("bash")
-            .arg(script)
-            .arg(&dir)
-            .arg(port.to_string())
-            .args([KEY_ID, SECRET])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start Ceph RGW (tests/setup.sh installs it)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.starts_with("ready"),
-            "Ceph RGW did not start: {line:?}"
-        );
-        let stdin = child.stdin.take().unwrap();
-        Server {
-            port,
-            _stdin: stdin,
-            _child: child,
-        }
+        // A second try, on fresh ports, if a first start fails (its reason is on stderr).
+        start_rgw()
+            .or_else(start_rgw)
+            .unwrap_or_else(|| panic!("Ceph RGW did not start twice: see its messages above"))
+    })
+}
+
+fn start_rgw() -> Option<Server> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ceph_rgw.sh");
+    let dir = tempfile::tempdir().unwrap().keep();
+    let port = free_port();
+    let mut child = Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .arg(port.to_string())
+        .args([KEY_ID, SECRET])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start Ceph RGW (tests/setup.sh installs it)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.starts_with("ready") {
+        eprintln!("Ceph RGW did not start: {line:?}");
+        let _ = child.wait();
+        return None;
+    }
+    let stdin = child.stdin.take().unwrap();
+    Some(Server {
+        port,
+        _stdin: stdin,
+        _child: child,
     })
 }
 
