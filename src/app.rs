@@ -93,7 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
                 .into());
             }
             let (path, settings) = resolve_s3(&g, &p.dst)?;
-            let limits = limits(&g, &settings)?;
+            let limits = limits(&g, &settings);
             let store = store(&g, path, &settings, &limits).await?;
             let s = cleanup::run(&store, g.transfer.older_than, g.transfer.dry_run).await?;
             write_report(&g, &s)?;
@@ -139,23 +139,9 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
     };
     // Precedence, as rclone: connection-string parameters > --s3-* flags (RCLONE_S3_* in
     // the environment) > RCLONE_CONFIG_<REMOTE>_* > the config file.
-    let flags: Vec<(String, String)> =
-        g.s3.keys
-            .pairs()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+    let flags = g.s3.keys.pairs();
     let mut section = match path.remote.as_deref() {
-        Some(":s3") => {
-            let mut values = std::collections::BTreeMap::new();
-            values.insert("type".to_string(), "s3".to_string());
-            rclone_conf::RemoteSection {
-                name: ":s3".to_string(),
-                values,
-                file_keys: Vec::new(),
-                file: None,
-            }
-        }
+        Some(":s3") => rclone_conf::RemoteSection::s3(":s3"),
         Some(name) => {
             let vars: Vec<(String, String)> = std::env::vars().collect();
             rclone_conf::load_remote(name, g.s3.config.as_deref(), &env, &vars)?
@@ -193,11 +179,11 @@ fn resolve_s3(g: &Global, text: &str) -> anyhow::Result<(S3Path, S3Settings)> {
     Ok((path, settings))
 }
 
-fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
+fn limits(g: &Global, s: &S3Settings) -> Limits {
     // Flags (already merged into the settings with the remote's keys) > defaults.
     let d = Limits::default();
     let t = &g.transfer;
-    Ok(Limits {
+    Limits {
         chunk_size: s.chunk_size.unwrap_or(d.chunk_size),
         upload_cutoff: s.upload_cutoff.unwrap_or(d.upload_cutoff),
         parts_per_file: s.upload_concurrency.unwrap_or(d.parts_per_file),
@@ -225,7 +211,7 @@ fn limits(g: &Global, s: &S3Settings) -> anyhow::Result<Limits> {
         },
         walk_threads: d.walk_threads,
     }
-    .normalised())
+    .normalised()
 }
 
 async fn store(
@@ -414,7 +400,7 @@ async fn setup(g: &Global, src: &str, dst: &str) -> anyhow::Result<Setup> {
     let root = source_dir(src)?;
     let (path, settings) = resolve_s3(g, dst)?;
     let aws = path.remote.is_none();
-    let limits = limits(g, &settings)?;
+    let limits = limits(g, &settings);
     let filter = filter(g, aws)?;
     let (progress, stats_interval) = progress(g);
     let registry = registry_layout(g, &root)?;

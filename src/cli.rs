@@ -12,8 +12,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+use crate::sync::CutoffMode;
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Parser)]
@@ -88,19 +89,6 @@ pub struct Global {
     pub registry: RegistryFlags,
     #[command(flatten)]
     pub compat: CompatFlags,
-}
-
-/// How `--max-transfer` and `--max-duration` stop a run (rclone's `--cutoff-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-#[value(rename_all = "UPPER")]
-pub enum CutoffMode {
-    /// Stop at once: transfers in flight fail.
-    #[default]
-    Hard,
-    /// Start no new transfer; finish those in flight.
-    Soft,
-    /// Start no transfer that would go past the limit.
-    Cautious,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -351,7 +339,7 @@ pub struct S3Keys {
 
 impl S3Keys {
     /// The keys set, as config-file keys and values.
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+    pub fn pairs(&self) -> Vec<(String, String)> {
         let all = [
             ("provider", &self.s3_provider),
             ("env_auth", &self.s3_env_auth),
@@ -373,7 +361,7 @@ impl S3Keys {
             ("storage_class", &self.s3_storage_class),
         ];
         all.into_iter()
-            .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+            .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))
             .collect()
     }
 }
@@ -784,7 +772,7 @@ mod tests {
         ])
         .unwrap();
         let pairs = c.global.s3.keys.pairs();
-        assert!(pairs.contains(&("provider", "Ceph".to_string())));
-        assert!(pairs.contains(&("chunk_size", "8M".to_string())));
+        assert!(pairs.contains(&("provider".to_string(), "Ceph".to_string())));
+        assert!(pairs.contains(&("chunk_size".to_string(), "8M".to_string())));
     }
 }

@@ -64,8 +64,8 @@ pub struct FilterSpec {
 /// Compiled filter rules.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    syntax: Syntax,
-    /// `(include?, globs)`.
+    /// `(include?, globs)`, first match wins (the syntax only decides how they are compiled
+    /// and ordered).
     rules: Vec<(bool, Rule)>,
     min_size: Option<u64>,
     max_size: Option<u64>,
@@ -195,7 +195,6 @@ impl Filter {
             }
         }
         Ok(Filter {
-            syntax: spec.syntax,
             rules,
             min_size: spec.min_size,
             max_size: spec.max_size,
@@ -209,11 +208,6 @@ impl Filter {
     pub fn with_shard(mut self, shard: Option<crate::shard::Shard>) -> Filter {
         self.shard = shard;
         self
-    }
-
-    /// Whose syntax the rules were written in.
-    pub fn syntax(&self) -> Syntax {
-        self.syntax
     }
 
     /// Whether a relative path (with `/` separators) is selected by the path rules and the
@@ -237,14 +231,6 @@ impl Filter {
             && self.newest.is_none_or(|t| mtime <= t)
             && self.oldest.is_none_or(|t| mtime >= t)
             && self.allows(rel)
-    }
-
-    /// Whether the size or age limits are in use (then listings need their objects' times).
-    pub fn limits_size_or_age(&self) -> bool {
-        self.min_size.is_some()
-            || self.max_size.is_some()
-            || self.newest.is_some()
-            || self.oldest.is_some()
     }
 }
 

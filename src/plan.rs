@@ -186,27 +186,15 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
         Pair::SrcOnly(_) => Decision::Upload(Reason::New),
         Pair::DstOnly(_) => Decision::Delete,
         Pair::Both(s, d) => {
-            match rule {
-                SkipRule::Exists => return Decision::Skip,
-                SkipRule::Update if whole_seconds(d.last_modified) > whole_seconds(s.mtime) => {
-                    return Decision::Skip;
-                }
-                _ => {}
-            }
-            if s.size != d.size {
-                return Decision::Upload(Reason::SizeDiffers);
-            }
+            let object_newer = whole_seconds(d.last_modified) > whole_seconds(s.mtime);
             match rule {
                 SkipRule::Exists => Decision::Skip,
+                SkipRule::Update if object_newer => Decision::Skip,
+                _ if s.size != d.size => Decision::Upload(Reason::SizeDiffers),
                 SkipRule::SizeOnly => Decision::Skip,
                 SkipRule::Checksum => Decision::CompareContent,
-                SkipRule::SizeAndTime | SkipRule::Update => {
-                    if whole_seconds(d.last_modified) > whole_seconds(s.mtime) {
-                        Decision::Skip
-                    } else {
-                        Decision::Upload(Reason::Newer)
-                    }
-                }
+                SkipRule::SizeAndTime | SkipRule::Update if object_newer => Decision::Skip,
+                SkipRule::SizeAndTime | SkipRule::Update => Decision::Upload(Reason::Newer),
             }
         }
     }

@@ -14,10 +14,10 @@ pub struct RemoteSection {
     pub name: String,
     /// Key → value, keys lower-case.
     pub values: BTreeMap<String, String>,
-    /// Keys that came from the file, with their line numbers (unknown ones there are errors;
-    /// unknown env keys are not, because `RCLONE_CONFIG_A_B_…` may belong to a remote called
-    /// `a-b`).
-    pub file_keys: Vec<(String, usize)>,
+    /// Keys that must be known: the file's, with their line numbers, and on-the-fly
+    /// parameters (no line). Unknown env keys are not errors, because `RCLONE_CONFIG_A_B_…`
+    /// may belong to a remote called `a-b`.
+    pub file_keys: Vec<(String, Option<usize>)>,
     /// The config file used, if any.
     pub file: Option<PathBuf>,
 }
@@ -60,6 +60,30 @@ pub enum ConfError {
         where_: String,
         env: String,
     },
+}
+
+impl RemoteSection {
+    /// A section of `type = s3` and nothing else, for remotes that no file defines (on-the-fly
+    /// remotes, `s3://` URLs).
+    pub fn s3(name: &str) -> RemoteSection {
+        RemoteSection {
+            name: name.to_string(),
+            values: BTreeMap::from([("type".to_string(), "s3".to_string())]),
+            file_keys: Vec::new(),
+            file: None,
+        }
+    }
+
+    /// Put `pairs` over the section's values (they win); `check` makes unknown keys errors
+    /// (on-the-fly parameters are checked like the file's keys).
+    pub fn overlay(&mut self, pairs: &[(String, String)], check: bool) {
+        for (k, v) in pairs {
+            self.values.insert(k.clone(), v.clone());
+            if check {
+                self.file_keys.push((k.clone(), None));
+            }
+        }
+    }
 }
 
 /// Where to look for the config file, in rclone's order; the first that exists wins.
@@ -133,7 +157,10 @@ pub fn load_remote(
                 message,
             })?
         {
-            file_keys = section.iter().map(|(k, (_, n))| (k.clone(), *n)).collect();
+            file_keys = section
+                .iter()
+                .map(|(k, (_, n))| (k.clone(), Some(*n)))
+                .collect();
             values = section.into_iter().map(|(k, (v, _))| (k, v)).collect();
         }
         file = Some(path.clone());

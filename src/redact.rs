@@ -36,6 +36,15 @@ pub fn register_key_id(id: &str) {
     add(id, mask_key_id(id));
 }
 
+/// A set of credentials: the key id masked, the secret and the token hidden.
+pub fn register_credentials(key_id: &str, secret: &str, token: Option<&str>) {
+    register_key_id(key_id);
+    register_secret(secret);
+    if let Some(t) = token {
+        register_secret(t);
+    }
+}
+
 /// `AKIA…1234`: enough to tell keys apart, not enough to use one.
 pub fn mask_key_id(id: &str) -> String {
     let chars: Vec<char> = id.chars().collect();

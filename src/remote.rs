@@ -108,64 +108,42 @@ fn connection_string(text: &str) -> Option<(String, Vec<(String, String)>, &str)
 
 /// Parse `s3://b/p`, `remote:b/p`, or a local path (anything else, e.g. `/data`, `./x:y`).
 pub fn parse_location(text: &str) -> Result<Location, LocationError> {
-    if let Some(rest) = text.strip_prefix("s3://") {
-        return split_bucket(text, rest).map(|(bucket, prefix)| {
-            Location::S3(S3Path {
-                remote: None,
-                params: Vec::new(),
-                bucket,
-                prefix,
-            })
-        });
-    }
-    if let Some(backend) = text.strip_prefix(':') {
-        let (name, params, rest) = connection_string(backend)
-            .ok_or_else(|| LocationError::BadConnectionString(text.to_string()))?;
+    let bad = || LocationError::BadConnectionString(text.to_string());
+    let local = || Ok(Location::Local(PathBuf::from(text)));
+    // Which configuration names the place, its connection-string parameters, and the
+    // `bucket/prefix` part.
+    let (remote, params, rest) = if let Some(rest) = text.strip_prefix("s3://") {
+        (None, Vec::new(), rest)
+    } else if let Some(backend) = text.strip_prefix(':') {
+        let (name, params, rest) = connection_string(backend).ok_or_else(bad)?;
         if name != "s3" {
             return Err(LocationError::NotS3Backend(text.to_string()));
         }
-        return split_bucket(text, rest).map(|(bucket, prefix)| {
-            Location::S3(S3Path {
-                remote: Some(":s3".into()),
-                params,
-                bucket,
-                prefix,
-            })
-        });
-    }
-    if let Some((head, _)) = text.split_once(':')
-        && head.contains(',')
-        && !head.starts_with(['.', '/'])
-    {
-        let (name, params, rest) = connection_string(text)
-            .ok_or_else(|| LocationError::BadConnectionString(text.to_string()))?;
-        return split_bucket(text, rest).map(|(bucket, prefix)| {
-            Location::S3(S3Path {
-                remote: Some(name),
-                params,
-                bucket,
-                prefix,
-            })
-        });
-    }
-    if let Some((name, rest)) = text.split_once(':') {
-        let looks_like_remote = !name.is_empty()
+        (Some(":s3".to_string()), params, rest)
+    } else if let Some((name, rest)) = text.split_once(':') {
+        if name.contains(',') && !name.starts_with(['.', '/']) {
+            let (name, params, rest) = connection_string(text).ok_or_else(bad)?;
+            (Some(name), params, rest)
+        } else if !name.is_empty()
             && !name.starts_with(['.', '/', '-', ' '])
             && name
                 .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '+' | '@'));
-        if looks_like_remote {
-            return split_bucket(text, rest).map(|(bucket, prefix)| {
-                Location::S3(S3Path {
-                    remote: Some(name.to_string()),
-                    params: Vec::new(),
-                    bucket,
-                    prefix,
-                })
-            });
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '+' | '@'))
+        {
+            (Some(name.to_string()), Vec::new(), rest)
+        } else {
+            return local();
         }
-    }
-    Ok(Location::Local(PathBuf::from(text)))
+    } else {
+        return local();
+    };
+    let (bucket, prefix) = split_bucket(text, rest)?;
+    Ok(Location::S3(S3Path {
+        remote,
+        params,
+        bucket,
+        prefix,
+    }))
 }
 
 fn split_bucket(whole: &str, rest: &str) -> Result<(String, String), LocationError> {
@@ -347,10 +325,9 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
             return Err(SettingsError::UnknownKey {
                 remote: remote.into(),
                 key: key.clone(),
-                place: if *line == 0 {
-                    "on-the-fly parameter".into()
-                } else {
-                    format!("line {line}")
+                place: match line {
+                    Some(n) => format!("line {n}"),
+                    None => "on-the-fly parameter".into(),
                 },
             });
         }
@@ -438,8 +415,8 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
 /// default chain: profiles, web identity, metadata), the endpoint and the region.
 pub fn aws_env_section(env: &dyn Fn(&str) -> Option<String>) -> RemoteSection {
     let get = |k: &str| env(k).filter(|v| !v.is_empty());
-    let mut values = std::collections::BTreeMap::new();
-    values.insert("type".to_string(), "s3".to_string());
+    let mut section = RemoteSection::s3("s3://");
+    let values = &mut section.values;
     values.insert("env_auth".to_string(), "true".to_string());
     if let (Some(id), Some(secret)) = (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
         values.insert("access_key_id".into(), id);
@@ -454,48 +431,7 @@ pub fn aws_env_section(env: &dyn Fn(&str) -> Option<String>) -> RemoteSection {
     if let Some(r) = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")) {
         values.insert("region".into(), r);
     }
-    RemoteSection {
-        name: "s3://".into(),
-        values,
-        file_keys: Vec::new(),
-        file: None,
-    }
-}
-
-impl RemoteSection {
-    /// Put `pairs` over the section's values (they win); `check` makes unknown keys errors
-    /// (on-the-fly parameters are checked like the file's keys).
-    pub fn overlay(&mut self, pairs: &[(String, String)], check: bool) {
-        for (k, v) in pairs {
-            self.values.insert(k.clone(), v.clone());
-            if check {
-                self.file_keys.push((k.clone(), 0));
-            }
-        }
-    }
-}
-
-/// Settings for `s3://` from the AWS environment variables; profile files and the rest of the
-/// default chain are consulted later by the client builder.
-pub fn from_aws_env(env: &dyn Fn(&str) -> Option<String>) -> S3Settings {
-    let get = |k: &str| env(k).filter(|v| !v.is_empty());
-    let credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(secret)) => Credentials::Static {
-            access_key_id: id,
-            secret_access_key: Secret::new(secret),
-            session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
-        },
-        _ => Credentials::DefaultChain,
-    };
-    S3Settings {
-        provider: None,
-        credentials: Some(credentials),
-        endpoint: get("AWS_ENDPOINT_URL_S3")
-            .or_else(|| get("AWS_ENDPOINT_URL"))
-            .map(|e| normalise_endpoint(&e)),
-        region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
-        ..Default::default()
-    }
+    section
 }
 
 impl S3Settings {
@@ -551,7 +487,7 @@ mod tests {
             .collect();
         RemoteSection {
             name: "harbor-s3".into(),
-            file_keys: values.keys().cloned().zip(1..).collect(),
+            file_keys: values.keys().cloned().zip((1..).map(Some)).collect(),
             values,
             file: None,
         }
@@ -776,6 +712,8 @@ mod tests {
             }
             .map(String::from)
         };
+        let from_aws_env =
+            |env: &dyn Fn(&str) -> Option<String>| from_rclone(&aws_env_section(env)).unwrap();
         let s = from_aws_env(&env);
         assert_eq!(s.endpoint.as_deref(), Some("http://s3specific:2"));
         assert_eq!(s.region.as_deref(), Some("eu-central-1"));

@@ -13,7 +13,6 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::cli::CutoffMode;
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, Listing};
@@ -55,6 +54,19 @@ pub struct SyncOptions {
     pub include_uploads: bool,
     /// The engine that reads the source, and why it was chosen.
     pub io: (Arc<IoEngine>, String),
+}
+
+/// How `--max-transfer` and `--max-duration` stop a run (rclone's `--cutoff-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[value(rename_all = "UPPER")]
+pub enum CutoffMode {
+    /// Stop at once: transfers in flight fail.
+    #[default]
+    Hard,
+    /// Start no new transfer; finish those in flight.
+    Soft,
+    /// Start no transfer that would go past the limit.
+    Cautious,
 }
 
 /// When a run stops early: rclone's `--max-transfer`, `--max-duration` and `--cutoff-mode`.

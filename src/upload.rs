@@ -24,7 +24,7 @@ use crate::limits::Limits;
 use crate::read::{self, Budget, ReadError, SourceFile};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
-use crate::s3::{self, PartInfo, S3Error, Store, UploadInfo, Written};
+use crate::s3::{self, Head, PartInfo, S3Error, Store, UploadInfo, Written};
 use crate::walk::SrcEntry;
 
 /// Why a file was not uploaded.
@@ -176,20 +176,34 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
 /// The written object's ETag: the one the write's answer carried, or, when it carried none
 /// (Ceph RGW answers CompleteMultipartUpload with an empty `<ETag>`), the one a HEAD reports.
 /// Either way the ETag is then proven against what we sent; an empty one is never taken as
-/// "not comparable".
-async fn with_etag(ctx: &UploadCtx, rel: &str, w: Written) -> Result<Written, S3Error> {
+/// "not comparable". The HEAD, when one was needed, is handed back for other checks to use.
+async fn with_etag(
+    ctx: &UploadCtx,
+    rel: &str,
+    w: Written,
+) -> Result<(Written, Option<Head>), S3Error> {
     if !w.etag.trim_matches('"').is_empty() {
-        return Ok(w);
+        return Ok((w, None));
     }
     let head = ctx.store.head(rel, None).await?;
     tracing::debug!(
         "{rel}: the write's answer had no ETag; HEAD says {}",
         head.etag
     );
-    Ok(Written {
-        etag: head.etag,
+    let written = Written {
+        etag: head.etag.clone(),
         etag_not_md5: w.etag_not_md5 || head.etag_not_md5,
-    })
+    };
+    Ok((written, Some(head)))
+}
+
+/// Count and log an integrity retry, then pause for `--retries-sleep`.
+async fn before_retry(ctx: &UploadCtx, rel: &str, failure: &str) {
+    Stats::add(&ctx.stats.retries, 1);
+    tracing::info!("{rel}: retrying: {failure}");
+    if !ctx.retries_sleep.is_zero() {
+        tokio::time::sleep(ctx.retries_sleep).await;
+    }
 }
 
 /// Compare a single-PUT ETag with the MD5 we sent.
@@ -259,15 +273,13 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
     let kms = ctx.store.put.etag_not_md5();
     let mut attempt = 0;
     loop {
-        let result = ctx
+        let result = match ctx
             .store
             .put_object(&entry.rel, data.clone(), &md5, entry.mtime)
-            .await;
-        let result = match result {
-            Ok(w) => with_etag(ctx, &entry.rel, w)
-                .await
-                .map_err(UploadError::from),
-            Err(e) => Err(e.into()),
+            .await
+        {
+            Ok(w) => with_etag(ctx, &entry.rel, w).await.map(|(w, _)| w),
+            Err(e) => Err(e),
         };
         let failure = match result {
             Ok(w) => match prove_single(&w, &md5, kms) {
@@ -281,8 +293,8 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
                 }
                 Err(message) => message,
             },
-            Err(UploadError::S3(e)) if is_bad_digest(&e) => e.to_string(),
-            Err(e) => return Err(e),
+            Err(e) if is_bad_digest(&e) => e.to_string(),
+            Err(e) => return Err(e.into()),
         };
         if attempt >= ctx.integrity_retries {
             // The object may now hold bytes we cannot vouch for; remove it so no later run skips it.
@@ -293,11 +305,7 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
             });
         }
         attempt += 1;
-        Stats::add(&ctx.stats.retries, 1);
-        tracing::info!("{}: retrying upload: {failure}", entry.rel);
-        if !ctx.retries_sleep.is_zero() {
-            tokio::time::sleep(ctx.retries_sleep).await;
-        }
+        before_retry(ctx, &entry.rel, &failure).await;
     }
 }
 
@@ -456,7 +464,7 @@ async fn upload_multipart(
         .store
         .complete_multipart(&entry.rel, &upload_id, &parts)
         .await?;
-    let written = with_etag(&ctx, &entry.rel, written).await?;
+    let (written, headed) = with_etag(&ctx, &entry.rel, written).await?;
     let proof = match prove_composite(&written, &md5s, ctx.store.put.etag_not_md5()) {
         Ok(p) => p,
         Err(message) => {
@@ -473,7 +481,7 @@ async fn upload_multipart(
             .abort_multipart(&ctx.store.key(&entry.rel), &id)
             .await;
     }
-    if resumed && !metadata_matches(&ctx, &entry, plan.part_size).await? {
+    if resumed && !metadata_matches(&ctx, &entry, plan.part_size, headed).await? {
         // The adopted upload was started for another version of this file (its metadata says
         // so): the bytes are right but the recorded mtime is not. Write it again, fresh.
         tracing::info!(
@@ -489,12 +497,18 @@ async fn upload_multipart(
     })
 }
 
+/// Whether the completed object's metadata is this version's; `headed` is a HEAD already made
+/// of it, if any.
 async fn metadata_matches(
     ctx: &UploadCtx,
     entry: &SrcEntry,
     part_size: u64,
+    headed: Option<Head>,
 ) -> Result<bool, UploadError> {
-    let head = ctx.store.head(&entry.rel, None).await?;
+    let head = match headed {
+        Some(h) => h,
+        None => ctx.store.head(&entry.rel, None).await?,
+    };
     Ok(
         s3::recorded_mtime(&head.metadata) == Some(s3::format_mtime(entry.mtime).as_str())
             && s3::recorded_part_size(&head.metadata) == Some(part_size),
@@ -722,11 +736,7 @@ async fn send_read_part(
             });
         }
         attempt += 1;
-        Stats::add(&ctx.stats.retries, 1);
-        tracing::info!("{rel}: retrying: {failure}");
-        if !ctx.retries_sleep.is_zero() {
-            tokio::time::sleep(ctx.retries_sleep).await;
-        }
+        before_retry(ctx, rel, &failure).await;
     }
 }
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::badserver::{Reply, bad_server, unanswered_port};
+use support::badserver::{Reply, bad_server, listing_server, unanswered_port};
 use support::*;
 
 /// Fast timeouts and few retries, so a fault shows within seconds.
@@ -97,16 +97,10 @@ fn a_connect_that_never_completes_fails_within_contimeout() {
 
 #[test]
 fn a_listing_that_stalls_mid_body_times_out() {
-    let server = bad_server(|req, _| {
-        if req.is_list() {
-            Reply::Stall {
-                status: 200,
-                len: 4000,
-                sent: b"<?xml version=\"1.0\"?><ListBucketResult><Name>bkt</Name>".to_vec(),
-            }
-        } else {
-            Reply::no_uploads()
-        }
+    let server = listing_server(|_| Reply::Stall {
+        status: 200,
+        len: 4000,
+        sent: b"<?xml version=\"1.0\"?><ListBucketResult><Name>bkt</Name>".to_vec(),
     });
     let src = source();
     let (err, code, took) = sync_at(&server.endpoint(), &src, &[]);
@@ -189,16 +183,8 @@ fn server_errors_are_one_line_with_the_right_class() {
 
 #[test]
 fn a_repeated_continuation_token_is_a_protocol_error_not_a_loop() {
-    let server = bad_server(|req, _| {
-        if req.is_list() && !req.has("delimiter") {
-            Reply::list_page(&["a.txt"], true, Some("SAME"))
-        } else if req.is_list() {
-            // Directory discovery, which runs beside the chain: nothing to find.
-            Reply::list_page(&[], false, None)
-        } else {
-            Reply::no_uploads()
-        }
-    });
+    // Directory discovery, which runs beside the chain, finds nothing.
+    let server = listing_server(|_| Reply::list_page(&["a.txt"], true, Some("SAME")));
     let src = source();
     let (err, code, took) = sync_at(&server.endpoint(), &src, &[]);
     assert_eq!(code, 6, "{err}");
@@ -210,13 +196,7 @@ fn a_repeated_continuation_token_is_a_protocol_error_not_a_loop() {
 
 #[test]
 fn a_truncated_page_without_a_token_is_a_protocol_error() {
-    let server = bad_server(|req, _| {
-        if req.is_list() {
-            Reply::list_page(&["zzz-only-in-bucket"], true, None)
-        } else {
-            Reply::no_uploads()
-        }
-    });
+    let server = listing_server(|_| Reply::list_page(&["zzz-only-in-bucket"], true, None));
     let src = source();
     let (err, code, _) = sync_at(&server.endpoint(), &src, &[]);
     assert_eq!(code, 6, "{err}");
@@ -244,15 +224,7 @@ fn listings_that_go_backwards_or_stray_are_protocol_errors() {
         }),
     ];
     for (want, pages) in cases {
-        let server = bad_server(move |req, _| {
-            if req.is_list() && !req.has("delimiter") {
-                pages(req.param("continuation-token"))
-            } else if req.is_list() {
-                Reply::list_page(&[], false, None)
-            } else {
-                Reply::no_uploads()
-            }
-        });
+        let server = listing_server(move |req| pages(req.param("continuation-token")));
         let src = source();
         let s = src.path().to_str().unwrap();
         let args = [&["sync", s, "harbor-s3:bkt/pre"][..], &FAST].concat();

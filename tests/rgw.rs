@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
 
 const MIB: usize = 1 << 20;
@@ -120,20 +118,7 @@ fn kill_9_during_multipart_then_the_rerun_resumes_on_rgw() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let parts_before = loop {
-        if let Some((_, _, n)) = uploads_at(&c, &b).first()
-            && *n >= 2
-        {
-            break *n;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        assert!(std::time::Instant::now() < deadline, "no parts appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let parts_before = wait_for_parts(&mut child, &c, &b, 2);
     child.kill().unwrap();
     child.wait().unwrap();
     let listed = uploads_at(&c, &b)[0].2;

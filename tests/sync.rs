@@ -333,21 +333,7 @@ fn kill_during_multipart_then_rerun_resumes_and_check_passes() {
         .spawn()
         .unwrap();
     // Wait until a few of the 21 parts are on the server, then kill -9.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let parts_before = loop {
-        let up = uploads(&b);
-        if let Some((_, _, n)) = up.first()
-            && *n >= 3
-        {
-            break *n;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "sync finished before it could be killed"
-        );
-        assert!(std::time::Instant::now() < deadline, "no parts appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let parts_before = wait_for_parts(&mut child, &client(), &b, 3);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let after_kill = uploads(&b);

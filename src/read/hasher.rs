@@ -53,30 +53,19 @@ fn serve(q: &Queue) {
             let n = jobs.len().min(MAX_BATCH);
             jobs.drain(..n).collect()
         };
-        let digests = md5_batch_with(&engine, batch.iter().map(|(b, _)| b.as_ref()));
+        let inputs: Vec<&[u8]> = batch.iter().map(|(b, _)| b.as_ref()).collect();
+        let digests = md5_batch(&engine, &inputs);
         for ((buf, reply), d) in batch.into_iter().zip(digests) {
             let _ = reply.send((buf.freeze(), d));
         }
     }
 }
 
-fn md5_batch_with<'a>(
-    engine: &md5_many::Md5Many,
-    inputs: impl Iterator<Item = &'a [u8]>,
-) -> Vec<Md5Digest> {
-    let inputs: Vec<&[u8]> = inputs.collect();
-    let mut out = vec![[0u8; 16]; inputs.len()];
-    engine.hash_many(&inputs, &mut out);
-    out
-}
-
 /// The MD5s of independent messages, hashed together in SIMD lanes.
-pub fn md5_batch(inputs: &[&[u8]]) -> Vec<Md5Digest> {
-    static ENGINE: OnceLock<md5_many::Md5Many> = OnceLock::new();
-    md5_batch_with(
-        ENGINE.get_or_init(md5_many::Md5Many::new),
-        inputs.iter().copied(),
-    )
+fn md5_batch(engine: &md5_many::Md5Many, inputs: &[&[u8]]) -> Vec<Md5Digest> {
+    let mut out = vec![[0u8; 16]; inputs.len()];
+    engine.hash_many(inputs, &mut out);
+    out
 }
 
 /// Hash `buf` on the MD5 thread, together with whatever else is waiting there.
@@ -110,6 +99,12 @@ mod tests {
 
     fn reference(d: &[u8]) -> Md5Digest {
         md5::Md5::digest(d).into()
+    }
+
+    /// The batch path the MD5 thread takes, on one engine for the whole test binary.
+    fn md5_batch(inputs: &[&[u8]]) -> Vec<Md5Digest> {
+        static ENGINE: OnceLock<md5_many::Md5Many> = OnceLock::new();
+        super::md5_batch(ENGINE.get_or_init(md5_many::Md5Many::new), inputs)
     }
 
     #[test]

@@ -114,19 +114,18 @@ impl S3Error {
     }
 }
 
-/// The transport failure inside an error, if any, as our one-line message and kind.
+/// The transport failure inside an error, if any, as our one-line message and kind (the
+/// connector's own, or one read off the I/O error beneath).
 fn find_transport(err: &(dyn std::error::Error + 'static)) -> Option<http::TransportError> {
-    let mut cause = Some(err);
-    while let Some(c) = cause {
-        if let Some(t) = c.downcast_ref::<http::TransportError>() {
-            return Some(t.clone());
-        }
-        if c.is::<timeout::TimedOut>() || c.is::<hyper::Error>() || c.is::<std::io::Error>() {
-            return Some(http::transport_error("the server", c));
-        }
-        cause = c.source();
-    }
-    None
+    let below_http = |c: &(dyn std::error::Error + 'static)| {
+        c.is::<http::TransportError>()
+            || c.is::<timeout::TimedOut>()
+            || c.is::<hyper::Error>()
+            || c.is::<std::io::Error>()
+    };
+    std::iter::successors(Some(err), |c| c.source())
+        .any(below_http)
+        .then(|| http::transport_error("the server", err))
 }
 
 fn transport(op: &'static str, key: String, t: http::TransportError) -> S3Error {
@@ -150,7 +149,7 @@ where
             return S3Error::Transport {
                 op,
                 key,
-                message: "no complete answer within the request's ceiling (2 × --timeout + its size at 16 KiB/s)".into(),
+                message: format!("no complete answer within {}", timeout::CEILING),
                 class: Class::Temporary,
             };
         }
@@ -501,7 +500,7 @@ impl Body {
                     return Some(Err(S3Error::Transport {
                         op: "get",
                         key: self.key.clone(),
-                        message: "the download did not finish within its ceiling (2 × --timeout + its size at 16 KiB/s)".into(),
+                        message: format!("the download did not finish within {}", timeout::CEILING),
                         class: Class::Temporary,
                     }));
                 }
@@ -567,11 +566,11 @@ impl aws_credential_types::provider::ProvideCredentials for Registering {
     {
         aws_credential_types::provider::future::ProvideCredentials::new(async move {
             let c = self.0.provide_credentials().await?;
-            crate::redact::register_key_id(c.access_key_id());
-            crate::redact::register_secret(c.secret_access_key());
-            if let Some(t) = c.session_token() {
-                crate::redact::register_secret(t);
-            }
+            crate::redact::register_credentials(
+                c.access_key_id(),
+                c.secret_access_key(),
+                c.session_token(),
+            );
             Ok(c)
         })
     }
@@ -598,11 +597,11 @@ pub async fn build_client(
             secret_access_key,
             session_token,
         } => {
-            crate::redact::register_key_id(&access_key_id);
-            crate::redact::register_secret(secret_access_key.expose());
-            if let Some(t) = &session_token {
-                crate::redact::register_secret(t.expose());
-            }
+            crate::redact::register_credentials(
+                &access_key_id,
+                secret_access_key.expose(),
+                session_token.as_ref().map(|t| t.expose()),
+            );
             aws_sdk_s3::config::SharedCredentialsProvider::new(
                 aws_credential_types::Credentials::new(
                     access_key_id,

@@ -33,6 +33,9 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 /// The slowest transfer rate the whole-request ceiling allows for, per request.
 pub const FLOOR_BYTES_PER_SEC: u64 = 16 * 1024;
 
+/// How messages name the ceiling.
+pub const CEILING: &str = "the request's ceiling (2 × --timeout + its size at 16 KiB/s)";
+
 /// The longest one request attempt may take, sending `bytes` (body out or in): twice the idle
 /// timeout, plus the body at [`FLOOR_BYTES_PER_SEC`]. Healthy transfers finish far sooner;
 /// this ends a server that keeps a connection barely alive. `None` when timeouts are off.

@@ -38,10 +38,6 @@ impl Request {
     pub fn is_list(&self) -> bool {
         self.method == "GET" && self.param("list-type") == Some("2")
     }
-
-    pub fn is_list_uploads(&self) -> bool {
-        self.method == "GET" && self.has("uploads")
-    }
 }
 
 /// What the server does with a request.
@@ -289,6 +285,20 @@ fn serve(conn: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {
             }
         }
     }
+}
+
+/// A server whose object listings (ListObjectsV2 without a delimiter) `pages` answers; its
+/// directory discovery (delimited listings) finds nothing and it has no multipart uploads.
+pub fn listing_server(pages: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> BadServer {
+    bad_server(move |req, _| {
+        if req.is_list() && !req.has("delimiter") {
+            pages(req)
+        } else if req.is_list() {
+            Reply::list_page(&[], false, None)
+        } else {
+            Reply::no_uploads()
+        }
+    })
 }
 
 /// A TCP port that accepts no connection: a listener whose backlog is full, so a connect

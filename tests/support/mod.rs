@@ -37,6 +37,31 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Start a server that prints a line starting with `ready` once it serves `port`, and stops
+/// when its stdin closes; `None` (after it exits) if the first line says otherwise.
+fn start_until_ready(mut cmd: Command, port: u16, what: &str) -> Option<Server> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.starts_with("ready") {
+        eprintln!("{what} did not start: {line:?}");
+        let _ = child.wait();
+        return None;
+    }
+    let stdin = child.stdin.take().unwrap();
+    Some(Server {
+        port,
+        _stdin: stdin,
+        _child: child,
+    })
+}
+
 /// The moto server for this test binary.
 pub fn moto() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
@@ -44,25 +69,10 @@ pub fn moto() -> &'static Server {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_server.py");
         let python = std::env::var("S3FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let port = free_port();
-        let mut child = Command::new(python)
-            .arg(script)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto server (pip install 'moto[server]')");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("ready"), "moto did not start: {line:?}");
-        let stdin = child.stdin.take().unwrap();
-        Server {
-            port,
-            _stdin: stdin,
-            _child: child,
-        }
+        let mut cmd = Command::new(python);
+        cmd.arg(script).arg(port.to_string()).stderr(Stdio::null());
+        start_until_ready(cmd, port, "moto (pip install 'moto[server]')")
+            .expect("moto did not start")
     })
 }
 
@@ -128,31 +138,13 @@ fn start_rgw() -> Option<Server> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ceph_rgw.sh");
     let dir = tempfile::tempdir().unwrap().keep();
     let port = free_port();
-    let mut child = Command::new("bash")
-        .arg(script)
+    let mut cmd = Command::new("bash");
+    cmd.arg(script)
         .arg(&dir)
         .arg(port.to_string())
         .args([KEY_ID, SECRET])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start Ceph RGW (tests/setup.sh installs it)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    if !line.starts_with("ready") {
-        eprintln!("Ceph RGW did not start: {line:?}");
-        let _ = child.wait();
-        return None;
-    }
-    let stdin = child.stdin.take().unwrap();
-    Some(Server {
-        port,
-        _stdin: stdin,
-        _child: child,
-    })
+        .stderr(Stdio::inherit());
+    start_until_ready(cmd, port, "Ceph RGW (tests/setup.sh installs it)")
 }
 
 pub fn endpoint() -> String {
@@ -371,6 +363,26 @@ pub fn uploads_at(c: &Client, bucket: &str) -> Vec<(String, String, usize)> {
         }
         out
     })
+}
+
+/// Wait, while `child` (a sync) runs, until the first incomplete upload in `bucket` (on the
+/// server `c` talks to) has at least `n` parts; how many it has then. Fails the test if the
+/// sync ends first or no parts appear within a minute.
+pub fn wait_for_parts(child: &mut Child, c: &Client, bucket: &str, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some((_, _, parts)) = uploads_at(c, bucket).first()
+            && *parts >= n
+        {
+            return *parts;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sync finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no parts appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A home directory holding `.config/rclone/rclone.conf` in the seed Job's shape.
