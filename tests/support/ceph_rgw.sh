@@ -63,7 +63,12 @@ uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
 id=$(timeout 60 ceph "${C[@]}" osd new "$uuid")
 mkdir -p "$d/osd/ceph-$id"
 ceph-osd "${C[@]}" -i "$id" --mkfs --osd-uuid "$uuid" >/dev/null 2>&1
-ceph-osd "${C[@]}" -i "$id" >/dev/null 2>&1
+# The OSD's start can fail on a busy machine (its ports, its init): try it a few times.
+for attempt in 1 2 3; do
+  ceph-osd "${C[@]}" -i "$id" >/dev/null 2>&1 && break
+  [ "$attempt" -eq 3 ] && { tail -20 "$d/log/osd.$id.log" >&2; exit 1; }
+  sleep 2
+done
 radosgw "${C[@]}" -n client.rgw.a
 up=false
 for _ in $(seq 240); do
