@@ -33,6 +33,7 @@ s3ferry=${S3FERRY_BIN:-$root/target/release/s3ferry}
 
 echo "generating data (scale $scale)" >&2
 python3 benches/gen.py "$out/data-$scale" "$scale"
+d=$out/data-$scale
 
 # --- servers and latency proxy --------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -41,10 +42,19 @@ pids=()
 trap 'exec 8>&-; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait; rm -rf "$out/s3" "$out/ceph"' EXIT
 rm -rf "$out/s3" "$out/ceph" "$out/ceph.stdin" && mkdir -p "$out/s3"
 
+# The OSD's file grows up to its size; s3s-fs holds one W3 copy at a time.
+block_gib=$(awk -v s="$scale" 'BEGIN { g = int(20 * s); print (g < 8 ? 8 : g) }')
+need_gib=$((block_gib + $(du -s -BG "$d/w3" | cut -dG -f1) + 2))
+avail_gib=$(df --output=avail -BG "$out" | tail -1 | tr -dc 0-9)
+if [ "$avail_gib" -lt "$need_gib" ]; then
+  echo "benches/run.sh: $avail_gib GB free beside the data, $need_gib GB needed for the servers: free disk space or lower SCALE" >&2
+  exit 1
+fi
+
 # Ceph RGW: the gateway lives while fd 8 (its standard input) is open, that is until this script ends.
 rport=$(free_port)
 mkfifo "$out/ceph.stdin"
-CEPH_OBJECTSTORE=bluestore CEPH_BLOCK_GIB=$(awk -v s="$scale" 'BEGIN { g = int(40 * s); print (g < 8 ? 8 : g) }') \
+CEPH_OBJECTSTORE=bluestore CEPH_BLOCK_GIB=$block_gib \
   tests/support/ceph_rgw.sh "$out/ceph" "$rport" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" \
   <"$out/ceph.stdin" >"$out/ceph.ready" 2>"$out/ceph.err" &
 pids+=($!)
@@ -153,13 +163,21 @@ sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buc
   done
 }
 
-d=$out/data-$scale
 w1_units="$(bytes_of "$d/w1") B"
 w2_units="$(files_of "$d/w2") files"
 w3_units="$(bytes_of "$d/w3") B"
+# The big buckets first, each removed before the next: the OSD's file then never holds more
+# than one copy of W1 and the kept small-file buckets.
 sync_all "W1 registry mix" "$d/w1" rgw "$w1_units"
-sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
+# W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
+bucket rgw w5
+"$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
+run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
+run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
+drop_bucket rgw
+
 sync_all "W3 large files" "$d/w3" rgw "$w3_units"
+sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
 for tool in s3ferry rclone s5cmd "aws cli"; do
@@ -173,13 +191,6 @@ for tool in s3ferry rclone s5cmd "aws cli"; do
     "aws cli") run rgw "W4 no-op rerun" "aws cli" "$w2_units" aws --endpoint-url "$ep" s3 sync "$d/w2" "s3://$b" --only-show-errors ;;
   esac
 done
-
-# W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
-bucket rgw w5
-"$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
-run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
-run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
-drop_bucket rgw
 
 sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units" keep
 sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list;
-use crate::plan::{self, Step};
+use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, Store};
@@ -105,9 +105,10 @@ impl CheckSummary {
 /// migration.
 struct Links {
     layout: Layout,
-    /// Blobs in the listing so far. Blobs (`…/blobs/…`) come before links (`…/repositories/…`)
-    /// in key order, so by the time a link is checked every listed blob is here.
-    listed: std::sync::Mutex<HashSet<String>>,
+    /// Blobs in the listing so far (noted by the march). Blobs (`…/blobs/…`) come before links
+    /// (`…/repositories/…`) in key order, so by the time a link is checked every listed blob
+    /// is here.
+    listed: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Blobs not in the listing (another shard's?) that the bucket was asked about.
     asked: std::sync::Mutex<HashMap<String, bool>>,
 }
@@ -250,6 +251,55 @@ impl CheckSummary {
     }
 }
 
+/// What `check` does with one key of the march: a pure function of which sides hold it and
+/// what it is in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    /// A source file: counted in `files_source`.
+    source: bool,
+    /// Registry mode: prove this link (the digest its path names, if any) holds a valid
+    /// reference to a blob the destination has.
+    link: Option<Option<String>>,
+    compare: Compare,
+}
+
+/// What a [`Plan`] compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Compare {
+    Nothing,
+    MissingOnDst,
+    MissingOnSrc,
+    /// Compare size and content; with `--verify-digests`, also hash the source blob against
+    /// the digest its path names.
+    Verify {
+        blob: Option<String>,
+    },
+}
+
+fn decide(src: bool, dst: bool, kind: Option<&Kind>, one_way: bool, verify_digests: bool) -> Plan {
+    let link = match kind {
+        Some(Kind::Link { path_digest }) if src => Some(path_digest.clone()),
+        _ => None,
+    };
+    let what = match (src, dst) {
+        (false, false) => Compare::Nothing,
+        (false, true) if one_way => Compare::Nothing,
+        (false, true) => Compare::MissingOnSrc,
+        (true, false) => Compare::MissingOnDst,
+        (true, true) => Compare::Verify {
+            blob: match kind {
+                Some(Kind::Blob { digest }) if verify_digests => Some(digest.clone()),
+                _ => None,
+            },
+        },
+    };
+    Plan {
+        source: src,
+        link,
+        compare: what,
+    }
+}
+
 /// rclone `--combined` markers.
 fn marker(kind: &str) -> char {
     match kind {
@@ -324,7 +374,6 @@ pub async fn run(
         limits.walk_threads,
     );
     let listing = list::start(&store, &filter, limits.checkers).await?;
-    let mut merge = plan::Merge::new(walked, listing);
     let links = opts.registry.clone().map(|layout| {
         Arc::new(Links {
             layout,
@@ -332,6 +381,15 @@ pub async fn run(
             asked: Default::default(),
         })
     });
+    let mut march = March::new(
+        LocalSide::new(walked),
+        RemoteSide::new(listing),
+        links.as_ref().map(|l| march::Registry {
+            layout: l.layout.clone(),
+            include_uploads: opts.include_uploads,
+            dst_blobs: l.listed.clone(),
+        }),
+    );
 
     let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
     let vopts = VerifyOptions {
@@ -348,16 +406,16 @@ pub async fn run(
             let found = set.join_next().await.expect("a task")?;
             s.found(found, &mut outputs, &dst_name);
         }
-        let step = match merge.next().await {
+        let Marched { step, kind } = match march.next().await {
             None => break,
             Some(Err(e)) => {
                 failed = Some(e);
                 break;
             }
-            Some(Ok(step)) => step,
+            Some(Ok(m)) => m,
         };
         let (src, dst) = match step {
-            Step::WalkError(e) => {
+            Step::Error(e) => {
                 let d = Difference {
                     path: e.path().to_string(),
                     kind: "error",
@@ -366,31 +424,28 @@ pub async fn run(
                 s.differ(d, &mut outputs);
                 continue;
             }
-            Step::Special(p) => {
-                tracing::warn!("{p}: not a regular file (fifo, socket or device): skipped");
-                continue;
-            }
             Step::SrcOnly(src) => (Some(src), None),
             Step::Both(src, d) => (Some(src), Some(d)),
             Step::DstOnly(d) => (None, Some(d)),
         };
-        let kind = opts.registry.as_ref().map(|l| {
-            let rel = src
-                .as_ref()
-                .map(|s| &s.rel)
-                .or(dst.as_ref().map(|d| &d.rel));
-            l.kind(rel.expect("a side"))
-        });
-        if kind == Some(Kind::Upload) && !opts.include_uploads {
-            continue;
+        let plan = decide(
+            src.is_some(),
+            dst.is_some(),
+            kind.as_ref(),
+            opts.one_way,
+            opts.verify_digests,
+        );
+        s.files_source += u64::from(plan.source);
+        if let (Some(links), Some(path_digest), Some(src)) = (&links, plan.link, &src) {
+            let (links, store) = (links.clone(), store.clone());
+            let (rel, path) = (src.rel.clone(), src.path.clone());
+            set.spawn(
+                async move { Found::Link(links.check(&store, rel, path, path_digest).await) },
+            );
         }
-        if let (Some(links), Some(_), Some(Kind::Blob { digest })) = (&links, &dst, &kind) {
-            let mut listed = links.listed.lock().expect("listed blobs");
-            listed.insert(digest.clone());
-        }
-        let Some(src) = src else {
-            let d = dst.expect("a side");
-            if !opts.one_way {
+        match (plan.compare, src, dst) {
+            (Compare::Nothing, ..) => {}
+            (Compare::MissingOnSrc, _, Some(d)) => {
                 let d = Difference {
                     path: d.rel,
                     kind: "missing_on_src",
@@ -398,36 +453,25 @@ pub async fn run(
                 };
                 s.differ(d, &mut outputs);
             }
-            continue;
-        };
-        s.files_source += 1;
-        if let (Some(links), Some(Kind::Link { path_digest })) = (&links, &kind) {
-            let (links, store) = (links.clone(), store.clone());
-            let (rel, path, pd) = (src.rel.clone(), src.path.clone(), path_digest.clone());
-            set.spawn(async move { Found::Link(links.check(&store, rel, path, pd).await) });
-        }
-        let Some(d) = dst else {
-            s.found(
+            (Compare::MissingOnDst, Some(src), _) => s.found(
                 Found::Verdict(src.rel, 0, None, false),
                 &mut outputs,
                 &dst_name,
-            );
-            continue;
-        };
-        Stats::add(&stats.checks_total, 1);
-        Stats::add(&stats.bytes_total, src.size);
-        let (store, stats) = (store.clone(), stats.clone());
-        let blob = match &kind {
-            Some(Kind::Blob { digest }) if opts.verify_digests => Some(digest.clone()),
-            _ => None,
-        };
-        set.spawn(async move {
-            let _f = stats.start_one();
-            let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
-            Stats::add(&stats.checks_done, 1);
-            Stats::add(&stats.bytes_done, src.size);
-            Found::Verdict(src.rel, src.size, Some(v), blob.is_some())
-        });
+            ),
+            (Compare::Verify { blob }, Some(src), Some(d)) => {
+                Stats::add(&stats.checks_total, 1);
+                Stats::add(&stats.bytes_total, src.size);
+                let (store, stats) = (store.clone(), stats.clone());
+                set.spawn(async move {
+                    let _f = stats.start_one();
+                    let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
+                    Stats::add(&stats.checks_done, 1);
+                    Stats::add(&stats.bytes_done, src.size);
+                    Found::Verdict(src.rel, src.size, Some(v), blob.is_some())
+                });
+            }
+            (what, ..) => unreachable!("{what:?} without its sides"),
+        }
     }
     while let Some(found) = set.join_next().await {
         s.found(found?, &mut outputs, &dst_name);
@@ -491,6 +535,112 @@ mod tests {
         assert_eq!(marker("size"), '*');
         assert_eq!(marker("hash"), '*');
         assert_eq!(marker("error"), '!');
+    }
+
+    #[test]
+    fn plans() {
+        let blob = Kind::Blob { digest: "d".into() };
+        let link = Kind::Link {
+            path_digest: Some("d".into()),
+        };
+        let verify = |blob: Option<&str>| Compare::Verify {
+            blob: blob.map(String::from),
+        };
+        // (on src, on dst, kind, one way, verify digests) → (source, link, what)
+        let cases = [
+            (true, true, None, false, false, (true, None, verify(None))),
+            (
+                true,
+                false,
+                None,
+                true,
+                false,
+                (true, None, Compare::MissingOnDst),
+            ),
+            (
+                false,
+                true,
+                None,
+                false,
+                false,
+                (false, None, Compare::MissingOnSrc),
+            ),
+            (
+                false,
+                true,
+                None,
+                true,
+                false,
+                (false, None, Compare::Nothing),
+            ),
+            (
+                true,
+                true,
+                Some(&blob),
+                false,
+                false,
+                (true, None, verify(None)),
+            ),
+            (
+                true,
+                true,
+                Some(&blob),
+                false,
+                true,
+                (true, None, verify(Some("d"))),
+            ),
+            (
+                false,
+                true,
+                Some(&blob),
+                true,
+                true,
+                (false, None, Compare::Nothing),
+            ),
+            (
+                true,
+                true,
+                Some(&link),
+                false,
+                false,
+                (true, Some(Some("d".to_string())), verify(None)),
+            ),
+            (
+                true,
+                false,
+                Some(&link),
+                false,
+                false,
+                (true, Some(Some("d".to_string())), Compare::MissingOnDst),
+            ),
+            (
+                false,
+                true,
+                Some(&link),
+                false,
+                false,
+                (false, None, Compare::MissingOnSrc),
+            ),
+            (
+                true,
+                true,
+                Some(&Kind::Other),
+                false,
+                true,
+                (true, None, verify(None)),
+            ),
+        ];
+        for (src, dst, kind, one_way, digests, (source, link, what)) in cases {
+            assert_eq!(
+                decide(src, dst, kind, one_way, digests),
+                Plan {
+                    source,
+                    link,
+                    compare: what
+                },
+                "{src} {dst} {kind:?} {one_way} {digests}"
+            );
+        }
     }
 
     #[test]

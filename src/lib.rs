@@ -1,7 +1,8 @@
 //! s3ferry as a library: the pipeline stages and commands behind the `s3ferry` binary.
 //!
 //! The stages live in their own modules, in order: [`walk`] → [`list`] → [`plan`] → [`read`] →
-//! [`upload`] → [`verify`]; [`sync`], [`check`] and [`cleanup`] are the commands built from them,
+//! [`upload`] → [`verify`], with [`march`] merging the walk and the listing for every command;
+//! [`sync`], [`check`] and [`cleanup`] are the commands built from them,
 //! and [`app`] wires flags and configuration to them. The library exists so the integration
 //! tests can use the same S3 plumbing the binary uses; it makes no stability promise.
 
@@ -16,6 +17,7 @@ pub mod exit;
 pub mod filter;
 pub mod limits;
 pub mod list;
+pub mod march;
 pub mod plan;
 pub mod rclone_conf;
 pub mod read;

@@ -23,13 +23,23 @@
 //! A listing that ends before discovery does costs no extra pages.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::filter::Filter;
-use crate::plan::DstEntry;
 use crate::s3::{Listed, S3Error, Store};
+
+/// An object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DstEntry {
+    /// Key relative to the listed prefix.
+    pub rel: String,
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: SystemTime,
+}
 
 /// Deepest directory level discovery descends to below the destination prefix.
 const MAX_DEPTH: usize = 10;

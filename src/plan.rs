@@ -1,33 +1,17 @@
-//! Stage 3: merge the source walk with the destination listing, both streamed in key order,
-//! and decide, per key, what to do. `sync`, `copy` and `check` share the merge; only the
-//! decision differs.
+//! Stage 3: decide, per key of the march ([`crate::march`]), what `sync` and `copy` do with
+//! it: upload, compare content, skip, or delete.
 //!
-//! The merge holds one pending entry per side plus the page being consumed, so planning a tree
-//! of any size takes the same memory. The decisions are pure functions of their inputs: no
-//! I/O, no clocks. In particular the skip rule uses only what the listing returned (size,
-//! LastModified), so a rerun sends no HEAD per object.
+//! The decisions are pure functions of their inputs: no I/O, no clocks. In particular the skip
+//! rule uses only what the listing returned (size, LastModified), so a rerun sends no HEAD per
+//! object.
 
-use std::cmp::Ordering;
-use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use tokio::sync::mpsc;
+use crate::list::DstEntry;
+use crate::march::Step;
+use crate::walk::SrcEntry;
 
-use crate::list::Listing;
-use crate::s3::S3Error;
-use crate::walk::{Item, SrcEntry, WalkError};
-
-/// An object in the destination listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DstEntry {
-    /// Key relative to the destination prefix.
-    pub rel: String,
-    pub size: u64,
-    pub etag: String,
-    pub last_modified: SystemTime,
-}
-
-/// One step of the merge.
+/// One key of the march, borrowed, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pair<'a> {
     SrcOnly(&'a SrcEntry),
@@ -35,96 +19,14 @@ pub enum Pair<'a> {
     DstOnly(&'a DstEntry),
 }
 
-/// One step of the merge, owning its entries.
-#[derive(Debug)]
-pub enum Step {
-    SrcOnly(SrcEntry),
-    Both(SrcEntry, DstEntry),
-    DstOnly(DstEntry),
-    /// A source entry that could not be used (see [`WalkError`]).
-    WalkError(WalkError),
-    /// A FIFO, socket or device in the source.
-    Special(String),
-}
-
-impl Step {
-    /// The pair to decide on; `None` for walk errors and special files.
-    pub fn pair(&self) -> Option<Pair<'_>> {
-        match self {
+impl<'a> Pair<'a> {
+    /// The pair a step of the march is about; `None` for an entry that could not be used.
+    pub fn of(step: &'a Step<SrcEntry, DstEntry>) -> Option<Pair<'a>> {
+        match step {
             Step::SrcOnly(s) => Some(Pair::SrcOnly(s)),
             Step::Both(s, d) => Some(Pair::Both(s, d)),
             Step::DstOnly(d) => Some(Pair::DstOnly(d)),
-            Step::WalkError(_) | Step::Special(_) => None,
-        }
-    }
-}
-
-/// The walk and the listing, merged as they arrive.
-pub struct Merge {
-    src: mpsc::Receiver<Item>,
-    src_done: bool,
-    src_next: Option<SrcEntry>,
-    dst: Listing,
-    dst_done: bool,
-    dst_next: VecDeque<DstEntry>,
-}
-
-impl Merge {
-    pub fn new(src: mpsc::Receiver<Item>, dst: Listing) -> Merge {
-        Merge {
-            src,
-            src_done: false,
-            src_next: None,
-            dst,
-            dst_done: false,
-            dst_next: VecDeque::new(),
-        }
-    }
-
-    /// The next step in key order; `None` at the end; an error if the listing failed (the
-    /// merge is over then). Cancel-safe: whatever arrived is kept for the next call.
-    pub async fn next(&mut self) -> Option<Result<Step, S3Error>> {
-        loop {
-            if self.src_next.is_none() && !self.src_done {
-                match self.src.recv().await {
-                    Some(Item::File(f)) => self.src_next = Some(f),
-                    Some(Item::Error(e)) => return Some(Ok(Step::WalkError(e))),
-                    Some(Item::Special(p)) => return Some(Ok(Step::Special(p))),
-                    Some(Item::End) => self.src_done = true,
-                    None => {
-                        // The walk died: an error, so nothing it did not reach is deleted.
-                        self.src_done = true;
-                        return Some(Ok(Step::WalkError(WalkError::Io {
-                            path: ".".into(),
-                            message: "the walk of the source stopped before its end".into(),
-                        })));
-                    }
-                }
-                continue;
-            }
-            if self.dst_next.is_empty() && !self.dst_done {
-                match self.dst.next().await {
-                    Some(Ok(page)) => self.dst_next.extend(page),
-                    Some(Err(e)) => {
-                        self.dst_done = true;
-                        return Some(Err(e));
-                    }
-                    None => self.dst_done = true,
-                }
-                continue;
-            }
-            let order = match (&self.src_next, self.dst_next.front()) {
-                (None, None) => return None,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(s), Some(d)) => s.rel.as_bytes().cmp(d.rel.as_bytes()),
-            };
-            let step = match order {
-                Ordering::Less => Step::SrcOnly(self.src_next.take()?),
-                Ordering::Greater => Step::DstOnly(self.dst_next.pop_front()?),
-                Ordering::Equal => Step::Both(self.src_next.take()?, self.dst_next.pop_front()?),
-            };
-            return Some(Ok(step));
+            Step::Error(_) => None,
         }
     }
 }
@@ -279,75 +181,6 @@ mod tests {
         assert_eq!(
             decide(&Pair::SrcOnly(&new), SkipRule::Exists),
             Decision::Upload(Reason::New)
-        );
-    }
-
-    /// Merge these source items with these listing pages, shown as `<src`, `=both`, `>dst`,
-    /// `!error`, with the sync decision for each pair.
-    async fn merged(items: Vec<Item>, pages: Vec<Vec<DstEntry>>) -> Vec<String> {
-        let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(async move {
-            for i in items {
-                tx.send(i).await.unwrap();
-            }
-        });
-        let mut m = Merge::new(rx, Listing::of(pages));
-        let mut out = Vec::new();
-        while let Some(step) = m.next().await {
-            let step = step.unwrap();
-            let decision = step.pair().map(|p| decide(&p, SkipRule::SizeAndTime));
-            out.push(match (&step, decision) {
-                (Step::SrcOnly(s), Some(d)) => format!("<{} {d:?}", s.rel),
-                (Step::Both(s, _), Some(d)) => format!("={} {d:?}", s.rel),
-                (Step::DstOnly(d), Some(x)) => format!(">{} {x:?}", d.rel),
-                (Step::WalkError(e), None) => format!("!{}", e.path()),
-                (other, d) => panic!("{other:?} {d:?}"),
-            });
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn merges_streams_in_byte_order_across_pages() {
-        let items = vec![
-            Item::File(src("a", 1, t(0))),
-            Item::File(src("b.txt", 1, t(50))),
-            Item::Error(WalkError::Symlink { path: "b/l".into() }),
-            Item::File(src("b/a", 2, t(5))),
-            Item::File(src("d", 3, t(5))),
-            Item::End,
-        ];
-        let pages = vec![
-            vec![dst("b.txt", 1, t(10)), dst("b/", 0, t(0))],
-            vec![],
-            vec![dst("b/a", 2, t(10)), dst("c", 1, t(0))],
-        ];
-        // Directory markers ("b/") never take part; '.' sorts before '/'.
-        assert_eq!(
-            merged(items, pages).await,
-            vec![
-                "<a Upload(New)",
-                "=b.txt Upload(Newer)",
-                "!b/l",
-                "=b/a Skip",
-                ">c Delete",
-                "<d Upload(New)",
-            ]
-        );
-        assert!(merged(vec![Item::End], vec![]).await.is_empty());
-        assert_eq!(
-            merged(vec![Item::End], vec![vec![dst("x", 1, t(0))]]).await,
-            vec![">x Delete"]
-        );
-        // A walk that stops without saying it is complete is an error, which keeps sync from
-        // deleting what it did not reach.
-        assert_eq!(
-            merged(
-                vec![Item::File(src("a", 1, t(0)))],
-                vec![vec![dst("x", 1, t(0))]]
-            )
-            .await,
-            vec!["<a Upload(New)", "!.", ">x Delete"]
         );
     }
 

@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 
 use crate::filter::Filter;
 use crate::limits::Limits;
-use crate::list::{self, Listing};
-use crate::plan::{self, Decision, Pair, Reason, SkipRule, Step};
+use crate::list::{self, DstEntry, Listing};
+use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
+use crate::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::read::{Budget, IoEngine};
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
@@ -235,7 +236,18 @@ pub async fn run(
     }
     let progress = (!run.opts.dry_run)
         .then(|| Progress::start(stats.clone(), run.opts.progress, run.opts.stats_interval));
-    let (failed, cut) = run.run(plan::Merge::new(walked, listing)).await;
+    let mut march = March::new(
+        LocalSide::new(walked),
+        RemoteSide::new(listing),
+        run.opts.registry.clone().map(|layout| march::Registry {
+            layout,
+            include_uploads: run.opts.include_uploads,
+            dst_blobs: run.known_blobs.clone(),
+        }),
+    );
+    let (failed, cut) = run.run(&mut march).await;
+    run.summary.registry_uploads_skipped = march.uploads_skipped;
+    run.summary.registry_uploads_skipped_bytes = march.uploads_skipped_bytes;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -341,7 +353,7 @@ struct Run {
     summary: SyncSummary,
     queue: Queue,
     /// Objects only in the destination (`sync` only): deleted at the end if all went well.
-    deletes: Vec<crate::plan::DstEntry>,
+    deletes: Vec<DstEntry>,
     ctx: Arc<UploadCtx>,
     /// Registry mode: blobs the bucket holds (listed, or uploaded by this run).
     known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
@@ -354,7 +366,10 @@ impl Run {
     /// Plan and upload until the merge ends and the queue is empty, or a cutoff. Returns the
     /// listing's error if it failed (the uploads already started are finished first; nothing
     /// more is started), and the cutoff that stopped the run, if any.
-    async fn run(&mut self, mut merge: plan::Merge) -> (Option<S3Error>, Option<Cut>) {
+    async fn run(
+        &mut self,
+        march: &mut March<LocalSide, RemoteSide>,
+    ) -> (Option<S3Error>, Option<Cut>) {
         let limits = self.ctx.limits.clone();
         let slots = limits.transfers.max(1);
         let mut uploads = JoinSet::new();
@@ -432,7 +447,7 @@ impl Run {
                         }
                     }
                 }
-                step = merge.next(), if want => match step {
+                step = march.next(), if want => match step {
                     None => merging = false,
                     Some(Err(e)) => {
                         merging = false;
@@ -466,42 +481,19 @@ impl Run {
         (failed, cut)
     }
 
-    /// Decide what one step of the merge needs.
-    async fn step(&mut self, step: Step, compares: &mut JoinSet<Compared>) -> Result<(), S3Error> {
-        let pair = match step.pair() {
-            Some(p) => p,
-            None => {
-                match step {
-                    Step::WalkError(e) => self.summary.error(false, e.to_string()),
-                    Step::Special(p) => {
-                        tracing::warn!("{p}: not a regular file (fifo, socket or device): skipped")
-                    }
-                    _ => unreachable!("steps without a pair"),
-                }
-                return Ok(());
+    /// Decide what one step of the march needs.
+    async fn step(
+        &mut self,
+        marched: Marched<SrcEntry, DstEntry>,
+        compares: &mut JoinSet<Compared>,
+    ) -> Result<(), S3Error> {
+        let step = marched.step;
+        let Some(pair) = Pair::of(&step) else {
+            if let Step::Error(e) = step {
+                self.summary.error(false, e.to_string());
             }
+            return Ok(());
         };
-        if let Some(layout) = &self.opts.registry {
-            let rel = match pair {
-                Pair::SrcOnly(s) | Pair::Both(s, _) => &s.rel,
-                Pair::DstOnly(d) => &d.rel,
-            };
-            match layout.kind(rel) {
-                // The filesystem driver's in-progress uploads mean nothing to the S3 driver:
-                // leave them out of the sync, and out of the deletes.
-                Kind::Upload if !self.opts.include_uploads => {
-                    if let Pair::SrcOnly(s) | Pair::Both(s, _) = pair {
-                        self.summary.registry_uploads_skipped += 1;
-                        self.summary.registry_uploads_skipped_bytes += s.size;
-                    }
-                    return Ok(());
-                }
-                Kind::Blob { digest } if matches!(pair, Pair::Both(..) | Pair::DstOnly(_)) => {
-                    self.known_blobs.lock().expect("known blobs").insert(digest);
-                }
-                _ => {}
-            }
-        }
         if matches!(pair, Pair::SrcOnly(_) | Pair::Both(..)) {
             self.summary.files_source += 1;
         }
@@ -793,7 +785,7 @@ async fn abort_leftovers(
 async fn delete_all(
     store: &Arc<Store>,
     limits: &Limits,
-    deletes: Vec<crate::plan::DstEntry>,
+    deletes: Vec<DstEntry>,
     stats: &Arc<Stats>,
     summary: &mut SyncSummary,
 ) {

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 
 use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
-use crate::plan::DstEntry;
+use crate::list::DstEntry;
 use crate::read::{self, ReadError, SourceFile, Stamp};
 use crate::s3::{self, Head, S3Error, Store};
 use crate::walk::SrcEntry;

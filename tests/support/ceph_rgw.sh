@@ -6,8 +6,10 @@
 # single-OSD pools need size 1 (`mon allow pool size one`).
 #   tests/support/ceph_rgw.sh DIR RGW_PORT ACCESS_KEY SECRET_KEY
 #   CEPH_OBJECTSTORE=bluestore ...   the OSD on bluestore in a sparse file DIR/osd/ceph-0/block
-#                                    (CEPH_BLOCK_GIB, default 40) instead of RAM: what the
-#                                    benchmark uses, as memstore needs ~1.8 bytes of RAM per byte
+#                                    of CEPH_BLOCK_GIB (default 40) instead of RAM: what the
+#                                    benchmark uses, as memstore needs ~1.8 bytes of RAM per
+#                                    byte. The file grows to the most ever stored (deleted space
+#                                    is reused, not given back), so its size bounds the disk used.
 # Prints "ready RGW_PORT" once the gateway answers and the user exists; stops every daemon and
 # removes DIR when its standard input closes (the test binary exited) or it is sent TERM.
 set -euo pipefail
