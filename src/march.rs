@@ -174,51 +174,70 @@ enum Merged<S, D> {
     Special(String),
 }
 
+/// What pulling one side gave.
+enum Pulled {
+    /// An entry, now in the side's slot.
+    Entry,
+    Error(WalkError),
+    Special(String),
+    Failed(S3Error),
+    End,
+}
+
+/// Pull one side's next entry into `slot`. Cancel-safe: an entry is stored as soon as it
+/// arrives.
+async fn pull<T: Side>(side: &mut T, slot: &mut Option<T::Entry>) -> Pulled {
+    match side.next().await {
+        Some(Ok(Found::Entry(e))) => {
+            *slot = Some(e);
+            Pulled::Entry
+        }
+        Some(Ok(Found::Error(e))) => Pulled::Error(e),
+        Some(Ok(Found::Special(p))) => Pulled::Special(p),
+        Some(Err(e)) => Pulled::Failed(e),
+        None => Pulled::End,
+    }
+}
+
 impl<S: Side, D: Side> Merge<S, D> {
     /// Cancel-safe: each side's pending entry is kept in `self` as soon as it arrives.
     async fn next(&mut self) -> Option<Result<Merged<S::Entry, D::Entry>, S3Error>> {
         loop {
-            if self.src_next.is_none() && !self.src_done {
-                match self.src.next().await {
-                    Some(Ok(Found::Entry(e))) => self.src_next = Some(e),
-                    Some(Ok(Found::Error(e))) => return Some(Ok(Merged::Step(Step::Error(e)))),
-                    Some(Ok(Found::Special(p))) => return Some(Ok(Merged::Special(p))),
-                    Some(Err(e)) => {
-                        self.src_done = true;
-                        self.dst_done = true;
-                        return Some(Err(e));
-                    }
-                    None => self.src_done = true,
-                }
-                continue;
-            }
-            if self.dst_next.is_none() && !self.dst_done {
-                match self.dst.next().await {
-                    Some(Ok(Found::Entry(e))) => self.dst_next = Some(e),
-                    Some(Ok(Found::Error(e))) => return Some(Ok(Merged::Step(Step::Error(e)))),
-                    Some(Ok(Found::Special(p))) => return Some(Ok(Merged::Special(p))),
-                    Some(Err(e)) => {
-                        self.src_done = true;
-                        self.dst_done = true;
-                        return Some(Err(e));
-                    }
-                    None => self.dst_done = true,
-                }
-                continue;
-            }
-            let order = match (&self.src_next, &self.dst_next) {
-                (None, None) => return None,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(s), Some(d)) => s.rel().as_bytes().cmp(d.rel().as_bytes()),
+            let (pulled, src) = if self.src_next.is_none() && !self.src_done {
+                (pull(&mut self.src, &mut self.src_next).await, true)
+            } else if self.dst_next.is_none() && !self.dst_done {
+                (pull(&mut self.dst, &mut self.dst_next).await, false)
+            } else {
+                return self.step().map(|s| Ok(Merged::Step(s)));
             };
-            let step = match order {
-                Ordering::Less => Step::SrcOnly(self.src_next.take()?),
-                Ordering::Greater => Step::DstOnly(self.dst_next.take()?),
-                Ordering::Equal => Step::Both(self.src_next.take()?, self.dst_next.take()?),
-            };
-            return Some(Ok(Merged::Step(step)));
+            match pulled {
+                Pulled::Entry => {}
+                Pulled::End if src => self.src_done = true,
+                Pulled::End => self.dst_done = true,
+                Pulled::Error(e) => return Some(Ok(Merged::Step(Step::Error(e)))),
+                Pulled::Special(p) => return Some(Ok(Merged::Special(p))),
+                Pulled::Failed(e) => {
+                    self.src_done = true;
+                    self.dst_done = true;
+                    return Some(Err(e));
+                }
+            }
         }
+    }
+
+    /// Both sides have an entry waiting, or are done: the step for the smaller key.
+    fn step(&mut self) -> Option<Step<S::Entry, D::Entry>> {
+        let order = match (&self.src_next, &self.dst_next) {
+            (None, None) => return None,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(s), Some(d)) => s.rel().as_bytes().cmp(d.rel().as_bytes()),
+        };
+        Some(match order {
+            Ordering::Less => Step::SrcOnly(self.src_next.take()?),
+            Ordering::Greater => Step::DstOnly(self.dst_next.take()?),
+            Ordering::Equal => Step::Both(self.src_next.take()?, self.dst_next.take()?),
+        })
     }
 }
 
