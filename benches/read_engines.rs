@@ -49,7 +49,7 @@ async fn main() {
         IoEngineMode::Pread,
         IoEngineMode::Uring,
     ] {
-        let (engine, _) = match IoEngine::choose(mode, rings) {
+        let (engine, _) = match IoEngine::choose(mode, rings, s3ferry::read::DirectIo::Auto) {
             Ok(e) => e,
             Err(why) => {
                 println!("| {mode:?} | unavailable: {why} | | | |");

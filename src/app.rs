@@ -295,7 +295,7 @@ fn progress(g: &Global) -> (ProgressMode, Duration) {
 /// The engine that reads the source, per `--io-engine`: one ring per core, up to 4.
 fn io_engine(g: &Global) -> anyhow::Result<(Arc<IoEngine>, String)> {
     let rings = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    Ok(IoEngine::choose(g.transfer.io_engine, rings).map_err(UsageError)?)
+    Ok(IoEngine::choose(g.transfer.io_engine, rings, g.transfer.direct_io).map_err(UsageError)?)
 }
 
 /// The registry layout under the source, per `--registry`.

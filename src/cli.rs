@@ -175,6 +175,11 @@ pub struct TransferFlags {
     /// (io_uring where the kernel and the seccomp profile allow it, else pread).
     #[arg(long, global = true, value_enum, default_value_t = crate::read::IoEngineMode::Auto)]
     pub io_engine: crate::read::IoEngineMode,
+    /// Parts of large files (8 MiB and up) are read past the page cache with O_DIRECT where
+    /// the filesystem allows it (auto), or through it (off): each byte is read once, so caching
+    /// costs a copy per byte and evicts what the node had cached.
+    #[arg(long, global = true, value_enum, default_value_t = crate::read::DirectIo::Auto)]
+    pub direct_io: crate::read::DirectIo,
     /// Work on one shard of the key space: I/N, or auto/N to take I from JOB_COMPLETION_INDEX
     /// (Kubernetes Indexed Jobs). N runs with I = 0..N-1 cover every file exactly once.
     #[arg(long, global = true, value_name = "I/N")]

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use std::collections::HashSet;
@@ -376,8 +377,10 @@ async fn upload_multipart(
             source,
         },
     )?;
-    let (path, st) = (entry.path.clone(), entry.stamp());
-    let file = Arc::new(read::blocking(&entry.rel, move || SourceFile::open(&path, st)).await?);
+    let file = ctx
+        .io
+        .open_for_ranges(&entry.rel, &entry.path, entry.stamp())
+        .await?;
 
     let (resume, stale) = if allow_resume {
         find_resumable(&ctx, &entry, &plan).await
@@ -587,6 +590,11 @@ struct Parts<'a> {
 }
 
 /// Read, hash and (unless already there) upload every part; parts run in parallel.
+///
+/// Parts go a group at a time (as many as may upload at once): a group's parts are read
+/// together and hashed as one batch, in SIMD lanes, while the group before it is still
+/// uploading. One part at a time, each read would start when an upload finished and be
+/// hashed alone, at a quarter of the speed or less. At most two groups are out at once.
 async fn send_parts(
     ctx: &Arc<UploadCtx>,
     entry: &SrcEntry,
@@ -603,37 +611,41 @@ async fn send_parts(
     let mut md5s = vec![[0u8; 16]; n];
     let mut etags = vec![String::new(); n];
     let mut reused = 0u64;
+    let per_group = group_size(ctx, plan);
+    let uploading = Arc::new(Semaphore::new(ctx.limits.parts_per_file.max(1)));
     let mut tasks = JoinSet::new();
     let mut next = 0u64;
     let mut first_error: Option<UploadError> = None;
     loop {
-        while first_error.is_none() && next < plan.count && tasks.len() < ctx.limits.parts_per_file
-        {
-            let (offset, len) = plan.range(next);
-            let number = next as u32 + 1;
-            let (ctx, file, existing) = (ctx.clone(), file.clone(), existing.clone());
-            let (rel, upload_id, sha) = (entry.rel.clone(), upload_id.to_string(), sha.clone());
-            tasks.spawn(async move {
-                let r = send_part(
-                    &ctx, &rel, &file, &upload_id, number, offset, len, &existing, sha,
-                )
-                .await;
-                (number, len, r)
-            });
-            next += 1;
+        while first_error.is_none() && next < plan.count && tasks.len() < 2 {
+            let numbers = next..(next + per_group).min(plan.count);
+            next = numbers.end;
+            let group = Group {
+                ctx: ctx.clone(),
+                rel: entry.rel.clone(),
+                file: file.clone(),
+                upload_id: upload_id.to_string(),
+                parts: numbers.map(|i| (i as u32 + 1, plan.range(i))).collect(),
+                existing: existing.clone(),
+                sha: sha.clone(),
+                uploading: uploading.clone(),
+            };
+            tasks.spawn(group.send());
         }
         let Some(joined) = tasks.join_next().await else {
             break;
         };
         match joined {
-            Ok((number, len, Ok((md5, etag, was_reused)))) => {
-                md5s[number as usize - 1] = md5;
-                etags[number as usize - 1] = etag;
-                if was_reused {
-                    reused += len;
+            Ok(Ok(done)) => {
+                for (number, len, md5, etag, was_reused) in done {
+                    md5s[number as usize - 1] = md5;
+                    etags[number as usize - 1] = etag;
+                    if was_reused {
+                        reused += len;
+                    }
                 }
             }
-            Ok((_, _, Err(e))) => {
+            Ok(Err(e)) => {
                 first_error.get_or_insert(e);
             }
             Err(e) => {
@@ -656,35 +668,87 @@ async fn send_parts(
     Ok((md5s, etags, reused))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send_part(
-    ctx: &UploadCtx,
-    rel: &str,
-    file: &Arc<SourceFile>,
-    upload_id: &str,
-    number: u32,
-    offset: u64,
-    len: u64,
-    existing: &HashMap<u32, PartInfo>,
-    sha: Option<Arc<InOrderSha>>,
-) -> Result<(Md5Digest, String, bool), UploadError> {
-    let buf = ctx.budget.buffer(len).await;
-    let _flight = ctx.stats.start_one();
-    let (data, md5) = ctx.io.read_at(rel, file, offset, buf).await?;
-    // The digest is hashed on a blocking thread while the part is sent; the part is done
-    // when both are.
-    let hashing = sha.map(|sha| {
-        let d = data.clone();
-        tokio::task::spawn_blocking(move || sha.offer(number as u64 - 1, d))
-    });
-    let sent = send_read_part(ctx, rel, upload_id, number, data, md5, existing).await;
-    if let Some(h) = hashing {
-        h.await.map_err(|e| UploadError::Internal {
-            path: rel.to_string(),
-            message: e.to_string(),
-        })?;
+/// Parts per group: as many as upload at once, fewer when two groups would not fit the memory
+/// budget (then a group waits for the one before it to finish, never for part of the budget).
+fn group_size(ctx: &UploadCtx, plan: &PartPlan) -> u64 {
+    let part = plan.range(0).1;
+    let mut g = (ctx.limits.parts_per_file.max(1) as u64).min(plan.count.max(1));
+    while g > 1 && !ctx.budget.fits(&vec![part; 2 * g as usize]) {
+        g -= 1;
     }
-    sent
+    g
+}
+
+/// One group of parts of a file: read and hashed together, then uploaded.
+struct Group {
+    ctx: Arc<UploadCtx>,
+    rel: String,
+    file: Arc<SourceFile>,
+    upload_id: String,
+    /// Part number, and its (offset, length) in the file.
+    parts: Vec<(u32, (u64, u64))>,
+    existing: Arc<HashMap<u32, PartInfo>>,
+    sha: Option<Arc<InOrderSha>>,
+    /// The file's uploads at once (`--s3-upload-concurrency`), shared by its groups.
+    uploading: Arc<Semaphore>,
+}
+
+/// A part done: number, length, MD5, ETag, and whether the interrupted upload had it.
+type PartDone = (u32, u64, Md5Digest, String, bool);
+
+impl Group {
+    async fn send(self) -> Result<Vec<PartDone>, UploadError> {
+        let ctx = &self.ctx;
+        let lens: Vec<u64> = self.parts.iter().map(|&(_, (_, len))| len).collect();
+        let bufs = ctx.budget.buffers(&lens).await;
+        let _flight: Vec<_> = self.parts.iter().map(|_| ctx.stats.start_one()).collect();
+        let ranges = self
+            .parts
+            .iter()
+            .zip(bufs)
+            .map(|(&(_, (offset, _)), buf)| (offset, buf))
+            .collect();
+        let read = ctx.io.read_ranges(&self.rel, &self.file, ranges).await?;
+        let this = &self;
+        let sends =
+            self.parts
+                .iter()
+                .zip(read)
+                .map(|(&(number, (_, len)), (data, md5))| async move {
+                    // The SHA-256 of a registry blob is hashed on a blocking thread while the
+                    // part is sent; the part is done when both are.
+                    let hashing = this.sha.clone().map(|sha| {
+                        let d = data.clone();
+                        tokio::task::spawn_blocking(move || sha.offer(number as u64 - 1, d))
+                    });
+                    let sent = {
+                        let _slot = this
+                            .uploading
+                            .acquire()
+                            .await
+                            .expect("the upload slots are never closed");
+                        send_read_part(
+                            ctx,
+                            &this.rel,
+                            &this.upload_id,
+                            number,
+                            data,
+                            md5,
+                            &this.existing,
+                        )
+                        .await
+                    };
+                    if let Some(h) = hashing {
+                        h.await.map_err(|e| UploadError::Internal {
+                            path: this.rel.clone(),
+                            message: e.to_string(),
+                        })?;
+                    }
+                    let (md5, etag, was_reused) = sent?;
+                    Ok::<_, UploadError>((number, len, md5, etag, was_reused))
+                });
+        futures::future::try_join_all(sends).await
+    }
 }
 
 /// Upload one part already read, unless the interrupted upload has it.

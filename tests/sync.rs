@@ -553,3 +553,44 @@ fn big_listings_are_split_into_parallel_ranges_that_miss_and_repeat_nothing() {
 fn lists_and_one(r: &serde_json::Value) -> u64 {
     r["requests"]["list"].as_u64().unwrap() + 1
 }
+
+/// Parts are read and hashed a group at a time, each group paid for from the memory budget in
+/// one step. However tight the budget, many large files at once finish (no file holds part of
+/// a group's memory while waiting for the rest), every part is proven, and the bytes arrive.
+#[test]
+fn tight_memory_budgets_with_many_large_files_finish_and_prove_every_part() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("big/{i}"), bytes(23 * MIB + 7 * i, 60 + i as u64)))
+        .collect();
+    for (rel, data) in &files {
+        write(src.path(), rel, data);
+    }
+    let s = src.path().to_str().unwrap();
+    // 12 MiB: one part per group (two groups of one 5 MiB part fit); 24 MiB: two per group.
+    for budget in ["12Mi", "24Mi", "1Gi"] {
+        let b = bucket(&format!("budget-{}", budget.to_lowercase()));
+        let dst = format!("harbor-s3:{b}");
+        let mut args = vec![
+            "sync",
+            s,
+            &dst,
+            "--transfers",
+            "6",
+            "--s3-upload-concurrency",
+            "4",
+            "--max-buffer-memory",
+            budget,
+        ];
+        args.extend(SMALL_PARTS);
+        let (out, r) = s3ferry_reported(&home, &args);
+        ok(&out);
+        assert_eq!(r["files_uploaded"], 6, "{budget}: {r}");
+        assert_eq!(r["hash_not_comparable"], 0, "{budget}: {r}");
+        assert_eq!(r["requests"]["upload_part"], 6 * 5, "{budget}: {r}");
+        for (rel, data) in &files {
+            assert!(get(&b, rel) == *data, "{budget}: {rel}");
+        }
+    }
+}

@@ -68,6 +68,12 @@ fn capacity_for(len: usize) -> usize {
     len.div_ceil(step) * step
 }
 
+/// A share of the budget in the semaphore's KiB units: at least one, so that 0-byte files
+/// still take a slot.
+fn kib_of(bytes: u64) -> u32 {
+    bytes.div_ceil(KIB).clamp(1, u32::MAX as u64) as u32
+}
+
 impl Budget {
     pub fn new(bytes: u64) -> Budget {
         let total_kib = bytes.div_ceil(KIB).clamp(1, u32::MAX as u64) as u32;
@@ -87,8 +93,8 @@ impl Budget {
 
     /// Wait until `bytes` of the budget are free and take them; released when the permit drops.
     async fn acquire(&self, bytes: u64) -> OwnedSemaphorePermit {
-        // Always at least 1 KiB (so 0-byte files still take a slot) and never more than the total.
-        let kib = bytes.div_ceil(KIB).clamp(1, self.total_kib as u64) as u32;
+        // Never more than the total.
+        let kib = kib_of(bytes).min(self.total_kib);
         self.sem
             .clone()
             .acquire_many_owned(kib)
@@ -102,6 +108,48 @@ impl Budget {
         let len = usize::try_from(len).expect("a read fits in memory");
         let cap = capacity_for(len);
         let permit = self.acquire(cap as u64).await;
+        self.make(len, cap, permit)
+    }
+
+    /// Buffers for several reads, paid for in one step: a caller never holds part of what it
+    /// needs while waiting for the rest, so callers waiting on each other cannot deadlock.
+    /// Together they should fit the budget ([`Budget::fits`]); more is capped at all of it.
+    pub async fn buffers(&self, lens: &[u64]) -> Vec<Buffer> {
+        let caps: Vec<usize> = lens
+            .iter()
+            .map(|&l| capacity_for(usize::try_from(l).expect("a read fits in memory")))
+            .collect();
+        let kibs: Vec<u32> = caps.iter().map(|&c| kib_of(c as u64)).collect();
+        let total: u64 = kibs.iter().map(|&k| k as u64).sum();
+        let mut permit = self.acquire(total * KIB).await;
+        let last = lens.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(lens.len());
+        for (i, (&len, &cap)) in lens.iter().zip(&caps).enumerate() {
+            // Each buffer takes its share; the last takes what is left (all of it when the
+            // group was capped at the budget).
+            let share = if i == last {
+                permit.num_permits()
+            } else {
+                (kibs[i] as usize).min(permit.num_permits().saturating_sub(1))
+            };
+            let own = permit
+                .split(share)
+                .expect("a share is never more than what is left");
+            out.push(self.make(len as usize, cap, own));
+        }
+        out
+    }
+
+    /// Whether buffers for all of `lens` can be held at once.
+    pub fn fits(&self, lens: &[u64]) -> bool {
+        let total: u64 = lens
+            .iter()
+            .map(|&l| kib_of(capacity_for(l as usize) as u64) as u64)
+            .sum();
+        total <= self.total_kib as u64
+    }
+
+    fn make(&self, len: usize, cap: usize, permit: OwnedSemaphorePermit) -> Buffer {
         if cap < POOLED_FROM {
             return Buffer {
                 data: Mem::Heap(vec![0; len]),
@@ -235,6 +283,19 @@ impl Buffer {
         &mut self.data.bytes_mut()[..self.len]
     }
 
+    /// The bytes a reader fills, extended into the buffer's spare room up to a multiple of
+    /// `align` (a power of two): what a read past the page cache needs, its address and length
+    /// aligned. `None` when this buffer cannot take such a read (small buffers are ordinary
+    /// allocations; pooled ones are page-aligned mappings).
+    pub fn aligned_mut(&mut self, align: usize) -> Option<&mut [u8]> {
+        let Mem::Mapped(m) = &mut self.data else {
+            return None;
+        };
+        let want = self.len.next_multiple_of(align);
+        (want > 0 && (m.as_ptr() as usize).is_multiple_of(align) && want <= m.len())
+            .then(|| &mut m[..want])
+    }
+
     /// The filled buffer as [`Bytes`]; the memory returns to the pool and the budget when the
     /// last clone is dropped.
     pub fn freeze(self) -> Bytes {
@@ -308,6 +369,62 @@ mod tests {
         // Oversized requests are clamped to the whole budget instead of deadlocking.
         let _all = b.buffer(64 * KIB).await;
         assert_eq!(b.available_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_is_paid_for_in_one_step_and_returned_buffer_by_buffer() {
+        let b = Budget::new(40 * MIB);
+        assert!(b.fits(&[16 * MIB, 16 * MIB]));
+        assert!(!b.fits(&[16 * MIB, 16 * MIB, 16 * MIB]));
+        let held = b.buffer(16 * MIB).await;
+        // 24 MiB are free: a group of two 16 MiB buffers waits for all 32, as one request
+        // (the semaphore is first come, first served: what a waiting group has gathered no
+        // other request can take, so groups cannot each hold part of what they need).
+        let b2 = b.clone();
+        let group = tokio::spawn(async move { b2.buffers(&[16 * MIB, 16 * MIB - 1]).await });
+        tokio::task::yield_now().await;
+        assert!(!group.is_finished());
+        drop(held);
+        let got = group.await.unwrap();
+        assert_eq!(
+            got.iter().map(Buffer::len).collect::<Vec<_>>(),
+            [16 * MIB as usize, 16 * MIB as usize - 1]
+        );
+        assert_eq!(b.available_bytes(), 8 * MIB);
+        let mut got = got.into_iter();
+        drop(got.next());
+        assert_eq!(
+            b.available_bytes(),
+            24 * MIB,
+            "each buffer returns its own share"
+        );
+        drop(got);
+        assert_eq!(b.available_bytes(), 40 * MIB);
+        // More than the budget is capped at all of it rather than waiting forever.
+        let all = b.buffers(&[32 * MIB, 32 * MIB]).await;
+        assert_eq!(b.available_bytes(), 0);
+        drop(all);
+        assert_eq!(b.available_bytes(), 40 * MIB);
+    }
+
+    #[tokio::test]
+    async fn aligned_spans_exist_only_where_a_direct_read_can_land() {
+        let b = Budget::new(40 * MIB);
+        let mut small = b.buffer(1000).await;
+        assert!(
+            small.aligned_mut(4096).is_none(),
+            "heap buffers are not aligned"
+        );
+        let mut tail = b.buffer(MIB + 10).await;
+        let span = tail.aligned_mut(4096).unwrap();
+        assert_eq!(span.len(), MIB as usize + 4096);
+        assert!((span.as_ptr() as usize).is_multiple_of(4096));
+        // A buffer filling its whole capacity has no room to round up into.
+        let mut odd = b.buffer(2 * MIB - 1).await;
+        assert_eq!(odd.aligned_mut(4096).unwrap().len(), 2 * MIB as usize);
+        let mut exact = b.buffer(2 * MIB).await;
+        assert_eq!(exact.aligned_mut(4096).unwrap().len(), 2 * MIB as usize);
+        assert!(exact.aligned_mut(4 * MIB as usize).is_none());
     }
 
     #[tokio::test]

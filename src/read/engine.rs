@@ -15,6 +15,8 @@ use sha2::Digest;
 
 use super::{Buffer, ReadError, SourceFile, Stamp};
 use crate::etag::Md5Digest;
+#[cfg(test)]
+use std::os::unix::fs::OpenOptionsExt;
 
 /// `--io-engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -31,8 +33,23 @@ pub enum IoEngineMode {
 /// Files up to this size are hashed where their bytes arrive; larger ones on a blocking thread.
 const HASH_INLINE: usize = 64 << 10;
 
-/// The engine in use.
-pub enum IoEngine {
+/// `--direct-io`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DirectIo {
+    /// Parts of large files bypass the page cache where the filesystem allows it.
+    #[default]
+    Auto,
+    /// Every read goes through the page cache.
+    Off,
+}
+
+/// The engine in use, and whether parts of large files bypass the page cache.
+pub struct IoEngine {
+    engine: Engine,
+    direct: DirectIo,
+}
+
+enum Engine {
     #[cfg(target_os = "linux")]
     Uring(super::uring::Readers),
     Pread,
@@ -46,14 +63,19 @@ impl std::fmt::Debug for IoEngine {
 
 impl IoEngine {
     /// Pick the engine for `mode`; returns it and why. `threads` is the number of rings.
-    pub fn choose(mode: IoEngineMode, threads: usize) -> Result<(Arc<IoEngine>, String), String> {
+    pub fn choose(
+        mode: IoEngineMode,
+        threads: usize,
+        direct: DirectIo,
+    ) -> Result<(Arc<IoEngine>, String), String> {
+        let made = |engine| Arc::new(IoEngine { engine, direct });
         if mode == IoEngineMode::Pread {
-            return Ok((Arc::new(IoEngine::Pread), "--io-engine pread".into()));
+            return Ok((made(Engine::Pread), "--io-engine pread".into()));
         }
         match Self::uring(threads) {
-            Ok(e) => Ok((Arc::new(e), format!("{threads} io_uring reader threads"))),
+            Ok(e) => Ok((made(e), format!("{threads} io_uring reader threads"))),
             Err(why) if mode == IoEngineMode::Auto => Ok((
-                Arc::new(IoEngine::Pread),
+                made(Engine::Pread),
                 format!("io_uring unavailable, using pread: {why}"),
             )),
             Err(why) => Err(format!(
@@ -63,24 +85,24 @@ impl IoEngine {
     }
 
     #[cfg(target_os = "linux")]
-    fn uring(threads: usize) -> Result<IoEngine, String> {
+    fn uring(threads: usize) -> Result<Engine, String> {
         super::uring::probe()?;
         super::uring::Readers::start(threads)
-            .map(IoEngine::Uring)
+            .map(Engine::Uring)
             .map_err(|e| format!("starting reader threads: {e}"))
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn uring(_threads: usize) -> Result<IoEngine, String> {
+    fn uring(_threads: usize) -> Result<Engine, String> {
         Err("io_uring exists only on Linux".into())
     }
 
     /// `io_uring` or `pread`.
     pub fn name(&self) -> &'static str {
-        match self {
+        match self.engine {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(_) => "io_uring",
-            IoEngine::Pread => "pread",
+            Engine::Uring(_) => "io_uring",
+            Engine::Pread => "pread",
         }
     }
 
@@ -95,9 +117,9 @@ impl IoEngine {
         mut buf: Buffer,
         sha256: bool,
     ) -> Result<(Bytes, Digests), ReadError> {
-        let buf = match self {
+        let buf = match &self.engine {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(r) if walked.size <= super::uring::MAX_RING_READ => {
+            Engine::Uring(r) if walked.size <= super::uring::MAX_RING_READ => {
                 r.read_whole(path, walked, buf).await?
             }
             _ => {
@@ -117,23 +139,76 @@ impl IoEngine {
         rel: &str,
         file: &Arc<SourceFile>,
         offset: u64,
-        mut buf: Buffer,
+        buf: Buffer,
     ) -> Result<(Bytes, Md5Digest), ReadError> {
-        let buf = match self {
+        let buf = self.read_range(rel, file, offset, buf).await?;
+        let (data, d) = hash_off_reactor(rel, buf, false).await?;
+        Ok((data, d.md5))
+    }
+
+    /// Several ranges of an open file (each buffer filled from its offset), read in parallel
+    /// and then hashed as one batch, lane by lane: the MD5 work of a group of parts costs about
+    /// what one part alone would.
+    pub async fn read_ranges(
+        &self,
+        rel: &str,
+        file: &Arc<SourceFile>,
+        ranges: Vec<(u64, Buffer)>,
+    ) -> Result<Vec<(Bytes, Md5Digest)>, ReadError> {
+        let reads = ranges
+            .into_iter()
+            .map(|(offset, buf)| self.read_range(rel, file, offset, buf));
+        let bufs = futures::future::try_join_all(reads).await?;
+        if bufs.iter().all(|b| b.len() <= HASH_INLINE) {
+            return Ok(bufs
+                .into_iter()
+                .map(|b| {
+                    let d = crate::etag::md5_of(b.as_ref());
+                    (b.freeze(), d)
+                })
+                .collect());
+        }
+        Ok(super::hasher::md5_all(bufs).await)
+    }
+
+    async fn read_range(
+        &self,
+        rel: &str,
+        file: &Arc<SourceFile>,
+        offset: u64,
+        mut buf: Buffer,
+    ) -> Result<Buffer, ReadError> {
+        Ok(match &self.engine {
             #[cfg(target_os = "linux")]
-            IoEngine::Uring(r) if buf.len() as u64 <= super::uring::MAX_RING_READ => {
+            Engine::Uring(r) if buf.len() as u64 <= super::uring::MAX_RING_READ => {
                 r.read_at(file.clone(), offset, buf).await?
             }
             _ => {
                 let f = file.clone();
-                super::blocking(rel, move || {
-                    f.read_into(offset, buf.as_mut_slice()).map(|()| buf)
-                })
-                .await?
+                super::blocking(rel, move || f.read_buffer(offset, &mut buf).map(|()| buf)).await?
             }
-        };
-        let (data, d) = hash_off_reactor(rel, buf, false).await?;
-        Ok((data, d.md5))
+        })
+    }
+
+    /// Open a file whose parts will be read with [`IoEngine::read_ranges`]: with `--direct-io
+    /// auto`, a second descriptor bypasses the page cache for them.
+    pub async fn open_for_ranges(
+        &self,
+        rel: &str,
+        path: &Path,
+        walked: Stamp,
+    ) -> Result<Arc<SourceFile>, ReadError> {
+        let path = path.to_path_buf();
+        let direct = self.direct == DirectIo::Auto && walked.size >= super::DIRECT_FROM;
+        let f = super::blocking(rel, move || {
+            let mut f = SourceFile::open(&path, walked)?;
+            if direct {
+                f.add_direct(&path);
+            }
+            Ok(f)
+        })
+        .await?;
+        Ok(Arc::new(f))
     }
 }
 
@@ -173,4 +248,91 @@ async fn hash_off_reactor(
         Ok((buf.freeze(), d))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::{Budget, DIRECT_ALIGN};
+
+    fn stamp(p: &Path) -> Stamp {
+        let m = std::fs::metadata(p).unwrap();
+        Stamp {
+            size: m.len(),
+            mtime: m.modified().unwrap(),
+        }
+    }
+
+    /// Parts read past the page cache, through it after the filesystem refused, and through
+    /// buffers too small for a direct read all give the file's bytes and their MD5s, with
+    /// either engine; an unaligned tail and an unaligned offset included.
+    #[tokio::test]
+    async fn ranges_read_past_the_page_cache_or_through_it_give_the_same_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        let size = 3 * crate::read::DIRECT_FROM + 1234;
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4093) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let part = crate::read::DIRECT_FROM;
+        let budget = Budget::new(64 << 20);
+        for mode in [IoEngineMode::Auto, IoEngineMode::Pread] {
+            let (engine, _) = IoEngine::choose(mode, 2, DirectIo::Auto).unwrap();
+            let f = engine.open_for_ranges("big", &p, stamp(&p)).await.unwrap();
+            let direct = f.direct_fd(0).is_some();
+            eprintln!("{}: direct reads {direct}", engine.name());
+            for refused in [false, true] {
+                if refused {
+                    f.refuse_direct();
+                    assert!(f.direct_fd(0).is_none());
+                }
+                let mut ranges = Vec::new();
+                for i in 0..4 {
+                    let (off, len) = (i * part, part.min(size - i * part));
+                    ranges.push((off, budget.buffer(len).await));
+                }
+                // Not aligned: always through the page cache.
+                ranges.push((DIRECT_ALIGN as u64 + 1, budget.buffer(2 << 20).await));
+                let offsets: Vec<(u64, usize)> =
+                    ranges.iter().map(|(o, b)| (*o, b.len())).collect();
+                let got = engine.read_ranges("big", &f, ranges).await.unwrap();
+                for ((off, len), (bytes, md5)) in offsets.into_iter().zip(got) {
+                    let want = &data[off as usize..off as usize + len];
+                    assert!(bytes.as_ref() == want, "bytes at {off} (refused {refused})");
+                    assert_eq!(md5, crate::etag::md5_of(want));
+                }
+            }
+            let off = engine.open_for_ranges("big", &p, stamp(&p));
+            drop(off.await.unwrap());
+        }
+        // --direct-io off never opens the second descriptor; small files never do.
+        let (engine, _) = IoEngine::choose(IoEngineMode::Pread, 1, DirectIo::Off).unwrap();
+        let f = engine.open_for_ranges("big", &p, stamp(&p)).await.unwrap();
+        assert!(f.direct_fd(0).is_none());
+        let small = d.path().join("small");
+        std::fs::write(&small, b"x").unwrap();
+        let (engine, _) = IoEngine::choose(IoEngineMode::Pread, 1, DirectIo::Auto).unwrap();
+        let f = engine
+            .open_for_ranges("small", &small, stamp(&small))
+            .await
+            .unwrap();
+        assert!(f.direct_fd(0).is_none());
+    }
+
+    /// Where the filesystem takes O_DIRECT (ext4 and xfs do; so does tmpfs since Linux 6.6),
+    /// the second descriptor is opened; where it does not, the open quietly falls back.
+    #[tokio::test]
+    async fn direct_reads_are_used_where_the_filesystem_allows_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        std::fs::write(&p, vec![1u8; crate::read::DIRECT_FROM as usize]).unwrap();
+        let accepts = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&p)
+            .is_ok();
+        let (engine, _) = IoEngine::choose(IoEngineMode::Pread, 1, DirectIo::Auto).unwrap();
+        let f = engine.open_for_ranges("big", &p, stamp(&p)).await.unwrap();
+        assert_eq!(f.direct_fd(0).is_some(), accepts);
+        assert!(f.direct_fd(1).is_none(), "an unaligned offset");
+    }
 }

@@ -3,7 +3,10 @@
 //! read at the same time. This hasher takes the reads that are waiting when it is free and
 //! hashes them together, eight or sixteen to a register (AVX2, AVX-512; NEON and a scalar path
 //! elsewhere), with `md5-many`'s runtime dispatch. A read that finds the hasher idle is hashed
-//! at once, alone, so a lone file waits for nobody.
+//! at once, alone, so a lone file waits for nobody. Large files give it company on purpose:
+//! their parts are read a group at a time and queued together (`upload::send_parts`), since
+//! parts otherwise arrive one by one, as uploads finish, and would be hashed one lane at a
+//! time.
 //!
 //! Measured on this project's machines (AVX-512): one 16 MiB message 810 MB/s against md-5's
 //! 622; four together 2,450 MB/s; eight 4,660; sixteen 5,890.
@@ -70,14 +73,29 @@ fn md5_batch(engine: &md5_many::Md5Many, inputs: &[&[u8]]) -> Vec<Md5Digest> {
 
 /// Hash `buf` on the MD5 thread, together with whatever else is waiting there.
 pub async fn md5(buf: Buffer) -> (Bytes, Md5Digest) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut out = md5_all(vec![buf]).await;
+    out.pop().expect("one answer per buffer")
+}
+
+/// Hash several buffers on the MD5 thread, queued in one step so that they share a batch
+/// (the parts of a file read together: see `upload::send_parts`).
+pub async fn md5_all(bufs: Vec<Buffer>) -> Vec<(Bytes, Md5Digest)> {
     let q = queue();
-    q.jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((buf, tx));
+    let mut answers = Vec::with_capacity(bufs.len());
+    {
+        let mut jobs = q.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        for buf in bufs {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            jobs.push((buf, tx));
+            answers.push(rx);
+        }
+    }
     q.ready.notify_one();
-    rx.await.expect("the MD5 thread answers every job")
+    let mut out = Vec::with_capacity(answers.len());
+    for rx in answers {
+        out.push(rx.await.expect("the MD5 thread answers every job"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -105,6 +123,25 @@ mod tests {
     fn md5_batch(inputs: &[&[u8]]) -> Vec<Md5Digest> {
         static ENGINE: OnceLock<md5_many::Md5Many> = OnceLock::new();
         super::md5_batch(ENGINE.get_or_init(md5_many::Md5Many::new), inputs)
+    }
+
+    #[tokio::test]
+    async fn a_group_queued_together_gets_each_its_own_digest_in_order() {
+        let budget = crate::read::Budget::new(64 << 20);
+        let lens = [5 << 20, 1, 0, (3 << 20) + 17, 64 << 10];
+        let mut bufs = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let mut b = budget.buffer(len as u64).await;
+            b.as_mut_slice().copy_from_slice(&rnd(len, i as u64 + 7));
+            bufs.push(b);
+        }
+        let got = md5_all(bufs).await;
+        assert_eq!(got.len(), lens.len());
+        for (i, (&len, (bytes, d))) in lens.iter().zip(got).enumerate() {
+            let want = rnd(len, i as u64 + 7);
+            assert_eq!(bytes.as_ref(), &want[..]);
+            assert_eq!(d, reference(&want), "message {i}");
+        }
     }
 
     #[test]

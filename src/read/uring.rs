@@ -209,6 +209,8 @@ enum Op {
         offset: u64,
         buf: Buffer,
         done: usize,
+        /// The READ in flight bypasses the page cache (see [`SourceFile::direct_fd`]).
+        direct: bool,
         reply: Reply,
     },
 }
@@ -339,6 +341,7 @@ impl Worker {
                     offset,
                     buf,
                     done: 0,
+                    direct: false,
                     reply,
                 });
                 self.push_range(slot);
@@ -352,20 +355,29 @@ impl Worker {
             offset,
             buf,
             done,
+            direct,
             ..
         }) = &mut self.ops[slot]
         else {
             unreachable!()
         };
-        let rest = &mut buf.as_mut_slice()[*done..];
-        let e = opcode::Read::new(
-            types::Fd(file.file.as_raw_fd()),
-            rest.as_mut_ptr(),
-            rest.len() as u32,
-        )
-        .offset(*offset + *done as u64)
-        .build()
-        .user_data(((slot as u64) << 2) | READ);
+        // The first READ goes past the page cache when it can: one aligned span covering
+        // the range. Anything after it (a retry, a short read) goes through the cache.
+        let past_cache = match file.direct_fd(*offset) {
+            Some(fd) if *done == 0 => buf
+                .aligned_mut(super::DIRECT_ALIGN)
+                .map(|span| (fd, span.as_mut_ptr(), span.len())),
+            _ => None,
+        };
+        *direct = past_cache.is_some();
+        let (fd, ptr, len) = past_cache.unwrap_or_else(|| {
+            let rest = &mut buf.as_mut_slice()[*done..];
+            (file.file.as_raw_fd(), rest.as_mut_ptr(), rest.len())
+        });
+        let e = opcode::Read::new(types::Fd(fd), ptr, len as u32)
+            .offset(*offset + *done as u64)
+            .build()
+            .user_data(((slot as u64) << 2) | READ);
         self.push(e);
     }
 
@@ -499,7 +511,11 @@ impl Worker {
 
     fn complete_range(&mut self, slot: usize, res: i32) {
         let Some(Op::Range {
-            file, buf, done, ..
+            file,
+            buf,
+            done,
+            direct,
+            ..
         }) = &mut self.ops[slot]
         else {
             unreachable!()
@@ -507,6 +523,21 @@ impl Worker {
         let display = file.path.display().to_string();
         if res == -libc::EINTR || res == -libc::EAGAIN {
             return self.push_range(slot);
+        }
+        if std::mem::take(direct) {
+            if res >= 0 && res as usize >= buf.len() {
+                // The aligned span covered the range (it may run past the end of the file).
+                return self.finish(slot, Ok(()));
+            }
+            if res == -libc::EINVAL {
+                // This filesystem does not take direct reads after all.
+                file.refuse_direct();
+                return self.push_range(slot);
+            }
+            if res >= 0 {
+                // Short: read it again through the page cache, which says how short.
+                return self.push_range(slot);
+            }
         }
         if res < 0 {
             let e = ReadError::Io {
