@@ -6,6 +6,9 @@
 # benches/RESULTS.md.
 #   benches/run.sh [SCALE]      SCALE multiplies the workloads' sizes (default 1)
 #   S3FERRY_BIN=path benches/run.sh ...   to measure an already built binary
+#   BENCH_ONLY=w3,w6 benches/run.sh ...   only these workloads (w2 and w3 include their 5 ms RTT
+#                                         and s3s-fs rows; w4 needs w2's data, w5 w1's); writes
+#                                         benches/RESULTS-w3,w6.md, leaving RESULTS.md alone
 # Workloads (at SCALE 1): W1 registry mix (20k links + 1,000 blobs around 15 MB), W2 100k x 4 KiB,
 # W3 4 x 1 GiB, W4 no-op rerun of W2, W5 check --one-way of W1, W6 1M x 71 B with a 64 MiB
 # budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour);
@@ -92,6 +95,26 @@ CONF
 done
 endpoint_of() { sed -n "/^\[$1\]/,/^\[/s/^endpoint = //p" "$conf"; }
 
+# --- fair starts ----------------------------------------------------------------------------------
+# want W: whether workload W is in this run (BENCH_ONLY, a comma list; empty means all).
+only=${BENCH_ONLY:-}
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+# Cold reads for everyone: a migration reads data nobody has read lately, and a tool run after
+# another would otherwise find the source in the page cache. Needs root; said in the report.
+drop_caches() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; }
+# quiesce: wait (at most 2 minutes) until the servers have used under 10% of a core for a second,
+# so that work left over from the run before (bluestore compaction after 100k small objects,
+# purging a bucket) is not charged to whoever runs next.
+quiesce() {
+  local hz a b
+  hz=$(getconf CLK_TCK)
+  for _ in $(seq 120); do
+    a=$(server_ticks rgw); sleep 1; b=$(server_ticks rgw)
+    [ $((b - a)) -lt $((hz / 10)) ] && return 0
+  done
+  echo "servers still busy after 2 minutes; measuring anyway" >&2
+}
+
 # --- runs -----------------------------------------------------------------------------------------
 results=$out/results.tsv
 : >"$out/md5floor.tsv"
@@ -132,6 +155,8 @@ run() {
   local remote=$1 w=$2 tool=$3 units=$4; shift 4
   echo "$w $tool: $*" >&2
   local t=$out/time.txt rc=0 before
+  drop_caches
+  quiesce
   before=$(server_ticks "$remote")
   /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >"$out/last.log" 2>&1 || rc=$?
   local server_cpu
@@ -166,21 +191,35 @@ sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buc
 w1_units="$(bytes_of "$d/w1") B"
 w2_units="$(files_of "$d/w2") files"
 w3_units="$(bytes_of "$d/w3") B"
+
+# Warm-up: RGW creates its data pools on the first object and the multipart pool on the first
+# multipart upload, which takes seconds; whoever ran first would pay for it.
+mkdir -p "$out/warm"
+head -c $((24 << 20)) /dev/urandom >"$out/warm/big"
+echo small >"$out/warm/small"
+b=warm-up
+"$s3ferry" --config "$conf" sync "$out/warm" "rgw:$b" --create-bucket --s3-upload-cutoff 5Mi --s3-chunk-size 5Mi >/dev/null 2>&1 ||
+  echo "warm-up sync to RGW failed; measuring anyway" >&2
+drop_bucket rgw
+rm -rf "$out/warm"
+
 # The big buckets first, each removed before the next: the OSD's file then never holds more
 # than one copy of W1 and the kept small-file buckets.
-sync_all "W1 registry mix" "$d/w1" rgw "$w1_units"
+want w1 && sync_all "W1 registry mix" "$d/w1" rgw "$w1_units"
 # W5: check --one-way of W1 (s3ferry and rclone; the others have no check).
-bucket rgw w5
-"$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
-run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
-run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
-drop_bucket rgw
+if want w5; then
+  bucket rgw w5
+  "$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
+  run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
+  run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
+  drop_bucket rgw
+fi
 
-sync_all "W3 large files" "$d/w3" rgw "$w3_units"
-sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
+want w3 && sync_all "W3 large files" "$d/w3" rgw "$w3_units"
+want w2 && sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
-for tool in s3ferry rclone s5cmd "aws cli"; do
+want w4 && for tool in s3ferry rclone s5cmd "aws cli"; do
   bucket rgw w4
   "$s3ferry" --config "$conf" sync "$d/w2" "rgw:$b" >/dev/null 2>&1
   ep=$(endpoint_of rgw)
@@ -192,38 +231,42 @@ for tool in s3ferry rclone s5cmd "aws cli"; do
   esac
 done
 
-sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units" keep
-sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"
+want w2 && sync_all "W2 small files, 5 ms RTT" "$d/w2" slow "$w2_units" keep
+want w3 && sync_all "W3 large files, 5 ms RTT" "$d/w3" slow "$w3_units"
 
 # Secondary server: s3s-fs. W3 for comparison with RGW; W6, a million files of 71 bytes (at
 # scale 1) with a 64 MiB buffer budget: peak RSS must stay within the budget + 64 MiB, however
 # many files there are. s3ferry only: this is about its memory.
-sync_all "W3 large files (s3s-fs)" "$d/w3" fs "$w3_units"
-bucket fs w6
-run fs "W6 1M tiny files, 64 MiB budget (s3s-fs)" s3ferry "$(files_of "$d/w6") files" \
-  "$s3ferry" --config "$conf" sync "$d/w6" "fs:$b" --max-buffer-memory 64M
-drop_bucket fs
+want w3 && sync_all "W3 large files (s3s-fs)" "$d/w3" fs "$w3_units"
+if want w6; then
+  bucket fs w6
+  run fs "W6 1M tiny files, 64 MiB budget (s3s-fs)" s3ferry "$(files_of "$d/w6") files" \
+    "$s3ferry" --config "$conf" sync "$d/w6" "fs:$b" --max-buffer-memory 64M
+  drop_bucket fs
+fi
 
 # The MD5 floor: CPU-seconds to MD5 the W1 and W3 bytes once (coreutils md5sum). In registry
 # mode s3ferry also proves every blob's SHA-256, so W1 gets a second floor: SHA-256 of its blobs
 # (Python's hashlib, which is OpenSSL's and uses the CPU's SHA extensions where it has them).
 floor() { # floor KIND WORKLOAD COMMAND...
   local k=$1 w=$2; shift 2
+  drop_caches
   /usr/bin/time -f "%U %S" -o "$out/md5.txt" "$@"
   read -r u s <"$out/md5.txt"
   printf '%s\t%s\t%s\n' "$k" "$w" "$(awk "BEGIN{print $u + $s}")" >>"$out/md5floor.tsv"
 }
 for w in w1 w3; do
-  floor md5 "$w" bash -c "find '$d/$w' -type f -print0 | xargs -0 md5sum >/dev/null"
+  want "$w" && floor md5 "$w" bash -c "find '$d/$w' -type f -print0 | xargs -0 md5sum >/dev/null"
 done
-floor sha256 w1 python3 -c 'import hashlib, pathlib, sys
+want w1 && floor sha256 w1 python3 -c 'import hashlib, pathlib, sys
 for p in pathlib.Path(sys.argv[1]).rglob("data"):
     with open(p, "rb") as f:
         hashlib.file_digest(f, "sha256")' "$d/w1/docker/registry/v2/blobs"
 
-BENCH_NOTES=${BENCH_NOTES:-} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
+report=benches/RESULTS${only:+-$only}.md
+BENCH_NOTES=${BENCH_NOTES:-${only:+Only workloads $only of a full run.}} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
   "Ceph RGW: $(radosgw --version | head -1 | cut -d' ' -f1-3), one OSD on bluestore (a sparse file on the same disk), beast frontend" \
   "s3s-fs 0.14.1" "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" \
-  >benches/RESULTS.md
+  >"$report"
 rm -f "$out/md5floor.tsv"
-cat benches/RESULTS.md
+cat "$report"
