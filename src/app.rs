@@ -82,6 +82,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             println!("s3ferry {}", env!("CARGO_PKG_VERSION"));
             Ok(Exit::Success)
         }
+        Command::Sync(p) if is_s3(&p.src) => run_restore(&g, &p.src, &p.dst, Mode::Sync).await,
+        Command::Copy(p) if is_s3(&p.src) => run_restore(&g, &p.src, &p.dst, Mode::Copy).await,
         Command::Sync(p) => run_sync(&g, &p.src, &p.dst, Mode::Sync).await,
         Command::Copy(p) => run_sync(&g, &p.src, &p.dst, Mode::Copy).await,
         Command::Check(p) => run_check(&g, &p.src, &p.dst).await,
@@ -104,6 +106,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             })
         }
     }
+}
+
+/// Whether a location names S3 (a remote, an on-the-fly remote or an `s3://` URL); unparsable
+/// text is left for the command to report.
+fn is_s3(text: &str) -> bool {
+    matches!(remote::parse_location(text), Ok(Location::S3(_)))
+}
+
+/// `copy REMOTE:BUCKET[/P] DIR`: restore objects into a directory.
+async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Result<Exit> {
+    let root = match remote::parse_location(dst)? {
+        Location::Local(p) => p,
+        Location::S3(_) => {
+            return Err(UsageError(
+                "copying from S3 to S3 is not supported yet: restore into a directory, then copy that"
+                    .into(),
+            )
+            .into());
+        }
+    };
+    if mode == Mode::Sync {
+        return Err(UsageError(
+            "sync from S3 into a directory (which would delete local files) is not supported yet: use copy, which adds and updates files and deletes nothing".into(),
+        )
+        .into());
+    }
+    if root.exists() && !root.is_dir() {
+        return Err(UsageError(format!(
+            "destination {} is not a directory: pass the directory to restore into",
+            root.display()
+        ))
+        .into());
+    }
+    let (path, settings) = resolve_s3(g, src)?;
+    let aws = path.remote.is_none();
+    let limits = limits(g, &settings);
+    let filter = filter(g, aws)?;
+    let (progress, stats_interval) = progress(g);
+    let store = store(g, path, &settings, &limits).await?;
+    let t = &g.transfer;
+    let opts = crate::restore::RestoreOptions {
+        dry_run: t.dry_run,
+        size_only: t.size_only,
+        ignore_existing: t.ignore_existing,
+        progress,
+        stats_interval,
+    };
+    let summary = crate::restore::run(store, root, filter, limits, opts).await?;
+    write_report(g, &summary)?;
+    Ok(crate::class::exit_for_file_errors(
+        summary.errors_temporary,
+        summary.errors_permanent,
+    ))
 }
 
 fn source_dir(text: &str) -> anyhow::Result<PathBuf> {

@@ -416,6 +416,11 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
     if !meta.is_file() {
         return Some(Entry::Item(Item::Special(rel)));
     }
+    if crate::download::is_partial(name) {
+        // A download an interrupted restore left: not part of the tree.
+        tracing::debug!("{rel}: an unfinished download, left out");
+        return None;
+    }
     let len = scan.prefix.len() + rel.len();
     if len > MAX_KEY_LEN {
         return err(WalkError::KeyTooLong { path: rel, len });
@@ -432,6 +437,17 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn unfinished_downloads_are_not_part_of_the_tree() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("data"), b"x").unwrap();
+        fs::write(d.path().join(".data.s3ferry-partial"), b"half").unwrap();
+        fs::write(d.path().join(".hidden"), b"y").unwrap();
+        let w = walk(d.path(), "", &Filter::default(), false, 1);
+        let rels: Vec<&str> = w.files.iter().map(|f| f.rel.as_str()).collect();
+        assert_eq!(rels, [".hidden", "data"]);
+    }
 
     #[test]
     fn walks_sorted_regular_files_only() {

@@ -9,4 +9,4 @@ tests/setup.sh --moto-only
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --lib --test cli --test check --test sync --test faults --test reliability \
-  --test dropin --test registry --test io_engine --test shard
+  --test dropin --test registry --test io_engine --test shard --test restore

@@ -659,3 +659,67 @@ fn an_empty_etag_in_the_answer_is_proven_by_head() {
         }
     }
 }
+
+/// A restore from a server that sends the wrong bytes for an object (same size, another MD5)
+/// or stalls mid-body: the object is an error naming it, nothing is left under its name or as
+/// a partial file, and the good object beside it is restored.
+#[test]
+fn a_restore_never_keeps_bytes_that_do_not_match_the_etag_or_a_stalled_body() {
+    // Every listed object is 1 byte with the ETag of "a".
+    let server = bad_server(|req, _| {
+        let body: &[u8] = match req.path.rsplit('/').next().unwrap_or_default() {
+            "good" => b"a",
+            "bad" => b"b",
+            _ => b"",
+        };
+        match req.method.as_str() {
+            "GET" if req.is_list() => Reply::list_page(&["bad", "good", "stall"], false, None),
+            "GET" if req.path.ends_with("/stall") => Reply::Stall {
+                status: 200,
+                len: 1,
+                sent: Vec::new(),
+            },
+            "GET" | "HEAD" => Reply::Answer {
+                status: 200,
+                headers: vec![
+                    ("ETag".into(), "\"0cc175b9c0f1b6a831c399e269772661\"".into()),
+                    (
+                        "Last-Modified".into(),
+                        "Thu, 01 Jan 2026 00:00:00 GMT".into(),
+                    ),
+                ],
+                body: if req.method == "GET" {
+                    body.to_vec()
+                } else {
+                    Vec::new()
+                },
+            },
+            _ => Reply::error(400, "InvalidRequest", "unexpected"),
+        }
+    });
+    let dst = tempfile::tempdir().unwrap();
+    let d = dst.path().to_str().unwrap();
+    let (err, code, took) = run_at(
+        &server.endpoint(),
+        &[&["copy", "harbor-s3:bkt", d][..], &FAST].concat(),
+        Duration::from_secs(60),
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}: {err}");
+    assert_eq!(code, 5, "wrong bytes and a stall are temporary: {err}");
+    let lines = errors(&err);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"bad\"") && l.contains("do not match")),
+        "{err}"
+    );
+    assert!(lines.iter().any(|l| l.contains("stall")), "{err}");
+    let mut left: Vec<String> = std::fs::read_dir(dst.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["good"], "no bad file, no partial file: {err}");
+    assert_eq!(std::fs::read(dst.path().join("good")).unwrap(), b"a");
+    one_record_per_line(&err);
+}

@@ -76,6 +76,9 @@ pub enum S3Error {
         message: String,
         class: Class,
     },
+    /// A read pinned to an ETag found another version of the object (HTTP 412).
+    #[error("get {key:?}: the object was replaced while it was being read: rerun")]
+    Changed { key: String },
     /// The server answered, but not as S3 must: nothing it said can be trusted.
     #[error("{op} {key:?}: the server broke the S3 protocol: {message}")]
     Protocol {
@@ -94,6 +97,7 @@ impl S3Error {
             | S3Error::NotFound { .. }
             | S3Error::NoSuchUpload { .. }
             | S3Error::NotImplemented { .. } => Class::Permanent,
+            S3Error::Changed { .. } => crate::class::SOURCE_CHANGED,
             S3Error::Service { class, .. } | S3Error::Transport { class, .. } => *class,
             S3Error::Protocol { .. } => crate::class::PROTOCOL,
         }
@@ -1117,6 +1121,51 @@ impl Store {
             deadline: timeout::ceiling(self.idle, size).map(|c| tokio::time::Instant::now() + c),
             key,
         })
+    }
+
+    /// Stream bytes `start..end` of an object (a ranged GET; the whole object when the range
+    /// is empty), with what the response says of the object: its ETag, user metadata and
+    /// encryption (`content_length` is the range's). With `if_match`, only from the object
+    /// version with that ETag ([`S3Error::Changed`] otherwise).
+    pub async fn get_range(
+        &self,
+        rel: &str,
+        start: u64,
+        end: u64,
+        if_match: Option<&str>,
+    ) -> Result<(Body, Head), S3Error> {
+        let key = self.key(rel);
+        bump(&self.requests.get);
+        let range = (end > start).then(|| format!("bytes={start}-{}", end - 1));
+        let out = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(&key)
+            .set_range(range)
+            .set_if_match(if_match.map(String::from))
+            .send()
+            .await
+            .map_err(|e| match classify("get", self.bucket(), &key, e) {
+                S3Error::Service { status: 412, .. } => S3Error::Changed { key: key.clone() },
+                e => e,
+            })?;
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let head = Head {
+            content_length: size,
+            etag: out.e_tag().unwrap_or_default().to_string(),
+            metadata: out.metadata().cloned().unwrap_or_default(),
+            etag_not_md5: kms_or_customer(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
+        };
+        let body = Body {
+            stream: out.body,
+            deadline: timeout::ceiling(self.idle, size).map(|c| tokio::time::Instant::now() + c),
+            key,
+        };
+        Ok((body, head))
     }
 
     /// Delete one object (relative key). DeleteObject rather than DeleteObjects: the batch call

@@ -1,0 +1,575 @@
+//! Stage: download, the mirror of [`crate::upload`] for restores (`REMOTE:BUCKET[/P]` → a
+//! directory). This module holds what every download needs before a byte moves: where an
+//! object's bytes may land on the local filesystem.
+//!
+//! A key is not a path. S3 allows keys no filesystem can hold as they are (`a//b`, `../x`, a
+//! NUL, a 300-byte name), and a restore that followed such a key could write outside its
+//! directory. So every key is mapped to a path under the destination root by one checked
+//! function, and a key that cannot be mapped is an error naming the key, never a crash and
+//! never a file elsewhere. Keys ending in `/` with no bytes are the "folders" that consoles
+//! create: there is nothing to restore for them.
+//!
+//! A download is written beside its target under a hidden temporary name and renamed into
+//! place only once proven, so the final name never holds a partial file: the parts are fetched
+//! with ranged GETs (all of them pinned to the listed ETag, with `If-Match`), a group at a
+//! time, hashed in SIMD lanes as they arrive when the object's part layout is known (our
+//! recorded part size, or part 1's length from a HEAD), and the composite ETag (or the MD5 of
+//! a single-part object) is recomputed from the bytes written; where the layout is not known,
+//! the written file is hashed against the likely part sizes, as `check` does. Then fsync, the
+//! mtime from the object's `mtime` metadata (rclone's) or its LastModified, rename, and fsync
+//! of the directory.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::etag::{ETag, Md5Digest, PartPlan};
+use crate::limits::Limits;
+use crate::list::DstEntry;
+use crate::read::{Budget, ReadError, Stamp};
+use crate::report::Stats;
+use crate::s3::{self, Head, S3Error, Store};
+
+/// The longest file name Linux filesystems take (`NAME_MAX`), in bytes.
+pub const NAME_MAX: usize = 255;
+/// The longest path the kernel takes in one call (`PATH_MAX`, with its NUL), in bytes.
+pub const PATH_MAX: usize = 4095;
+/// What names a download in progress: `.NAME` + this.
+pub const PARTIAL_SUFFIX: &str = ".s3ferry-partial";
+
+/// Why a key cannot be restored as a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// A folder marker (`photos/`, no bytes): nothing to restore, not an error to count.
+    #[error("{key:?}: a folder marker, not a file")]
+    FolderMarker { key: String },
+    #[error(
+        "{key:?}: has an empty path component (a leading '/', '//' or a trailing '/'): rename the object, or exclude it with --exclude"
+    )]
+    EmptyComponent { key: String },
+    #[error(
+        "{key:?}: has a '.' or '..' path component, which would leave its directory: rename the object, or exclude it with --exclude"
+    )]
+    DotComponent { key: String },
+    #[error("{key:?}: contains a NUL byte, which no filesystem takes in a name: rename the object")]
+    Nul { key: String },
+    #[error(
+        "{key:?}: the component {component:?} is {len} bytes, more than the {NAME_MAX} a file name may have: rename the object, or exclude it with --exclude"
+    )]
+    NameTooLong {
+        key: String,
+        component: String,
+        len: usize,
+    },
+    #[error(
+        "{key:?}: the local path would be {len} bytes, more than the {PATH_MAX} Linux takes: restore a longer prefix into a shorter directory, or rename the object"
+    )]
+    PathTooLong { key: String, len: usize },
+    #[error(
+        "{key:?}: ends in {PARTIAL_SUFFIX:?}, the name s3ferry gives downloads in progress: rename the object"
+    )]
+    Reserved { key: String },
+}
+
+/// The path under `root` that the object `rel` (its key relative to the source prefix) is
+/// restored to, or why it cannot be.
+pub fn local_path(root: &Path, rel: &str, size: u64) -> Result<PathBuf, KeyError> {
+    let key = || rel.to_string();
+    if rel.ends_with('/') && size == 0 && !rel.trim_end_matches('/').contains("//") {
+        return Err(KeyError::FolderMarker { key: key() });
+    }
+    if rel.contains('\0') {
+        return Err(KeyError::Nul { key: key() });
+    }
+    let mut path = root.to_path_buf();
+    for component in rel.split('/') {
+        match component {
+            "" => return Err(KeyError::EmptyComponent { key: key() }),
+            "." | ".." => return Err(KeyError::DotComponent { key: key() }),
+            c if c.len() > NAME_MAX => {
+                return Err(KeyError::NameTooLong {
+                    key: key(),
+                    component: c.to_string(),
+                    len: c.len(),
+                });
+            }
+            c => path.push(c),
+        }
+    }
+    if rel.ends_with(PARTIAL_SUFFIX) {
+        return Err(KeyError::Reserved { key: key() });
+    }
+    let len = path.as_os_str().len();
+    if len > PATH_MAX {
+        return Err(KeyError::PathTooLong { key: key(), len });
+    }
+    Ok(path)
+}
+
+/// Where the download of `target` is written until it is proven: a hidden name in the same
+/// directory (so the final rename is atomic), `.NAME.s3ferry-partial`; for a name too long to
+/// take the prefix and suffix, its MD5 in their place.
+pub fn partial_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = if 1 + name.len() + PARTIAL_SUFFIX.len() <= NAME_MAX {
+        format!(".{name}{PARTIAL_SUFFIX}")
+    } else {
+        format!(
+            ".{}{PARTIAL_SUFFIX}",
+            hex::encode(crate::etag::md5_of(name.as_bytes()))
+        )
+    };
+    target.with_file_name(partial)
+}
+
+/// Whether a local file name is a download in progress (left by an interrupted restore):
+/// never a source file to upload, never a file to keep.
+pub fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// Why an object was not restored.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error(
+        "{key:?}: {got} bytes received where {want} were expected: the object changed while it was read; rerun"
+    )]
+    Short { key: String, got: u64, want: u64 },
+    #[error(
+        "{key:?}: the bytes received do not match the object's ETag {etag} ({got}): nothing was written under its name; rerun"
+    )]
+    Integrity {
+        key: String,
+        etag: String,
+        got: String,
+    },
+}
+
+impl DownloadError {
+    pub fn class(&self) -> crate::class::Class {
+        match self {
+            DownloadError::S3(e) => e.class(),
+            DownloadError::Short { .. } | DownloadError::Integrity { .. } => {
+                crate::class::Class::Temporary
+            }
+            DownloadError::Key(_) | DownloadError::Io { .. } => crate::class::Class::Permanent,
+        }
+    }
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> DownloadError {
+    DownloadError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// How a restored file was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The MD5 of the bytes written equals the single-part ETag.
+    Md5,
+    /// The composite of the parts' MD5s equals the multipart ETag.
+    Composite,
+    /// The ETag is not an MD5 (SSE-KMS, SSE-C, a server's own format): sizes only.
+    Unproven,
+}
+
+/// What a download needs from its run.
+#[derive(Clone)]
+pub struct Fetcher {
+    pub store: Arc<Store>,
+    pub budget: Budget,
+    pub limits: Limits,
+    pub stats: Arc<Stats>,
+}
+
+/// The mtime an object carries: rclone's `mtime` metadata (seconds, a dot, nanoseconds), or
+/// else its LastModified.
+pub fn object_mtime(head: &Head, last_modified: SystemTime) -> SystemTime {
+    s3::recorded_mtime(&head.metadata)
+        .and_then(parse_mtime)
+        .unwrap_or(last_modified)
+}
+
+/// `1609459200.000000005` (and rclone's shorter fractions) as a time.
+pub fn parse_mtime(v: &str) -> Option<SystemTime> {
+    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let secs: u64 = secs.parse().ok()?;
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// The object's part size, when it can be known before any byte is read: the size we record,
+/// or part 1's length (a HEAD with `partNumber=1`), whichever splits the object into the
+/// ETag's part count; a single-part object is one part.
+fn known_part_size(etag: &ETag, size: u64, head: &Head, part_one: bool) -> Option<u64> {
+    match etag {
+        ETag::Md5(_) => Some(size.max(1)),
+        ETag::Multipart { parts, .. } => {
+            let mut hints = Vec::new();
+            if let Some(p) = s3::recorded_part_size(&head.metadata) {
+                hints.push(p);
+            }
+            if part_one {
+                hints.push(head.content_length);
+            }
+            hints
+                .into_iter()
+                .find(|&p| crate::etag::fits(size, p, *parts))
+        }
+        ETag::Opaque(_) => None,
+    }
+}
+
+/// Restore `obj` (a listed object) to `target`, proven, with its mtime. The directories on
+/// the way are created. On failure nothing is left under the target's name, and the partial
+/// file is removed.
+pub async fn restore(f: &Fetcher, obj: &DstEntry, target: &Path) -> Result<Proof, DownloadError> {
+    let partial = partial_path(target);
+    let r = fetch(f, obj, target, &partial).await;
+    if r.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    r
+}
+
+async fn fetch(
+    f: &Fetcher,
+    obj: &DstEntry,
+    target: &Path,
+    partial: &Path,
+) -> Result<Proof, DownloadError> {
+    let rel = &obj.rel;
+    // One HEAD: the ETag every range is pinned to, the metadata, and part 1's length.
+    let (head, part_one) = match f.store.head(rel, Some(1)).await {
+        Ok(h) => (h, true),
+        Err(
+            S3Error::NotImplemented { .. }
+            | S3Error::Service {
+                status: 400 | 416, ..
+            },
+        ) => (f.store.head(rel, None).await?, false),
+        Err(e) => return Err(e.into()),
+    };
+    // The listing's ETag is the version this restore is about; every GET is pinned to it. (A
+    // HEAD with partNumber may answer with the part's own ETag, as moto does.)
+    let etag = ETag::parse(&obj.etag);
+    let size = obj.size;
+    let layout = known_part_size(&etag, size, &head, part_one);
+    // Fetch in the object's own parts when they are known (each is then hashed as it
+    // arrives); in chunks otherwise.
+    let part = match layout {
+        Some(p) if p <= f.limits.buffer_memory => p,
+        _ => f.limits.chunk_size,
+    };
+    let plan = PartPlan::with_part_size(size, part);
+    let hash_parts = layout == Some(part);
+
+    if let Some(dir) = target.parent() {
+        let d = dir.to_path_buf();
+        blocking(dir, move || std::fs::create_dir_all(&d)).await?;
+    }
+    let file = {
+        let p = partial.to_path_buf();
+        Arc::new(
+            blocking(partial, move || {
+                let file = std::fs::File::create(&p)?;
+                file.set_len(size)?;
+                Ok(file)
+            })
+            .await?,
+        )
+    };
+
+    let per_group = (f.limits.parts_per_file.max(1) as u64).min(plan.count.max(1));
+    let mut md5s: Vec<Md5Digest> = Vec::with_capacity(plan.count as usize);
+    // User metadata as the first GET carries it: a HEAD with partNumber may leave it out.
+    let mut metadata = None;
+    let mut next = 0u64;
+    while next < plan.count {
+        let numbers: Vec<u64> = (next..(next + per_group).min(plan.count)).collect();
+        next += numbers.len() as u64;
+        let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
+        let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
+        let bufs = f.budget.buffers(&lens).await;
+        let gets = ranges
+            .iter()
+            .zip(bufs)
+            .map(|(&(off, len), buf)| get_into(f, rel, &obj.etag, off, len, buf));
+        let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
+            .await?
+            .into_iter()
+            .unzip();
+        if metadata.is_none() && !metas.is_empty() {
+            metadata = Some(metas.swap_remove(0));
+        }
+        let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if hash_parts {
+            crate::read::hasher::md5_all(filled)
+                .await
+                .into_iter()
+                .map(|(b, d)| (b, Some(d)))
+                .collect()
+        } else {
+            filled.into_iter().map(|b| (b.freeze(), None)).collect()
+        };
+        let writes = ranges.iter().zip(hashed).map(|(&(off, _), (data, d))| {
+            if let Some(d) = d {
+                md5s.push(d);
+            }
+            let file = file.clone();
+            blocking(partial, move || file.write_all_at(&data, off))
+        });
+        futures::future::try_join_all(writes.collect::<Vec<_>>()).await?;
+    }
+
+    let proof = prove(obj, &etag, &head, &md5s, hash_parts, partial).await?;
+
+    let mtime = s3::recorded_mtime(&head.metadata)
+        .or_else(|| metadata.as_ref().and_then(|m| s3::recorded_mtime(m)))
+        .and_then(parse_mtime)
+        .unwrap_or(obj.last_modified);
+    {
+        let file = file.clone();
+        blocking(partial, move || {
+            file.sync_all()?;
+            file.set_modified(mtime)
+        })
+        .await?;
+    }
+    drop(file);
+    let (from, to) = (partial.to_path_buf(), target.to_path_buf());
+    blocking(target, move || {
+        std::fs::rename(&from, &to)?;
+        // The rename itself is durable once its directory is.
+        match to.parent() {
+            Some(dir) => std::fs::File::open(dir)?.sync_all(),
+            None => Ok(()),
+        }
+    })
+    .await?;
+    Ok(proof)
+}
+
+/// Bytes `off..off + len` of the object, pinned to `etag`, into `buf`: exactly that many.
+async fn get_into(
+    f: &Fetcher,
+    rel: &str,
+    etag: &str,
+    off: u64,
+    len: u64,
+    mut buf: crate::read::Buffer,
+) -> Result<(crate::read::Buffer, Metadata), DownloadError> {
+    let (mut body, head) = f.store.get_range(rel, off, off + len, Some(etag)).await?;
+    let dst = buf.as_mut_slice();
+    let mut got = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        let end = got + chunk.len();
+        if end > dst.len() {
+            return Err(DownloadError::Short {
+                key: rel.to_string(),
+                got: off + end as u64,
+                want: off + len,
+            });
+        }
+        dst[got..end].copy_from_slice(&chunk);
+        got = end;
+        Stats::add(&f.stats.bytes_done, chunk.len() as u64);
+    }
+    if got as u64 != len {
+        return Err(DownloadError::Short {
+            key: rel.to_string(),
+            got: off + got as u64,
+            want: off + len,
+        });
+    }
+    Ok((buf, head.metadata))
+}
+
+type Metadata = std::collections::HashMap<String, String>;
+
+/// Check the bytes written against the ETag: from the parts' MD5s when they were hashed in
+/// flight, else by hashing the written file.
+async fn prove(
+    obj: &DstEntry,
+    etag: &ETag,
+    head: &Head,
+    md5s: &[Md5Digest],
+    hashed: bool,
+    partial: &Path,
+) -> Result<Proof, DownloadError> {
+    if head.etag_not_md5 || matches!(etag, ETag::Opaque(_)) {
+        return Ok(Proof::Unproven);
+    }
+    let got: Vec<ETag> = if hashed {
+        vec![match etag {
+            ETag::Md5(_) => ETag::Md5(
+                md5s.first()
+                    .copied()
+                    .unwrap_or_else(|| crate::etag::md5_of(&[])),
+            ),
+            _ => ETag::composite(md5s),
+        }]
+    } else {
+        let (single, cands) = match etag {
+            ETag::Md5(_) => (true, Vec::new()),
+            ETag::Multipart { parts, .. } => (
+                false,
+                crate::etag::candidate_part_sizes(obj.size, *parts, &[], 16),
+            ),
+            ETag::Opaque(_) => unreachable!(),
+        };
+        let p = partial.to_path_buf();
+        let stamp = {
+            let m = std::fs::metadata(&p).map_err(|e| io(&p, e))?;
+            Stamp {
+                size: m.len(),
+                mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            }
+        };
+        let h = crate::read::blocking(&obj.rel, move || {
+            crate::verify::hash_file(&p, stamp, single, &cands, false)
+        })
+        .await
+        .map_err(|e: ReadError| io(partial, e))?;
+        let mut got: Vec<ETag> = h.md5.map(ETag::Md5).into_iter().collect();
+        got.extend(h.composites);
+        got
+    };
+    if got.contains(etag) {
+        return Ok(match etag {
+            ETag::Md5(_) => Proof::Md5,
+            _ => Proof::Composite,
+        });
+    }
+    Err(DownloadError::Integrity {
+        key: obj.rel.clone(),
+        etag: obj.etag.clone(),
+        got: got
+            .first()
+            .map(|e| format!("computed {e}"))
+            .unwrap_or_else(|| "no part size fits its part count".into()),
+    })
+}
+
+/// Filesystem work on a blocking thread; errors name `path`.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, DownloadError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(io(path, e)),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_paths_under_the_root_or_to_an_error_naming_the_key() {
+        let root = Path::new("/restore");
+        let long = "n".repeat(NAME_MAX);
+        let too_long = "n".repeat(NAME_MAX + 1);
+        let ok: &[(&str, &str)] = &[
+            ("a", "/restore/a"),
+            (
+                "docker/registry/v2/blobs/sha256/ab/abcd/data",
+                "/restore/docker/registry/v2/blobs/sha256/ab/abcd/data",
+            ),
+            ("dir/.hidden", "/restore/dir/.hidden"),
+            ("..x/x..", "/restore/..x/x.."),
+            ("sp ace/ü", "/restore/sp ace/ü"),
+            ("back\\slash", "/restore/back\\slash"),
+        ];
+        for (rel, want) in ok {
+            assert_eq!(
+                local_path(root, rel, 1).unwrap(),
+                Path::new(want),
+                "{rel:?}"
+            );
+        }
+        assert_eq!(
+            local_path(root, &format!("d/{long}"), 1).unwrap(),
+            root.join("d").join(&long)
+        );
+
+        type Check = fn(&KeyError) -> bool;
+        let bad: &[(&str, u64, Check)] = &[
+            ("photos/", 0, |e| matches!(e, KeyError::FolderMarker { .. })),
+            ("a/b/", 0, |e| matches!(e, KeyError::FolderMarker { .. })),
+            // A trailing '/' with bytes is an object a file cannot hold.
+            ("photos/", 5, |e| {
+                matches!(e, KeyError::EmptyComponent { .. })
+            }),
+            ("/abs", 1, |e| matches!(e, KeyError::EmptyComponent { .. })),
+            ("a//b", 1, |e| matches!(e, KeyError::EmptyComponent { .. })),
+            ("a//b/", 0, |e| matches!(e, KeyError::EmptyComponent { .. })),
+            ("", 0, |e| matches!(e, KeyError::EmptyComponent { .. })),
+            ("..", 1, |e| matches!(e, KeyError::DotComponent { .. })),
+            ("../etc/passwd", 1, |e| {
+                matches!(e, KeyError::DotComponent { .. })
+            }),
+            ("a/../../b", 1, |e| {
+                matches!(e, KeyError::DotComponent { .. })
+            }),
+            ("a/./b", 1, |e| matches!(e, KeyError::DotComponent { .. })),
+            ("a\0b", 1, |e| matches!(e, KeyError::Nul { .. })),
+            (".x.s3ferry-partial", 1, |e| {
+                matches!(e, KeyError::Reserved { .. })
+            }),
+        ];
+        for (rel, size, is) in bad {
+            let e = local_path(root, rel, *size).unwrap_err();
+            assert!(is(&e), "{rel:?}: {e}");
+            assert!(
+                e.to_string().contains(&format!("{rel:?}")),
+                "names the key: {e}"
+            );
+        }
+        let e = local_path(root, &format!("d/{too_long}/f"), 1).unwrap_err();
+        assert!(
+            matches!(&e, KeyError::NameTooLong { len, .. } if *len == NAME_MAX + 1),
+            "{e}"
+        );
+        let deep = vec![long.as_str(); 17].join("/");
+        let e = local_path(root, &deep, 1).unwrap_err();
+        assert!(matches!(e, KeyError::PathTooLong { .. }), "{e}");
+    }
+
+    #[test]
+    fn downloads_in_progress_sit_beside_their_target_under_a_hidden_name() {
+        let t = Path::new("/r/blobs/data");
+        let p = partial_path(t);
+        assert_eq!(p, Path::new("/r/blobs/.data.s3ferry-partial"));
+        assert!(is_partial(&p.file_name().unwrap().to_string_lossy()));
+        assert!(!is_partial("data"));
+        // A name at the limit still gets a partial name within it, in the same directory.
+        let long = Path::new("/r").join("n".repeat(NAME_MAX));
+        let p = partial_path(&long);
+        assert_eq!(p.parent(), Some(Path::new("/r")));
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.len() <= NAME_MAX && is_partial(&name), "{name}");
+        assert_ne!(partial_path(&Path::new("/r").join("m".repeat(NAME_MAX))), p);
+    }
+}

@@ -1,0 +1,351 @@
+//! `copy REMOTE:BUCKET[/PREFIX] DIR`: restore objects into a local directory (rolling a
+//! migration back, or bringing a registry back onto a volume), on the same march as every
+//! other command: the listing is the source side, a walk of the directory the destination
+//! side, and each key is one decision ([`decide`]).
+//!
+//! Every object written is proven (see [`crate::download`]) and lands under its name only
+//! once whole. A file already there is kept when its size and mtime equal the object's (the
+//! mtime the object records, else its LastModified: what a restore sets), so a rerun fetches
+//! only what is missing or different. Files only in the directory are left alone: `copy`
+//! deletes nothing, and `sync` in this direction is refused until deleting local files has
+//! the same safety rules as deleting objects.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::download::{self, DownloadError, Fetcher, KeyError, Proof};
+use crate::filter::Filter;
+use crate::limits::Limits;
+use crate::list::{self, DstEntry};
+use crate::march::{LocalSide, March, RemoteSide, Step};
+use crate::read::Budget;
+use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::s3::{S3Error, Store};
+use crate::walk::{self, SrcEntry};
+
+/// How to run a restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub dry_run: bool,
+    /// Keep any file of the same size (`--size-only`), or any file at all
+    /// (`--ignore-existing`).
+    pub size_only: bool,
+    pub ignore_existing: bool,
+    pub progress: ProgressMode,
+    pub stats_interval: Duration,
+}
+
+/// What a restore did, for the exit code, the summary line and `--report`.
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreSummary {
+    pub objects_source: u64,
+    pub files_restored: u64,
+    pub bytes_restored: u64,
+    pub files_unchanged: u64,
+    /// Folder markers (`photos/`, no bytes): nothing to restore.
+    pub folder_markers: u64,
+    /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C): sizes only.
+    pub hash_not_comparable: u64,
+    pub errors_temporary: u64,
+    pub errors_permanent: u64,
+    pub dry_run: bool,
+    pub elapsed_seconds: f64,
+    pub requests: crate::s3::RequestSnapshot,
+    pub errors: Vec<String>,
+}
+
+impl RestoreSummary {
+    pub fn errors(&self) -> u64 {
+        self.errors_temporary + self.errors_permanent
+    }
+
+    fn error(&mut self, class: crate::class::Class, message: String) {
+        tracing::error!("{message}");
+        if class == crate::class::Class::Temporary {
+            self.errors_temporary += 1;
+        } else {
+            self.errors_permanent += 1;
+        }
+        if self.errors.len() < crate::sync::ERRORS_KEPT {
+            self.errors.push(message);
+        }
+    }
+}
+
+/// What to do with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Fetch,
+    Keep,
+    /// Same size, mtime unknown until a HEAD: fetch unless the object's mtime equals the
+    /// file's.
+    CompareMtime,
+}
+
+/// The decision for an object and the file at its path, if any.
+pub fn decide(obj: &DstEntry, local: Option<&SrcEntry>, opts: &RestoreOptions) -> Decision {
+    match local {
+        None => Decision::Fetch,
+        Some(_) if opts.ignore_existing => Decision::Keep,
+        Some(l) if l.size != obj.size => Decision::Fetch,
+        Some(_) if opts.size_only => Decision::Keep,
+        Some(_) => Decision::CompareMtime,
+    }
+}
+
+/// Whether two mtimes are the same instant, allowing for a filesystem that keeps whole
+/// seconds only.
+pub fn same_mtime(a: SystemTime, b: SystemTime) -> bool {
+    if a == b {
+        return true;
+    }
+    let split = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| (d.as_secs(), d.subsec_nanos()))
+            .unwrap_or((0, 0))
+    };
+    let ((sa, na), (sb, nb)) = (split(a), split(b));
+    sa == sb && (na == 0 || nb == 0)
+}
+
+enum Done {
+    Restored(u64, Proof),
+    Unchanged,
+}
+
+/// Restore everything under the store's prefix into `root`.
+pub async fn run(
+    store: Arc<Store>,
+    root: PathBuf,
+    filter: Filter,
+    limits: Limits,
+    opts: RestoreOptions,
+) -> anyhow::Result<RestoreSummary> {
+    let mut summary = RestoreSummary {
+        dry_run: opts.dry_run,
+        ..RestoreSummary::default()
+    };
+    if !opts.dry_run {
+        std::fs::create_dir_all(&root).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the destination directory {}: {e}",
+                root.display()
+            )
+        })?;
+    }
+    let listing = list::start(&store, &filter, limits.checkers).await?;
+    let walked = walk::spawn(
+        root.clone(),
+        String::new(),
+        filter.clone(),
+        false,
+        limits.walk_threads,
+    );
+    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
+    let fetcher = Fetcher {
+        store: store.clone(),
+        budget: Budget::new(limits.buffer_memory),
+        limits: limits.clone(),
+        stats: stats.clone(),
+    };
+    let progress =
+        (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
+    let mut march = March::new(RemoteSide::new(listing), LocalSide::new(walked), None);
+    let mut tasks: JoinSet<(String, Result<Done, DownloadError>)> = JoinSet::new();
+    let mut failed: Option<S3Error> = None;
+    loop {
+        while tasks.len() >= limits.transfers.max(1) {
+            if let Some(j) = tasks.join_next().await {
+                record(&mut summary, &stats, j);
+            }
+        }
+        let step = match march.next().await {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Some(Ok(m)) => m.step,
+        };
+        let (obj, local) = match step {
+            Step::SrcOnly(obj) => (obj, None),
+            Step::Both(obj, local) => (obj, Some(local)),
+            Step::DstOnly(_) => continue,
+            Step::Error(e) => {
+                // A file of the directory that cannot be used (a symlink, a bad name).
+                summary.error(crate::class::Class::Permanent, e.to_string());
+                continue;
+            }
+        };
+        if download::is_partial(obj.rel.rsplit('/').next().unwrap_or_default()) {
+            continue;
+        }
+        summary.objects_source += 1;
+        let target = match download::local_path(&root, &obj.rel, obj.size) {
+            Ok(t) => t,
+            Err(KeyError::FolderMarker { .. }) => {
+                summary.folder_markers += 1;
+                continue;
+            }
+            Err(e) => {
+                summary.error(crate::class::Class::Permanent, e.to_string());
+                continue;
+            }
+        };
+        let decision = decide(&obj, local.as_ref(), &opts);
+        if decision == Decision::Keep {
+            summary.files_unchanged += 1;
+            continue;
+        }
+        Stats::add(&stats.files_total, 1);
+        Stats::add(&stats.bytes_total, obj.size);
+        if opts.dry_run {
+            tracing::warn!("{}: would restore (dry run)", obj.rel);
+            continue;
+        }
+        let (f, local_mtime) = (fetcher.clone(), local.map(|l| l.mtime));
+        tasks.spawn(async move {
+            let r = restore_one(&f, &obj, &target, decision, local_mtime).await;
+            (obj.rel, r)
+        });
+    }
+    while let Some(j) = tasks.join_next().await {
+        record(&mut summary, &stats, j);
+    }
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    summary.requests = store.requests.snapshot();
+    tracing::warn!(
+        "{} | restored {} files ({}), {} unchanged, {} errors",
+        stats.line(),
+        summary.files_restored,
+        report::bytes(summary.bytes_restored),
+        summary.files_unchanged,
+        summary.errors()
+    );
+    Ok(summary)
+}
+
+async fn restore_one(
+    f: &Fetcher,
+    obj: &DstEntry,
+    target: &Path,
+    decision: Decision,
+    local_mtime: Option<SystemTime>,
+) -> Result<Done, DownloadError> {
+    let _flight = f.stats.start_one();
+    if decision == Decision::CompareMtime
+        && let Some(local) = local_mtime
+    {
+        let head = f.store.head(&obj.rel, None).await?;
+        if same_mtime(download::object_mtime(&head, obj.last_modified), local) {
+            Stats::add(&f.stats.bytes_done, obj.size);
+            return Ok(Done::Unchanged);
+        }
+    }
+    let proof = download::restore(f, obj, target).await?;
+    Ok(Done::Restored(obj.size, proof))
+}
+
+fn record(
+    summary: &mut RestoreSummary,
+    stats: &Stats,
+    joined: Result<(String, Result<Done, DownloadError>), tokio::task::JoinError>,
+) {
+    match joined {
+        Ok((_, Ok(Done::Unchanged))) => {
+            summary.files_unchanged += 1;
+            Stats::add(&stats.files_done, 1);
+        }
+        Ok((rel, Ok(Done::Restored(bytes, proof)))) => {
+            summary.files_restored += 1;
+            summary.bytes_restored += bytes;
+            Stats::add(&stats.files_done, 1);
+            if proof == Proof::Unproven {
+                summary.hash_not_comparable += 1;
+                tracing::warn!("{rel}: restored, but its ETag is not an MD5: sizes only");
+            } else {
+                tracing::info!("{rel}: restored ({proof:?} proven)");
+            }
+        }
+        Ok((_, Err(e))) => {
+            Stats::add(&stats.errors, 1);
+            summary.error(e.class(), e.to_string());
+        }
+        Err(e) => summary.error(crate::class::Class::Permanent, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(size: u64) -> DstEntry {
+        DstEntry {
+            rel: "a".into(),
+            size,
+            etag: String::new(),
+            last_modified: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn file(size: u64) -> SrcEntry {
+        SrcEntry {
+            rel: "a".into(),
+            path: PathBuf::from("/d/a"),
+            size,
+            mtime: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let plain = RestoreOptions {
+            dry_run: false,
+            size_only: false,
+            ignore_existing: false,
+            progress: ProgressMode::Off,
+            stats_interval: Duration::ZERO,
+        };
+        let size_only = RestoreOptions {
+            size_only: true,
+            ..plain.clone()
+        };
+        let existing = RestoreOptions {
+            ignore_existing: true,
+            ..plain.clone()
+        };
+        let table = [
+            (&plain, None, Decision::Fetch),
+            (&plain, Some(5), Decision::Fetch),
+            (&plain, Some(4), Decision::CompareMtime),
+            (&size_only, Some(4), Decision::Keep),
+            (&size_only, Some(5), Decision::Fetch),
+            (&size_only, None, Decision::Fetch),
+            (&existing, Some(5), Decision::Keep),
+            (&existing, None, Decision::Fetch),
+        ];
+        for (opts, local, want) in table {
+            let l = local.map(file);
+            assert_eq!(decide(&obj(4), l.as_ref(), opts), want, "{local:?}");
+        }
+    }
+
+    #[test]
+    fn mtimes_match_exactly_or_to_the_second_where_a_filesystem_drops_fractions() {
+        let t = |s, n| SystemTime::UNIX_EPOCH + Duration::new(s, n);
+        assert!(same_mtime(t(10, 5), t(10, 5)));
+        assert!(same_mtime(t(10, 5), t(10, 0)));
+        assert!(!same_mtime(t(10, 5), t(10, 6)));
+        assert!(!same_mtime(t(10, 0), t(11, 0)));
+    }
+}
