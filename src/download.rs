@@ -220,15 +220,16 @@ pub fn parse_mtime(v: &str) -> Option<SystemTime> {
 /// The object's part size, when it can be known before any byte is read: the size we record,
 /// or part 1's length (a HEAD with `partNumber=1`), whichever splits the object into the
 /// ETag's part count; a single-part object is one part.
-fn known_part_size(etag: &ETag, size: u64, head: &Head, part_one: bool) -> Option<u64> {
+fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> Option<u64> {
     match etag {
         ETag::Md5(_) => Some(size.max(1)),
         ETag::Multipart { parts, .. } => {
+            let (head, part_one) = head?;
             let mut hints = Vec::new();
             if let Some(p) = s3::recorded_part_size(&head.metadata) {
                 hints.push(p);
             }
-            if part_one {
+            if *part_one {
                 hints.push(head.content_length);
             }
             hints
@@ -239,7 +240,8 @@ fn known_part_size(etag: &ETag, size: u64, head: &Head, part_one: bool) -> Optio
     }
 }
 
-/// Restore `obj` (a listed object) to `target`, proven, with its mtime. The directories on
+/// Restore `obj` (a listed object) to `target`, proven, with its mtime: one GET per part,
+/// plus one HEAD for a multipart object. The directories on
 /// the way are created. On failure nothing is left under the target's name, and the partial
 /// file is removed.
 pub async fn restore(f: &Fetcher, obj: &DstEntry, target: &Path) -> Result<Proof, DownloadError> {
@@ -258,22 +260,26 @@ async fn fetch(
     partial: &Path,
 ) -> Result<Proof, DownloadError> {
     let rel = &obj.rel;
-    // One HEAD: the ETag every range is pinned to, the metadata, and part 1's length.
-    let (head, part_one) = match f.store.head(rel, Some(1)).await {
-        Ok(h) => (h, true),
-        Err(
-            S3Error::NotImplemented { .. }
-            | S3Error::Service {
-                status: 400 | 416, ..
-            },
-        ) => (f.store.head(rel, None).await?, false),
-        Err(e) => return Err(e.into()),
-    };
-    // The listing's ETag is the version this restore is about; every GET is pinned to it. (A
-    // HEAD with partNumber may answer with the part's own ETag, as moto does.)
+    // The listing's ETag is the version this restore is about; every GET is pinned to it.
     let etag = ETag::parse(&obj.etag);
+    // A multipart object's part layout comes from one HEAD (our recorded part size, or part
+    // 1's length); a single-part object needs none: its metadata and encryption come with the
+    // first GET. (A HEAD with partNumber may answer with the part's own ETag, as moto does.)
+    let head = match etag {
+        ETag::Multipart { .. } => Some(match f.store.head(rel, Some(1)).await {
+            Ok(h) => (h, true),
+            Err(
+                S3Error::NotImplemented { .. }
+                | S3Error::Service {
+                    status: 400 | 416, ..
+                },
+            ) => (f.store.head(rel, None).await?, false),
+            Err(e) => return Err(e.into()),
+        }),
+        _ => None,
+    };
     let size = obj.size;
-    let layout = known_part_size(&etag, size, &head, part_one);
+    let layout = known_part_size(&etag, size, head.as_ref());
     // Fetch in the object's own parts when they are known (each is then hashed as it
     // arrives); in chunks otherwise.
     let part = match layout {
@@ -301,8 +307,9 @@ async fn fetch(
 
     let per_group = (f.limits.parts_per_file.max(1) as u64).min(plan.count.max(1));
     let mut md5s: Vec<Md5Digest> = Vec::with_capacity(plan.count as usize);
-    // User metadata as the first GET carries it: a HEAD with partNumber may leave it out.
-    let mut metadata = None;
+    // What the first GET says of the object: its metadata (a HEAD with partNumber may leave
+    // it out) and its encryption.
+    let mut first_get: Option<Head> = None;
     let mut next = 0u64;
     while next < plan.count {
         let numbers: Vec<u64> = (next..(next + per_group).min(plan.count)).collect();
@@ -318,8 +325,8 @@ async fn fetch(
             .await?
             .into_iter()
             .unzip();
-        if metadata.is_none() && !metas.is_empty() {
-            metadata = Some(metas.swap_remove(0));
+        if first_get.is_none() && !metas.is_empty() {
+            first_get = Some(metas.swap_remove(0));
         }
         let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if hash_parts {
             crate::read::hasher::md5_all(filled)
@@ -340,10 +347,14 @@ async fn fetch(
         futures::future::try_join_all(writes.collect::<Vec<_>>()).await?;
     }
 
-    let proof = prove(obj, &etag, &head, &md5s, hash_parts, partial).await?;
+    let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
+    let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
+    let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, partial).await?;
 
-    let mtime = s3::recorded_mtime(&head.metadata)
-        .or_else(|| metadata.as_ref().and_then(|m| s3::recorded_mtime(m)))
+    let mtime = heads
+        .iter()
+        .flatten()
+        .find_map(|h| s3::recorded_mtime(&h.metadata))
         .and_then(parse_mtime)
         .unwrap_or(obj.last_modified);
     {
@@ -376,7 +387,7 @@ async fn get_into(
     off: u64,
     len: u64,
     mut buf: crate::read::Buffer,
-) -> Result<(crate::read::Buffer, Metadata), DownloadError> {
+) -> Result<(crate::read::Buffer, Head), DownloadError> {
     let (mut body, head) = f.store.get_range(rel, off, off + len, Some(etag)).await?;
     let dst = buf.as_mut_slice();
     let mut got = 0usize;
@@ -401,22 +412,20 @@ async fn get_into(
             want: off + len,
         });
     }
-    Ok((buf, head.metadata))
+    Ok((buf, head))
 }
-
-type Metadata = std::collections::HashMap<String, String>;
 
 /// Check the bytes written against the ETag: from the parts' MD5s when they were hashed in
 /// flight, else by hashing the written file.
 async fn prove(
     obj: &DstEntry,
     etag: &ETag,
-    head: &Head,
+    not_md5: bool,
     md5s: &[Md5Digest],
     hashed: bool,
     partial: &Path,
 ) -> Result<Proof, DownloadError> {
-    if head.etag_not_md5 || matches!(etag, ETag::Opaque(_)) {
+    if not_md5 || matches!(etag, ETag::Opaque(_)) {
         return Ok(Proof::Unproven);
     }
     let got: Vec<ETag> = if hashed {

@@ -76,6 +76,10 @@ fn a_directory_comes_back_byte_identical_with_its_mtimes_and_a_rerun_fetches_not
     ok(&out);
     assert_eq!(r["files_restored"], tree.len() as u64, "{r}");
     assert_eq!(r["hash_not_comparable"], 0, "{r}");
+    // One HEAD per multipart object (its part layout), none for the others.
+    let multipart = list(&b).iter().filter(|o| o.etag.contains('-')).count();
+    assert_eq!(multipart, 2, "the 23 MiB and the 5 MiB file");
+    assert_eq!(r["requests"]["head"], multipart as u64, "{r}");
     assert_eq!(
         r["errors_temporary"].as_u64().unwrap() + r["errors_permanent"].as_u64().unwrap(),
         0
