@@ -447,13 +447,7 @@ async fn prove(
             ETag::Opaque(_) => unreachable!(),
         };
         let p = partial.to_path_buf();
-        let stamp = {
-            let m = std::fs::metadata(&p).map_err(|e| io(&p, e))?;
-            Stamp {
-                size: m.len(),
-                mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            }
-        };
+        let stamp = Stamp::of(&p).map_err(|e| io(&p, e))?;
         let h = crate::read::blocking(&obj.rel, move || {
             crate::verify::hash_file(&p, stamp, single, &cands, false)
         })

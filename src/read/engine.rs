@@ -256,11 +256,7 @@ mod tests {
     use crate::read::{Budget, DIRECT_ALIGN};
 
     fn stamp(p: &Path) -> Stamp {
-        let m = std::fs::metadata(p).unwrap();
-        Stamp {
-            size: m.len(),
-            mtime: m.modified().unwrap(),
-        }
+        Stamp::of(p).unwrap()
     }
 
     /// Parts read past the page cache, through it after the filesystem refused, and through

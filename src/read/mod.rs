@@ -65,6 +65,17 @@ pub struct Stamp {
     pub mtime: SystemTime,
 }
 
+impl Stamp {
+    /// The file at `path` as it is now.
+    pub fn of(path: &Path) -> std::io::Result<Stamp> {
+        let m = std::fs::metadata(path)?;
+        Ok(Stamp {
+            size: m.len(),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        })
+    }
+}
+
 /// A source file opened read-only.
 #[derive(Debug)]
 pub struct SourceFile {
@@ -254,11 +265,7 @@ mod tests {
     use std::io::Write;
 
     fn stamp(path: &Path) -> Stamp {
-        let m = std::fs::metadata(path).unwrap();
-        Stamp {
-            size: m.len(),
-            mtime: m.modified().unwrap(),
-        }
+        Stamp::of(path).unwrap()
     }
 
     #[test]

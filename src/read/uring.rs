@@ -604,11 +604,7 @@ mod tests {
     use super::*;
 
     fn stamp(p: &Path) -> Stamp {
-        let m = std::fs::metadata(p).unwrap();
-        Stamp {
-            size: m.len(),
-            mtime: m.modified().unwrap(),
-        }
+        Stamp::of(p).unwrap()
     }
 
     #[tokio::test]

@@ -1105,22 +1105,7 @@ impl Store {
 
     /// Stream an object's bytes.
     pub async fn get(&self, rel: &str) -> Result<Body, S3Error> {
-        let key = self.key(rel);
-        bump(&self.requests.get);
-        let out = self
-            .client
-            .get_object()
-            .bucket(self.bucket())
-            .key(&key)
-            .send()
-            .await
-            .map_err(|e| classify("get", self.bucket(), &key, e))?;
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        Ok(Body {
-            stream: out.body,
-            deadline: timeout::ceiling(self.idle, size).map(|c| tokio::time::Instant::now() + c),
-            key,
-        })
+        Ok(self.get_range(rel, 0, 0, None).await?.0)
     }
 
     /// Stream bytes `start..end` of an object (a ranged GET; the whole object when the range
