@@ -150,6 +150,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         dry_run: t.dry_run,
         size_only: t.size_only,
         ignore_existing: t.ignore_existing,
+        direct_io: t.direct_io == crate::read::DirectIo::Auto,
         progress,
         stats_interval,
     };

@@ -35,6 +35,8 @@ pub struct RestoreOptions {
     /// (`--ignore-existing`).
     pub size_only: bool,
     pub ignore_existing: bool,
+    /// `--direct-io auto`: large files are written past the page cache.
+    pub direct_io: bool,
     pub progress: ProgressMode,
     pub stats_interval: Duration,
 }
@@ -151,6 +153,7 @@ pub async fn run(
         budget: Budget::new(limits.buffer_memory),
         limits: limits.clone(),
         stats: stats.clone(),
+        direct: opts.direct_io,
     };
     let progress =
         (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
@@ -313,6 +316,7 @@ mod tests {
             dry_run: false,
             size_only: false,
             ignore_existing: false,
+            direct_io: true,
             progress: ProgressMode::Off,
             stats_interval: Duration::ZERO,
         };
