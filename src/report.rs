@@ -331,8 +331,11 @@ where
 /// With `file` (`--log-file`), records are appended there instead of stderr.
 pub fn init_logging(level: Level, all: bool, json: bool, file: Option<std::fs::File>) {
     let lib = if all { level } else { level.min(Level::WARN) };
+    // The credential chain warns for every provider that has nothing (IMDS, SSO, …); when
+    // none has credentials, the request's error says so, with the fix.
+    let chain = if all { "" } else { ",aws_config=error" };
     let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{lib},s3ferry={level}",
+        "{lib},s3ferry={level}{chain}",
         lib = lib.as_str().to_ascii_lowercase(),
         level = level.as_str().to_ascii_lowercase()
     ));

@@ -723,3 +723,38 @@ fn a_restore_never_keeps_bytes_that_do_not_match_the_etag_or_a_stalled_body() {
     assert_eq!(std::fs::read(dst.path().join("good")).unwrap(), b"a");
     one_record_per_line(&err);
 }
+
+/// No credentials anywhere (a remote with `env_auth = true`, nothing in the environment, no
+/// profile): one line that names every way to give them, exit 2, before any transfer.
+#[test]
+fn no_credentials_is_one_line_naming_the_fix_with_exit_2() {
+    let server = bad_server(|_, _| Reply::list_page(&[], false, None));
+    let home = Home::with_conf(&format!(
+        "[bare]\ntype = s3\nprovider = Other\nenv_auth = true\nendpoint = {}\nforce_path_style = true\n",
+        server.endpoint()
+    ));
+    let src = source();
+    let s = src.path().to_str().unwrap();
+    let out = s3ferry_bounded(
+        &home,
+        &[&["sync", s, "bare:bkt"][..], &FAST].concat(),
+        &[],
+        Duration::from_secs(60),
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    let lines = errors(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("no credentials")
+            && lines[0].contains("AWS_ACCESS_KEY_ID")
+            && lines[0].contains("--profile"),
+        "{err}"
+    );
+    assert_eq!(server.total(), 0, "nothing was sent unsigned: {err}");
+    assert!(
+        !err.contains("provider failed"),
+        "no credential-chain noise: {err}"
+    );
+    one_record_per_line(&err);
+}

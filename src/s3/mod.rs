@@ -76,6 +76,11 @@ pub enum S3Error {
         message: String,
         class: Class,
     },
+    /// No credentials: none configured, and none from the environment's providers.
+    #[error(
+        "no credentials for bucket {bucket:?}: set access_key_id and secret_access_key (or env_auth = true) in the remote, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile (--profile)"
+    )]
+    NoCredentials { bucket: String },
     /// A read pinned to an ETag found another version of the object (HTTP 412).
     #[error("get {key:?}: the object was replaced while it was being read: rerun")]
     Changed { key: String },
@@ -98,6 +103,7 @@ impl S3Error {
             | S3Error::NoSuchUpload { .. }
             | S3Error::NotImplemented { .. } => Class::Permanent,
             S3Error::Changed { .. } => crate::class::SOURCE_CHANGED,
+            S3Error::NoCredentials { .. } => Class::Config,
             S3Error::Service { class, .. } | S3Error::Transport { class, .. } => *class,
             S3Error::Protocol { .. } => crate::class::PROTOCOL,
         }
@@ -120,6 +126,12 @@ impl S3Error {
 
 /// The transport failure inside an error, if any, as our one-line message and kind (the
 /// connector's own, or one read off the I/O error beneath).
+/// Whether a request failed because no credentials could be found or loaded.
+fn no_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |c| c.source())
+        .any(|c| c.is::<aws_credential_types::provider::error::CredentialsError>())
+}
+
 fn find_transport(err: &(dyn std::error::Error + 'static)) -> Option<http::TransportError> {
     let below_http = |c: &(dyn std::error::Error + 'static)| {
         c.is::<http::TransportError>()
@@ -155,6 +167,11 @@ where
                 key,
                 message: format!("no complete answer within {}", timeout::CEILING),
                 class: Class::Temporary,
+            };
+        }
+        SdkError::DispatchFailure(_) if no_credentials(&err) => {
+            return S3Error::NoCredentials {
+                bucket: bucket.to_string(),
             };
         }
         SdkError::DispatchFailure(d) => {
