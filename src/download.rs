@@ -614,6 +614,22 @@ mod tests {
     }
 
     #[test]
+    fn mtimes_read_back_as_rclone_and_s3ferry_write_them() {
+        let t = |s, n| Some(SystemTime::UNIX_EPOCH + Duration::new(s, n));
+        assert_eq!(parse_mtime("1609459200.000000005"), t(1_609_459_200, 5));
+        assert_eq!(
+            parse_mtime(&s3::format_mtime(t(7, 123_456_789).unwrap())),
+            t(7, 123_456_789)
+        );
+        assert_eq!(parse_mtime("1609459200.5"), t(1_609_459_200, 500_000_000));
+        assert_eq!(parse_mtime("1609459200"), t(1_609_459_200, 0));
+        assert_eq!(parse_mtime(" 12.25 "), t(12, 250_000_000));
+        for bad in ["", "abc", "1.1234567891", "1.-5", "-1.0", "1.2e3"] {
+            assert_eq!(parse_mtime(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn downloads_in_progress_sit_beside_their_target_under_a_hidden_name() {
         let t = Path::new("/r/blobs/data");
         let p = partial_path(t);

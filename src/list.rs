@@ -78,12 +78,16 @@ impl Listing {
     /// markers and objects the filter excludes are left out (so never deleted). Cancel-safe.
     pub async fn next(&mut self) -> Option<Result<Vec<DstEntry>, S3Error>> {
         loop {
-            if let Some((pages, _)) = self.chains.front_mut() {
+            if let Some((pages, task)) = self.chains.front_mut() {
                 if let Some(page) = pages.recv().await {
                     return Some(Ok(self.keep(page)));
                 }
-                let (_, task) = self.chains.pop_front().expect("front chain");
-                match task.await.expect("lister") {
+                // The chain stays in place until its lister's result is in: a caller that
+                // gives up waiting here (a `select!`) must not lose the chain's error, or an
+                // incomplete listing would look complete.
+                let r = task.await.expect("lister");
+                self.chains.pop_front();
+                match r {
                     Ok(()) => continue,
                     Err(e) => return Some(Err(e)),
                 }
@@ -473,6 +477,33 @@ fn spread(cuts: Vec<String>, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller that stops waiting while a chain's lister is finishing (sync and check wait
+    /// on the listing inside `select!`) must still get that lister's error on the next call:
+    /// an error lost there made a listing cut short look complete, and a sync then deleted.
+    #[tokio::test]
+    async fn a_chain_error_survives_a_caller_that_stops_waiting() {
+        let mut listing = Listing::empty();
+        let (tx, rx) = mpsc::channel::<Vec<Listed>>(1);
+        drop(tx);
+        let task = tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Err(S3Error::protocol(
+                "list",
+                "b",
+                "the listing does not advance",
+            ))
+        });
+        listing.chains.push_back((rx, task));
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(20), listing.next()).await;
+        assert!(waited.is_err(), "still waiting for the lister");
+        match listing.next().await {
+            Some(Err(e)) => assert!(e.to_string().contains("does not advance"), "{e}"),
+            other => panic!("the error was lost: {other:?}"),
+        }
+        assert!(listing.next().await.is_none());
+    }
 
     #[test]
     fn common_prefixes() {
