@@ -184,9 +184,6 @@ pub async fn run(
                 continue;
             }
         };
-        if download::is_partial(obj.rel.rsplit('/').next().unwrap_or_default()) {
-            continue;
-        }
         summary.objects_source += 1;
         let target = match download::local_path(&root, &obj.rel, obj.size) {
             Ok(t) => t,
