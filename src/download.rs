@@ -136,8 +136,6 @@ pub fn is_partial(name: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error(transparent)]
     S3(#[from] S3Error),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
@@ -162,7 +160,7 @@ impl DownloadError {
             DownloadError::Short { .. } | DownloadError::Integrity { .. } => {
                 crate::class::Class::Temporary
             }
-            DownloadError::Key(_) | DownloadError::Io { .. } => crate::class::Class::Permanent,
+            DownloadError::Io { .. } => crate::class::Class::Permanent,
         }
     }
 }
@@ -202,14 +200,14 @@ pub struct Fetcher {
 /// page cache (measured: that copy was 62 % of a restore's CPU samples), where the filesystem
 /// allows it. The aligned body of each part goes that way; a part's unaligned tail, and any
 /// part in a buffer that is not page-aligned, through the page cache.
-struct Written {
+struct PartialFile {
     file: std::fs::File,
     direct: Option<std::fs::File>,
     refused: std::sync::atomic::AtomicBool,
 }
 
-impl Written {
-    fn create(path: &Path, size: u64, direct: bool) -> std::io::Result<Written> {
+impl PartialFile {
+    fn create(path: &Path, size: u64, direct: bool) -> std::io::Result<PartialFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::File::create(path)?;
         file.set_len(size)?;
@@ -222,7 +220,7 @@ impl Written {
                     .ok()
             })
             .flatten();
-        Ok(Written {
+        Ok(PartialFile {
             file,
             direct,
             refused: std::sync::atomic::AtomicBool::new(false),
@@ -251,10 +249,15 @@ impl Written {
     }
 }
 
-/// The mtime an object carries: rclone's `mtime` metadata (seconds, a dot, nanoseconds), or
-/// else its LastModified.
-pub fn object_mtime(head: &Head, last_modified: SystemTime) -> SystemTime {
-    s3::recorded_mtime(&head.metadata)
+/// The mtime an object carries: rclone's `mtime` metadata (seconds, a dot, nanoseconds) in
+/// the first of `heads` that has it, or else its LastModified.
+pub fn object_mtime<'a>(
+    heads: impl IntoIterator<Item = &'a Head>,
+    last_modified: SystemTime,
+) -> SystemTime {
+    heads
+        .into_iter()
+        .find_map(|h| s3::recorded_mtime(&h.metadata))
         .and_then(parse_mtime)
         .unwrap_or(last_modified)
 }
@@ -323,15 +326,9 @@ async fn fetch(
     // 1's length); a single-part object needs none: its metadata and encryption come with the
     // first GET. (A HEAD with partNumber may answer with the part's own ETag, as moto does.)
     let head = match etag {
-        ETag::Multipart { .. } => Some(match f.store.head(rel, Some(1)).await {
-            Ok(h) => (h, true),
-            Err(
-                S3Error::NotImplemented { .. }
-                | S3Error::Service {
-                    status: 400 | 416, ..
-                },
-            ) => (f.store.head(rel, None).await?, false),
-            Err(e) => return Err(e.into()),
+        ETag::Multipart { .. } => Some(match f.store.head_part_one(rel).await? {
+            Some(h) => (h, true),
+            None => (f.store.head(rel, None).await?, false),
         }),
         _ => None,
     };
@@ -355,10 +352,12 @@ async fn fetch(
             partial.to_path_buf(),
             f.direct && size >= crate::read::DIRECT_FROM,
         );
-        Arc::new(blocking(partial, move || Written::create(&p, size, direct)).await?)
+        Arc::new(blocking(partial, move || PartialFile::create(&p, size, direct)).await?)
     };
 
-    let per_group = (f.limits.parts_per_file.max(1) as u64).min(plan.count.max(1));
+    let per_group = f
+        .budget
+        .group_of(part, f.limits.parts_per_file, plan.count, 1);
     let mut md5s: Vec<Md5Digest> = Vec::with_capacity(plan.count as usize);
     // What the first GET says of the object: its metadata (a HEAD with partNumber may leave
     // it out) and its encryption.
@@ -390,26 +389,20 @@ async fn fetch(
         } else {
             filled.into_iter().map(|b| (b.freeze(), None)).collect()
         };
-        let writes = ranges.iter().zip(hashed).map(|(&(off, _), (data, d))| {
-            if let Some(d) = d {
-                md5s.push(d);
-            }
+        let mut writes = Vec::with_capacity(hashed.len());
+        for (&(off, _), (data, d)) in ranges.iter().zip(hashed) {
+            md5s.extend(d);
             let file = file.clone();
-            blocking(partial, move || file.write_at(&data, off))
-        });
-        futures::future::try_join_all(writes.collect::<Vec<_>>()).await?;
+            writes.push(blocking(partial, move || file.write_at(&data, off)));
+        }
+        futures::future::try_join_all(writes).await?;
     }
 
     let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
     let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
     let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, partial).await?;
 
-    let mtime = heads
-        .iter()
-        .flatten()
-        .find_map(|h| s3::recorded_mtime(&h.metadata))
-        .and_then(parse_mtime)
-        .unwrap_or(obj.last_modified);
+    let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
     {
         let file = file.clone();
         blocking(partial, move || {

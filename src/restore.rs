@@ -247,7 +247,7 @@ async fn restore_one(
         && let Some(local) = local_mtime
     {
         let head = f.store.head(&obj.rel, None).await?;
-        if same_mtime(download::object_mtime(&head, obj.last_modified), local) {
+        if same_mtime(download::object_mtime([&head], obj.last_modified), local) {
             Stats::add(&f.stats.bytes_done, obj.size);
             return Ok(Done::Unchanged);
         }

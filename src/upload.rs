@@ -611,7 +611,11 @@ async fn send_parts(
     let mut md5s = vec![[0u8; 16]; n];
     let mut etags = vec![String::new(); n];
     let mut reused = 0u64;
-    let per_group = group_size(ctx, plan);
+    // Two groups out at once: one uploading while the next is read and hashed.
+    let part = plan.range(0).1;
+    let per_group = ctx
+        .budget
+        .group_of(part, ctx.limits.parts_per_file, plan.count, 2);
     let uploading = Arc::new(Semaphore::new(ctx.limits.parts_per_file.max(1)));
     let mut tasks = JoinSet::new();
     let mut next = 0u64;
@@ -666,17 +670,6 @@ async fn send_parts(
         });
     }
     Ok((md5s, etags, reused))
-}
-
-/// Parts per group: as many as upload at once, fewer when two groups would not fit the memory
-/// budget (then a group waits for the one before it to finish, never for part of the budget).
-fn group_size(ctx: &UploadCtx, plan: &PartPlan) -> u64 {
-    let part = plan.range(0).1;
-    let mut g = (ctx.limits.parts_per_file.max(1) as u64).min(plan.count.max(1));
-    while g > 1 && !ctx.budget.fits(&vec![part; 2 * g as usize]) {
-        g -= 1;
-    }
-    g
 }
 
 /// One group of parts of a file: read and hashed together, then uploaded.

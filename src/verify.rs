@@ -337,16 +337,11 @@ async fn verify_multipart(
     // HEAD already made for the ETag serves when it holds a part size that fits.
     let recorded = |h: &Head| s3::recorded_part_size(&h.metadata);
     let head = match headed {
-        Some(h) if recorded(&h).is_some_and(|p| crate::etag::fits(src.size, p, parts)) => Ok(h),
-        _ => store.head(&src.rel, Some(1)).await,
-    };
-    let head = match head {
-        Ok(h) => Some(h),
-        Err(S3Error::NotImplemented { .. }) => None,
-        Err(S3Error::Service {
-            status: 400 | 416, ..
-        }) => None,
-        Err(e) => return Verdict::Error(e.to_string()),
+        Some(h) if recorded(&h).is_some_and(|p| crate::etag::fits(src.size, p, parts)) => Some(h),
+        _ => match store.head_part_one(&src.rel).await {
+            Ok(h) => h,
+            Err(e) => return Verdict::Error(e.to_string()),
+        },
     };
     if head.as_ref().is_some_and(|h| h.etag_not_md5) {
         return cannot_prove(

@@ -140,6 +140,17 @@ impl Budget {
         out
     }
 
+    /// Parts of `part` bytes per group, for a file of `count` parts read a group at a time
+    /// with `out` groups held at once: `most` (the parts that transfer at once), fewer when
+    /// `out` such groups would not fit the budget, down to one part.
+    pub fn group_of(&self, part: u64, most: usize, count: u64, out: usize) -> u64 {
+        let mut g = (most.max(1) as u64).min(count.max(1));
+        while g > 1 && !self.fits(&vec![part; out * g as usize]) {
+            g -= 1;
+        }
+        g
+    }
+
     /// Whether buffers for all of `lens` can be held at once.
     pub fn fits(&self, lens: &[u64]) -> bool {
         let total: u64 = lens

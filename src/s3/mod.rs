@@ -1111,6 +1111,21 @@ impl Store {
         })
     }
 
+    /// HEAD part 1 of an object: its length, with the object's metadata. `None` when the
+    /// server does not take `partNumber` (it answers 501, 400 or 416).
+    pub async fn head_part_one(&self, rel: &str) -> Result<Option<Head>, S3Error> {
+        match self.head(rel, Some(1)).await {
+            Ok(h) => Ok(Some(h)),
+            Err(
+                S3Error::NotImplemented { .. }
+                | S3Error::Service {
+                    status: 400 | 416, ..
+                },
+            ) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether an object exists (one HEAD).
     pub async fn exists(&self, rel: &str) -> Result<bool, S3Error> {
         match self.head(rel, None).await {
