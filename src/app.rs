@@ -82,6 +82,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
             println!("s3ferry {}", env!("CARGO_PKG_VERSION"));
             Ok(Exit::Success)
         }
+        Command::Sync(p) if is_s3(&p.src) && is_s3(&p.dst) => {
+            run_mirror(&g, &p.src, &p.dst, Mode::Sync).await
+        }
+        Command::Copy(p) if is_s3(&p.src) && is_s3(&p.dst) => {
+            run_mirror(&g, &p.src, &p.dst, Mode::Copy).await
+        }
         Command::Sync(p) if is_s3(&p.src) => run_restore(&g, &p.src, &p.dst, Mode::Sync).await,
         Command::Copy(p) if is_s3(&p.src) => run_restore(&g, &p.src, &p.dst, Mode::Copy).await,
         Command::Sync(p) => run_sync(&g, &p.src, &p.dst, Mode::Sync).await,
@@ -112,6 +118,96 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// text is left for the command to report.
 fn is_s3(text: &str) -> bool {
     matches!(remote::parse_location(text), Ok(Location::S3(_)))
+}
+
+/// Whether `--disable` turns server-side copies off; any other name is refused.
+fn copy_disabled(g: &Global) -> anyhow::Result<bool> {
+    let mut off = false;
+    for name in g.transfer.disable.iter().flat_map(|d| d.split(',')) {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "copy" => off = true,
+            "" => {}
+            other => {
+                return Err(UsageError(format!(
+                    "--disable {other}: the only feature s3ferry can turn off is copy (server-side copies)"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(off)
+}
+
+/// Whether two S3 locations overlap: one endpoint, one bucket, and one prefix inside the
+/// other (a sync would copy onto, or delete from, its own source).
+fn overlapping(a: &S3Path, sa: &S3Settings, b: &S3Path, sb: &S3Settings) -> bool {
+    sa.endpoint == sb.endpoint
+        && a.bucket == b.bucket
+        && (a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix))
+}
+
+/// `sync | copy REMOTE:A REMOTE:B`: bucket to bucket.
+async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Result<Exit> {
+    let (src_path, src_settings) = resolve_s3(g, src)?;
+    let (dst_path, dst_settings) = resolve_s3(g, dst)?;
+    if overlapping(&src_path, &src_settings, &dst_path, &dst_settings) {
+        return Err(UsageError(format!(
+            "source {src} and destination {dst} overlap (one bucket, one prefix inside the other): give disjoint locations"
+        ))
+        .into());
+    }
+    // One endpoint and one set of credentials: the destination's client can read the source.
+    let same_endpoint = src_settings.endpoint == dst_settings.endpoint
+        && src_settings.credentials == dst_settings.credentials
+        && src_settings.profile == dst_settings.profile;
+    let server_side = same_endpoint && !copy_disabled(g)?;
+    let aws = dst_path.remote.is_none();
+    let limits = limits(g, &dst_settings);
+    let filter = filter(g, aws)?;
+    let (progress, stats_interval) = progress(g);
+    let src_store = store(g, src_path, &src_settings, &limits).await?;
+    let dst_store = store(g, dst_path, &dst_settings, &limits).await?;
+    let t = &g.transfer;
+    let mode = if mode == Mode::Sync && aws && !t.delete {
+        tracing::warn!(
+            "sync to an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET destinations delete, as rclone sync)"
+        );
+        Mode::Copy
+    } else {
+        mode
+    };
+    let opts = crate::mirror::MirrorOptions {
+        mode,
+        dry_run: t.dry_run,
+        size_only: t.size_only,
+        ignore_existing: t.ignore_existing,
+        checksum: t.checksum,
+        max_delete: u64::try_from(t.max_delete).ok(),
+        server_side,
+        create_bucket: t.create_bucket,
+        location_constraint: dst_settings.location_constraint.clone(),
+        retry: crate::multipart::Retry {
+            again: t.retries.saturating_sub(1),
+            sleep: t.retries_sleep,
+        },
+        progress,
+        stats_interval,
+    };
+    let summary = crate::mirror::run(src_store, dst_store, filter, limits, opts).await?;
+    write_report(g, &summary)?;
+    if summary.max_delete_exceeded {
+        return Ok(Exit::Fatal);
+    }
+    let code =
+        crate::class::exit_for_file_errors(summary.errors_temporary, summary.errors_permanent);
+    if code == Exit::Success
+        && t.error_on_no_transfer
+        && summary.objects_copied == 0
+        && summary.deleted == 0
+    {
+        return Ok(Exit::NoFilesTransferred);
+    }
+    Ok(code)
 }
 
 /// `copy REMOTE:BUCKET[/P] DIR`: restore objects into a directory.

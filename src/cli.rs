@@ -112,6 +112,10 @@ pub struct TransferFlags {
     /// Skip files whose size and content hash match (hashes every same-size file).
     #[arg(short = 'c', long, global = true)]
     pub checksum: bool,
+    /// Features to turn off, comma-separated: `copy` makes bucket-to-bucket copies on one
+    /// endpoint stream through s3ferry (hashed) instead of being copied by the server.
+    #[arg(long, global = true, env = "RCLONE_DISABLE", value_name = "FEATURES")]
+    pub disable: Option<String>,
     /// Skip every file that already exists in the destination, whatever it holds.
     #[arg(long, global = true)]
     pub ignore_existing: bool,

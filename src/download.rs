@@ -280,7 +280,7 @@ pub fn parse_mtime(v: &str) -> Option<SystemTime> {
 /// The object's part size, when it can be known before any byte is read: the size we record,
 /// or part 1's length (a HEAD with `partNumber=1`), whichever splits the object into the
 /// ETag's part count; a single-part object is one part.
-fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> Option<u64> {
+pub fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> Option<u64> {
     match etag {
         ETag::Md5(_) => Some(size.max(1)),
         ETag::Multipart { parts, .. } => {
@@ -298,6 +298,22 @@ fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> Optio
         }
         ETag::Opaque(_) => None,
     }
+}
+
+/// For a multipart object, the HEAD its part layout comes from (part 1's, and whether the
+/// server took `partNumber`); `None` for any other.
+pub async fn layout_head(
+    store: &Store,
+    rel: &str,
+    etag: &ETag,
+) -> Result<Option<(Head, bool)>, S3Error> {
+    Ok(match etag {
+        ETag::Multipart { .. } => Some(match store.head_part_one(rel).await? {
+            Some(h) => (h, true),
+            None => (store.head(rel, None).await?, false),
+        }),
+        _ => None,
+    })
 }
 
 /// Restore `obj` (a listed object) to `target`, proven, with its mtime: one GET per part,
@@ -325,13 +341,7 @@ async fn fetch(
     // A multipart object's part layout comes from one HEAD (our recorded part size, or part
     // 1's length); a single-part object needs none: its metadata and encryption come with the
     // first GET. (A HEAD with partNumber may answer with the part's own ETag, as moto does.)
-    let head = match etag {
-        ETag::Multipart { .. } => Some(match f.store.head_part_one(rel).await? {
-            Some(h) => (h, true),
-            None => (f.store.head(rel, None).await?, false),
-        }),
-        _ => None,
-    };
+    let head = layout_head(&f.store, rel, &etag).await?;
     let size = obj.size;
     let layout = known_part_size(&etag, size, head.as_ref());
     // Fetch in the object's own parts when they are known (each is then hashed as it
@@ -369,10 +379,9 @@ async fn fetch(
         let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
         let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
         let bufs = f.budget.buffers(&lens).await;
-        let gets = ranges
-            .iter()
-            .zip(bufs)
-            .map(|(&(off, len), buf)| get_into(f, rel, &obj.etag, off, len, buf));
+        let gets = ranges.iter().zip(bufs).map(|(&(off, len), buf)| {
+            get_into(&f.store, Some(&f.stats), rel, &obj.etag, (off, len), buf)
+        });
         let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
             .await?
             .into_iter()
@@ -425,16 +434,17 @@ async fn fetch(
     Ok(proof)
 }
 
-/// Bytes `off..off + len` of the object, pinned to `etag`, into `buf`: exactly that many.
-async fn get_into(
-    f: &Fetcher,
+/// Bytes `off..off + len` of the object, pinned to `etag`, into `buf`: exactly that many,
+/// counted as done in `progress` as they arrive.
+pub async fn get_into(
+    store: &Store,
+    progress: Option<&Stats>,
     rel: &str,
     etag: &str,
-    off: u64,
-    len: u64,
+    (off, len): (u64, u64),
     mut buf: crate::read::Buffer,
 ) -> Result<(crate::read::Buffer, Head), DownloadError> {
-    let (mut body, head) = f.store.get_range(rel, off, off + len, Some(etag)).await?;
+    let (mut body, head) = store.get_range(rel, off, off + len, Some(etag)).await?;
     let dst = buf.as_mut_slice();
     let mut got = 0usize;
     while let Some(chunk) = body.next().await {
@@ -449,7 +459,9 @@ async fn get_into(
         }
         dst[got..end].copy_from_slice(&chunk);
         got = end;
-        Stats::add(&f.stats.bytes_done, chunk.len() as u64);
+        if let Some(stats) = progress {
+            Stats::add(&stats.bytes_done, chunk.len() as u64);
+        }
     }
     if got as u64 != len {
         return Err(DownloadError::Short {

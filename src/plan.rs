@@ -112,6 +112,56 @@ fn whole_seconds(t: SystemTime) -> i64 {
     }
 }
 
+/// Why the deletions a sync planned were not made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteRefusal {
+    /// Something failed: what looks extra may only look so.
+    Errors,
+    /// The source is empty: far more often an unmounted volume or a wrong bucket than an
+    /// intent; `--max-delete N` says it is one.
+    EmptySource { n: u64 },
+    /// More deletions than `--max-delete` allows.
+    OverMax { n: u64, max: u64 },
+}
+
+impl DeleteRefusal {
+    /// One line for the log and the report; `src` names the source, `what` the entries to
+    /// delete ("objects", "files").
+    pub fn message(&self, src: &str, what: &str) -> String {
+        match self {
+            DeleteRefusal::Errors => format!("{src}: not deleting {what} as there were IO errors"),
+            DeleteRefusal::EmptySource { n } => format!(
+                "{src}: not deleting {n} {what}: the source is empty (is the volume mounted, the bucket right?); pass --max-delete {n} to allow it"
+            ),
+            DeleteRefusal::OverMax { n, max } => format!(
+                "not deleting: {n} {what} to delete exceeds --max-delete {max}: raise it or check the source"
+            ),
+        }
+    }
+}
+
+/// Whether a sync may make its `n` deletions: only after a run without errors, never
+/// emptying the destination because the source looked empty unless `--max-delete` allows
+/// it, and never more than `--max-delete`. The same rules hold in every direction.
+pub fn may_delete(
+    errors: u64,
+    source_entries: u64,
+    n: u64,
+    max_delete: Option<u64>,
+) -> Result<(), DeleteRefusal> {
+    if n == 0 {
+        return Ok(());
+    }
+    if errors > 0 {
+        return Err(DeleteRefusal::Errors);
+    }
+    match max_delete {
+        None if source_entries == 0 => Err(DeleteRefusal::EmptySource { n }),
+        Some(max) if n > max => Err(DeleteRefusal::OverMax { n, max }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +294,28 @@ mod tests {
             decide(&Pair::DstOnly(&d), SkipRule::SizeAndTime),
             Decision::Delete
         );
+    }
+
+    #[test]
+    fn deletions_wait_for_a_clean_run_a_nonempty_source_and_max_delete() {
+        use DeleteRefusal::*;
+        let table = [
+            ((0, 5, 0, None), Ok(())),
+            ((3, 0, 0, None), Ok(())),
+            ((0, 5, 2, None), Ok(())),
+            ((1, 5, 2, None), Err(Errors)),
+            ((1, 5, 2, Some(100)), Err(Errors)),
+            ((0, 0, 2, None), Err(EmptySource { n: 2 })),
+            ((0, 0, 2, Some(2)), Ok(())),
+            ((0, 5, 3, Some(2)), Err(OverMax { n: 3, max: 2 })),
+            ((0, 5, 2, Some(2)), Ok(())),
+        ];
+        for ((errors, src, n, max), want) in table {
+            assert_eq!(
+                may_delete(errors, src, n, max),
+                want,
+                "{errors} {src} {n} {max:?}"
+            );
+        }
     }
 }

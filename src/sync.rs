@@ -210,8 +210,10 @@ pub async fn run(
         budget: Budget::new(limits.buffer_memory),
         limits: limits.clone(),
         stats: stats.clone(),
-        integrity_retries: opts.integrity_retries,
-        retries_sleep: opts.retries_sleep,
+        retry: crate::multipart::Retry {
+            again: opts.integrity_retries,
+            sleep: opts.retries_sleep,
+        },
         pending: std::sync::OnceLock::new(),
         registry: opts.registry.clone().map(|layout| RegistryCtx {
             layout,
@@ -296,34 +298,23 @@ pub async fn run(
     }
 
     if !deletes.is_empty() && cut.is_none() {
-        if summary.errors() > 0 {
-            tracing::error!("{src_name}: not deleting files as there were IO errors");
-            summary.deletes_refused = true;
-        } else if summary.files_source == 0 && opts.max_delete.is_none() {
-            // An empty source would empty the bucket: far more often an unmounted or wrong
-            // volume than an intent. Make the operator say so.
-            summary.error(
-                false,
-                format!(
-                    "{src_name}: not deleting {n} objects: the source has no files (is the volume mounted?); pass --max-delete {n} to allow it",
-                    n = deletes.len(),
-                ),
-            );
-            summary.deletes_refused = true;
-            summary.max_delete_exceeded = true;
-        } else if opts.max_delete.is_some_and(|m| deletes.len() as u64 > m) {
-            summary.error(
-                false,
-                format!(
-                    "not deleting: {} objects to delete exceeds --max-delete {}: raise it or check the source",
-                    deletes.len(),
-                    opts.max_delete.unwrap_or(0)
-                ),
-            );
-            summary.deletes_refused = true;
-            summary.max_delete_exceeded = true;
-        } else {
-            delete_all(&store, &limits, deletes, &stats, &mut summary).await;
+        match crate::plan::may_delete(
+            summary.errors(),
+            summary.files_source,
+            deletes.len() as u64,
+            opts.max_delete,
+        ) {
+            Ok(()) => delete_all(&store, &limits, deletes, &stats, &mut summary).await,
+            Err(refusal) => {
+                let message = refusal.message(&src_name, "files");
+                if refusal == crate::plan::DeleteRefusal::Errors {
+                    tracing::error!("{message}");
+                } else {
+                    summary.error(false, message);
+                    summary.max_delete_exceeded = true;
+                }
+                summary.deletes_refused = true;
+            }
         }
     }
     if summary.errors() == 0 && cut.is_none() {
@@ -789,28 +780,44 @@ async fn delete_all(
     stats: &Arc<Stats>,
     summary: &mut SyncSummary,
 ) {
-    let sem = Arc::new(Semaphore::new(limits.checkers));
-    let mut set = JoinSet::new();
-    for d in deletes {
-        let (store, sem) = (store.clone(), sem.clone());
-        set.spawn(async move {
-            let _p = sem.acquire_owned().await;
-            let r = store.delete(&d.rel).await;
-            (d.rel, r)
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        let (rel, r) = r.expect("delete task");
+    let rels = deletes.into_iter().map(|d| d.rel).collect();
+    for (rel, r) in delete_objects(store, limits.checkers, rels, stats).await {
         match r {
-            Ok(()) => {
-                summary.deleted += 1;
-                Stats::add(&stats.deletes, 1);
-                tracing::info!("{rel}: Deleted");
-            }
+            Ok(()) => summary.deleted += 1,
             Err(e) => {
                 let t = e.is_temporary();
                 summary.error(t, format!("{rel}: Failed to delete: {e}"));
             }
         }
     }
+}
+
+/// Delete objects (relative keys), `concurrency` at once; each deletion is logged and
+/// counted in `stats` as it succeeds. Returns every outcome.
+pub async fn delete_objects(
+    store: &Arc<Store>,
+    concurrency: usize,
+    rels: Vec<String>,
+    stats: &Stats,
+) -> Vec<(String, Result<(), S3Error>)> {
+    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for rel in rels {
+        let (store, sem) = (store.clone(), sem.clone());
+        set.spawn(async move {
+            let _p = sem.acquire_owned().await;
+            let r = store.delete(&rel).await;
+            (rel, r)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (rel, r) = r.expect("delete task");
+        if r.is_ok() {
+            Stats::add(&stats.deletes, 1);
+            tracing::info!("{rel}: Deleted");
+        }
+        out.push((rel, r));
+    }
+    out
 }

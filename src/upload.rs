@@ -22,10 +22,11 @@ use sha2::{Digest, Sha256};
 
 use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
 use crate::limits::Limits;
+use crate::multipart::{Retry, Session};
 use crate::read::{self, Budget, ReadError, SourceFile};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
-use crate::s3::{self, Head, PartInfo, S3Error, Store, UploadInfo, Written};
+use crate::s3::{self, Head, ObjectMeta, PartInfo, S3Error, Store, UploadInfo, Written};
 use crate::walk::SrcEntry;
 
 /// Why a file was not uploaded.
@@ -94,9 +95,7 @@ pub struct UploadCtx {
     pub budget: Budget,
     pub stats: Arc<Stats>,
     /// Attempts per file or part after an integrity failure (bad digest, ETag mismatch).
-    pub integrity_retries: u32,
-    /// Pause before each of those attempts (`--retries-sleep`).
-    pub retries_sleep: std::time::Duration,
+    pub retry: Retry,
     /// In-progress multipart uploads under the prefix, by absolute key: listed once, before
     /// the first file big enough for multipart is queued (unset when none is).
     pub pending: std::sync::OnceLock<HashMap<String, Vec<UploadInfo>>>,
@@ -174,39 +173,6 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
     )
 }
 
-/// The written object's ETag: the one the write's answer carried, or, when it carried none
-/// (Ceph RGW answers CompleteMultipartUpload with an empty `<ETag>`), the one a HEAD reports.
-/// Either way the ETag is then proven against what we sent; an empty one is never taken as
-/// "not comparable". The HEAD, when one was needed, is handed back for other checks to use.
-async fn with_etag(
-    ctx: &UploadCtx,
-    rel: &str,
-    w: Written,
-) -> Result<(Written, Option<Head>), S3Error> {
-    if !w.etag.trim_matches('"').is_empty() {
-        return Ok((w, None));
-    }
-    let head = ctx.store.head(rel, None).await?;
-    tracing::debug!(
-        "{rel}: the write's answer had no ETag; HEAD says {}",
-        head.etag
-    );
-    let written = Written {
-        etag: head.etag.clone(),
-        etag_not_md5: w.etag_not_md5 || head.etag_not_md5,
-    };
-    Ok((written, Some(head)))
-}
-
-/// Count and log an integrity retry, then pause for `--retries-sleep`.
-async fn before_retry(ctx: &UploadCtx, rel: &str, failure: &str) {
-    Stats::add(&ctx.stats.retries, 1);
-    tracing::info!("{rel}: retrying: {failure}");
-    if !ctx.retries_sleep.is_zero() {
-        tokio::time::sleep(ctx.retries_sleep).await;
-    }
-}
-
 /// Compare a single-PUT ETag with the MD5 we sent.
 pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
     if w.etag_not_md5 || kms_configured {
@@ -221,29 +187,6 @@ pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Resu
         )),
         _ => Ok(Proof::NotComparable),
     }
-}
-
-/// Compare a completed multipart ETag with the composite of our part MD5s.
-pub fn prove_composite(
-    w: &Written,
-    parts: &[Md5Digest],
-    kms_configured: bool,
-) -> Result<Proof, String> {
-    if w.etag_not_md5 || kms_configured {
-        return Ok(Proof::NotComparable);
-    }
-    let want = ETag::composite(parts);
-    match ETag::parse(&w.etag) {
-        got @ ETag::Multipart { .. } if got == want => Ok(Proof::Verified),
-        got @ ETag::Multipart { .. } => Err(format!(
-            "server ETag {got} is not the composite of our parts ({want})"
-        )),
-        _ => Ok(Proof::NotComparable),
-    }
-}
-
-fn is_bad_digest(e: &S3Error) -> bool {
-    matches!(e, S3Error::Service { code, .. } if code == "BadDigest" || code == "InvalidDigest")
 }
 
 /// Upload one file, single or multipart by size.
@@ -271,43 +214,21 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
             return Err(dangling(&entry.rel, &target));
         }
     }
-    let kms = ctx.store.put.etag_not_md5();
-    let mut attempt = 0;
-    loop {
-        let result = match ctx
-            .store
-            .put_object(&entry.rel, data.clone(), &md5, entry.mtime)
-            .await
-        {
-            Ok(w) => with_etag(ctx, &entry.rel, w).await.map(|(w, _)| w),
-            Err(e) => Err(e),
-        };
-        let failure = match result {
-            Ok(w) => match prove_single(&w, &md5, kms) {
-                Ok(proof) => {
-                    Stats::add(&ctx.stats.bytes_done, entry.size);
-                    return Ok(Uploaded {
-                        proof,
-                        reused_bytes: 0,
-                        resumed: false,
-                    });
-                }
-                Err(message) => message,
-            },
-            Err(e) if is_bad_digest(&e) => e.to_string(),
-            Err(e) => return Err(e.into()),
-        };
-        if attempt >= ctx.integrity_retries {
-            // The object may now hold bytes we cannot vouch for; remove it so no later run skips it.
-            let _ = ctx.store.delete(&entry.rel).await;
-            return Err(UploadError::Integrity {
-                path: entry.rel.clone(),
-                message: failure,
-            });
-        }
-        attempt += 1;
-        before_retry(ctx, &entry.rel, &failure).await;
-    }
+    let proof = crate::multipart::put_proven(
+        &ctx.store,
+        &ctx.stats,
+        ctx.retry,
+        &entry.rel,
+        data,
+        md5,
+        &ObjectMeta::file(entry.mtime),
+    )
+    .await?;
+    Ok(Uploaded {
+        proof,
+        reused_bytes: 0,
+        resumed: false,
+    })
 }
 
 /// Whether an interrupted upload's parts fit our plan for this file (same part size).
@@ -388,23 +309,36 @@ async fn upload_multipart(
         (None, Vec::new())
     };
     let resumed = resume.is_some();
-    let (upload_id, existing) = match resume {
+    let (session, existing) = match resume {
         Some((id, parts)) => {
             tracing::info!(
                 "{}: resuming interrupted upload ({} parts already there)",
                 entry.rel,
                 parts.len()
             );
-            (id, parts)
+            let s = Session::adopt(
+                ctx.store.clone(),
+                ctx.stats.clone(),
+                ctx.retry,
+                &entry.rel,
+                id,
+            );
+            (s, parts)
         }
-        None => (
-            ctx.store
-                .create_multipart(&entry.rel, entry.mtime, plan.part_size)
-                .await?,
-            HashMap::new(),
-        ),
+        None => {
+            let s = Session::create(
+                ctx.store.clone(),
+                ctx.stats.clone(),
+                ctx.retry,
+                &entry.rel,
+                &ObjectMeta::file(entry.mtime),
+                plan.part_size,
+            )
+            .await?;
+            (s, HashMap::new())
+        }
     };
-    let existing = Arc::new(existing);
+    let session = Arc::new(session);
 
     // A registry blob must hash to its name: its SHA-256 is computed from the parts as they
     // are read (in order, as each next part arrives) and checked before the upload completes.
@@ -419,8 +353,8 @@ async fn upload_multipart(
     let parts = Parts {
         plan: &plan,
         file: &file,
-        upload_id: &upload_id,
-        existing,
+        session: &session,
+        existing: Arc::new(existing),
         sha: sha.clone(),
     };
     let result = send_parts(&ctx, &entry, parts).await;
@@ -443,12 +377,7 @@ async fn upload_multipart(
         Err(e) => {
             // Keep the upload for the next run to resume when the failure was temporary;
             // otherwise it can never complete, so abort it.
-            if !matches!(&e, UploadError::S3(s) if s.is_temporary()) {
-                let _ = ctx
-                    .store
-                    .abort_multipart(&ctx.store.key(&entry.rel), &upload_id)
-                    .await;
-            }
+            session.end_after(&e).await;
             return Err(e);
         }
     };
@@ -456,28 +385,12 @@ async fn upload_multipart(
     read::blocking(&entry.rel, move || f.check_unchanged())
         .await
         .inspect_err(|_| {
-            let store = ctx.store.clone();
-            let (key, id) = (store.key(&entry.rel), upload_id.clone());
-            tokio::spawn(async move { store.abort_multipart(&key, &id).await });
+            let s = session.clone();
+            tokio::spawn(async move { s.abort().await });
         })?;
 
-    let parts: Vec<(u32, String)> = (1..=plan.count as u32).zip(etags).collect();
-    debug_assert_eq!(parts.len() as u64, plan.count);
-    let written = ctx
-        .store
-        .complete_multipart(&entry.rel, &upload_id, &parts)
-        .await?;
-    let (written, headed) = with_etag(&ctx, &entry.rel, written).await?;
-    let proof = match prove_composite(&written, &md5s, ctx.store.put.etag_not_md5()) {
-        Ok(p) => p,
-        Err(message) => {
-            let _ = ctx.store.delete(&entry.rel).await;
-            return Err(UploadError::Integrity {
-                path: entry.rel.clone(),
-                message,
-            });
-        }
-    };
+    debug_assert_eq!(etags.len() as u64, plan.count);
+    let (proof, _, headed) = session.complete(etags, &md5s).await?;
     for id in stale {
         let _ = ctx
             .store
@@ -582,7 +495,7 @@ impl InOrderSha {
 struct Parts<'a> {
     plan: &'a PartPlan,
     file: &'a Arc<SourceFile>,
-    upload_id: &'a str,
+    session: &'a Arc<Session>,
     /// Parts of an interrupted upload, by number.
     existing: Arc<HashMap<u32, PartInfo>>,
     /// Registry blobs: the SHA-256 computed from the parts as they are read.
@@ -603,7 +516,7 @@ async fn send_parts(
     let Parts {
         plan,
         file,
-        upload_id,
+        session,
         existing,
         sha,
     } = parts;
@@ -628,7 +541,7 @@ async fn send_parts(
                 ctx: ctx.clone(),
                 rel: entry.rel.clone(),
                 file: file.clone(),
-                upload_id: upload_id.to_string(),
+                session: session.clone(),
                 parts: numbers.map(|i| (i as u32 + 1, plan.range(i))).collect(),
                 existing: existing.clone(),
                 sha: sha.clone(),
@@ -663,12 +576,6 @@ async fn send_parts(
     if let Some(e) = first_error {
         return Err(e);
     }
-    if etags.iter().any(String::is_empty) {
-        return Err(UploadError::Internal {
-            path: entry.rel.clone(),
-            message: "a part has no ETag".into(),
-        });
-    }
     Ok((md5s, etags, reused))
 }
 
@@ -677,7 +584,7 @@ struct Group {
     ctx: Arc<UploadCtx>,
     rel: String,
     file: Arc<SourceFile>,
-    upload_id: String,
+    session: Arc<Session>,
     /// Part number, and its (offset, length) in the file.
     parts: Vec<(u32, (u64, u64))>,
     existing: Arc<HashMap<u32, PartInfo>>,
@@ -720,16 +627,9 @@ impl Group {
                             .acquire()
                             .await
                             .expect("the upload slots are never closed");
-                        send_read_part(
-                            ctx,
-                            &this.rel,
-                            &this.upload_id,
-                            number,
-                            data,
-                            md5,
-                            &this.existing,
-                        )
-                        .await
+                        this.session
+                            .send(number, data, md5, this.existing.get(&number))
+                            .await
                     };
                     if let Some(h) = hashing {
                         h.await.map_err(|e| UploadError::Internal {
@@ -737,63 +637,10 @@ impl Group {
                             message: e.to_string(),
                         })?;
                     }
-                    let (md5, etag, was_reused) = sent?;
+                    let (etag, was_reused) = sent?;
                     Ok::<_, UploadError>((number, len, md5, etag, was_reused))
                 });
         futures::future::try_join_all(sends).await
-    }
-}
-
-/// Upload one part already read, unless the interrupted upload has it.
-async fn send_read_part(
-    ctx: &UploadCtx,
-    rel: &str,
-    upload_id: &str,
-    number: u32,
-    data: bytes::Bytes,
-    md5: Md5Digest,
-    existing: &HashMap<u32, PartInfo>,
-) -> Result<(Md5Digest, String, bool), UploadError> {
-    let len = data.len() as u64;
-    if let Some(p) = existing.get(&number)
-        && p.size == len
-        && ETag::parse(&p.etag) == ETag::Md5(md5)
-    {
-        Stats::add(&ctx.stats.bytes_done, len);
-        Stats::add(&ctx.stats.bytes_reused, len);
-        return Ok((md5, p.etag.clone(), true));
-    }
-    let kms = ctx.store.put.etag_not_md5();
-    let mut attempt = 0;
-    loop {
-        let failure = match ctx
-            .store
-            .upload_part(rel, upload_id, number, data.clone(), &md5)
-            .await
-        {
-            Ok(etag) => {
-                let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
-                let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
-                if ok || opaque {
-                    Stats::add(&ctx.stats.bytes_done, len);
-                    return Ok((md5, etag, false));
-                }
-                format!(
-                    "part {number}: server ETag {etag} is not the MD5 we sent ({})",
-                    hex::encode(md5)
-                )
-            }
-            Err(e) if is_bad_digest(&e) => format!("part {number}: {e}"),
-            Err(e) => return Err(e.into()),
-        };
-        if attempt >= ctx.integrity_retries {
-            return Err(UploadError::Integrity {
-                path: rel.to_string(),
-                message: failure,
-            });
-        }
-        attempt += 1;
-        before_retry(ctx, rel, &failure).await;
     }
 }
 
@@ -801,6 +648,7 @@ async fn send_read_part(
 mod tests {
     use super::*;
     use crate::etag::{MIB, md5_of};
+    use crate::multipart::prove_composite;
     use std::time::SystemTime;
 
     fn part(number: u32, size: u64) -> PartInfo {

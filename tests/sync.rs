@@ -492,7 +492,7 @@ fn an_empty_source_never_empties_the_bucket_by_default() {
     let err = stderr(&out);
     assert_eq!(code(&out), 7, "{err}");
     assert!(
-        err.contains("the source has no files (is the volume mounted?)"),
+        err.contains("the source is empty (is the volume mounted, the bucket right?)"),
         "{err}"
     );
     assert_eq!(list(&b).len(), 1);

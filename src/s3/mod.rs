@@ -281,6 +281,8 @@ pub struct RequestCounts {
     pub put: AtomicU64,
     pub create_multipart: AtomicU64,
     pub upload_part: AtomicU64,
+    /// CopyObject and UploadPartCopy: server-side copies, no bytes through us.
+    pub copy: AtomicU64,
     pub complete: AtomicU64,
     pub abort: AtomicU64,
     pub list_uploads: AtomicU64,
@@ -300,6 +302,7 @@ pub struct RequestSnapshot {
     pub put: u64,
     pub create_multipart: u64,
     pub upload_part: u64,
+    pub copy: u64,
     pub complete: u64,
     pub abort: u64,
     pub list_uploads: u64,
@@ -320,6 +323,7 @@ impl RequestCounts {
             put: g(&self.put),
             create_multipart: g(&self.create_multipart),
             upload_part: g(&self.upload_part),
+            copy: g(&self.copy),
             complete: g(&self.complete),
             abort: g(&self.abort),
             list_uploads: g(&self.list_uploads),
@@ -335,6 +339,7 @@ impl RequestCounts {
             + s.put
             + s.create_multipart
             + s.upload_part
+            + s.copy
             + s.complete
             + s.abort
             + s.list_uploads
@@ -490,7 +495,59 @@ pub struct Head {
     pub content_length: u64,
     pub etag: String,
     pub metadata: HashMap<String, String>,
+    pub content_type: Option<String>,
     pub etag_not_md5: bool,
+}
+
+/// What an object carries besides its bytes: written with every upload, carried over when an
+/// object is copied from another bucket.
+#[derive(Debug, Clone)]
+pub struct ObjectMeta {
+    pub mtime: SystemTime,
+    pub content_type: Option<String>,
+    /// Other user metadata, carried from a source object (never our part size, which is the
+    /// new upload's).
+    pub user: HashMap<String, String>,
+}
+
+impl ObjectMeta {
+    /// A local file's: its mtime, nothing else.
+    pub fn file(mtime: SystemTime) -> ObjectMeta {
+        ObjectMeta {
+            mtime,
+            content_type: None,
+            user: HashMap::new(),
+        }
+    }
+
+    /// A source object's, as a HEAD or GET reported it: its user metadata and content type,
+    /// and its mtime (the one it records, else `mtime`, its LastModified), so a copy restores
+    /// to the same file times as the original.
+    pub fn of_object(head: &Head, mtime: SystemTime) -> ObjectMeta {
+        let user = head
+            .metadata
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case(META_MTIME) && !k.eq_ignore_ascii_case(META_PART_SIZE)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        ObjectMeta {
+            mtime,
+            content_type: head.content_type.clone(),
+            user,
+        }
+    }
+
+    /// The `x-amz-meta-*` map to send.
+    fn headers(&self, part_size: Option<u64>) -> HashMap<String, String> {
+        let mut m = self.user.clone();
+        m.insert(META_MTIME.to_string(), format_mtime(self.mtime));
+        if let Some(p) = part_size {
+            m.insert(META_PART_SIZE.to_string(), p.to_string());
+        }
+        m
+    }
 }
 
 /// One bucket and prefix, with a client.
@@ -550,14 +607,30 @@ fn kms_or_customer(sse: Option<&ServerSideEncryption>, customer: Option<&str>) -
 /// The headers every object we write carries, on a PutObject or CreateMultipartUpload builder
 /// (two SDK types with the same setters).
 macro_rules! object_headers {
-    ($req:expr, $put:expr, $meta:expr) => {
-        $req.content_type("application/octet-stream")
-            .set_metadata(Some($meta))
-            .set_acl($put.acl.as_deref().map(ObjectCannedAcl::from))
-            .set_server_side_encryption($put.sse.as_deref().map(ServerSideEncryption::from))
-            .set_ssekms_key_id($put.sse_kms_key_id.clone())
-            .set_storage_class($put.storage_class.as_deref().map(StorageClass::from))
+    ($req:expr, $put:expr, $meta:expr, $part_size:expr) => {
+        $req.content_type(
+            $meta
+                .content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .set_metadata(Some($meta.headers($part_size)))
+        .set_acl($put.acl.as_deref().map(ObjectCannedAcl::from))
+        .set_server_side_encryption($put.sse.as_deref().map(ServerSideEncryption::from))
+        .set_ssekms_key_id($put.sse_kms_key_id.clone())
+        .set_storage_class($put.storage_class.as_deref().map(StorageClass::from))
     };
+}
+
+/// A failed precondition (`If-Match`, `x-amz-copy-source-if-match`): the object is no longer
+/// the version we listed.
+fn changed(e: S3Error, key: &str) -> S3Error {
+    match e {
+        S3Error::Service { status: 412, .. } => S3Error::Changed {
+            key: key.to_string(),
+        },
+        e => e,
+    }
 }
 
 /// Base64 of an MD5, as the Content-MD5 header wants it.
@@ -822,22 +895,13 @@ impl Store {
         })
     }
 
-    fn metadata(mtime: SystemTime, part_size: Option<u64>) -> HashMap<String, String> {
-        let mut m = HashMap::new();
-        m.insert(META_MTIME.to_string(), format_mtime(mtime));
-        if let Some(p) = part_size {
-            m.insert(META_PART_SIZE.to_string(), p.to_string());
-        }
-        m
-    }
-
     /// Single-request upload with Content-MD5.
     pub async fn put_object(
         &self,
         rel: &str,
         body: Bytes,
         md5: &Md5Digest,
-        mtime: SystemTime,
+        meta: &ObjectMeta,
     ) -> Result<Written, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.put);
@@ -850,7 +914,7 @@ impl Store {
             .key(&key)
             .body(ByteStream::from(body))
             .content_md5(content_md5(md5));
-        let req = object_headers!(req, p, Self::metadata(mtime, None))
+        let req = object_headers!(req, p, meta, None)
             .customize()
             .config_override(self.ceiling(len));
         let req = if p.sign_payload {
@@ -875,7 +939,7 @@ impl Store {
     pub async fn create_multipart(
         &self,
         rel: &str,
-        mtime: SystemTime,
+        meta: &ObjectMeta,
         part_size: u64,
     ) -> Result<String, S3Error> {
         let key = self.key(rel);
@@ -886,7 +950,7 @@ impl Store {
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(&key);
-        let out = object_headers!(req, p, Self::metadata(mtime, Some(part_size)))
+        let out = object_headers!(req, p, meta, Some(part_size))
             .send()
             .await
             .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
@@ -965,6 +1029,104 @@ impl Store {
             etag: out.e_tag().unwrap_or_default().to_string(),
             etag_not_md5: kms_or_customer(out.server_side_encryption(), None),
         })
+    }
+
+    /// `bucket/key` of `src`'s object `rel`, as `x-amz-copy-source` wants it: the key
+    /// percent-encoded, its slashes kept.
+    fn copy_source(src: &Store, rel: &str) -> String {
+        const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let key = src.key(rel);
+        format!(
+            "{}/{}",
+            src.bucket(),
+            percent_encoding::utf8_percent_encode(&key, KEEP)
+        )
+    }
+
+    /// Copy `src`'s object `src_rel` (the version with ETag `if_match`, [`S3Error::Changed`]
+    /// otherwise) to `rel` in one server-side request, its metadata and content type with it.
+    /// Objects up to 5 GiB; `size` sets the request's time ceiling.
+    pub async fn copy_object(
+        &self,
+        rel: &str,
+        src: &Store,
+        src_rel: &str,
+        if_match: &str,
+        size: u64,
+    ) -> Result<Written, S3Error> {
+        let key = self.key(rel);
+        bump(&self.requests.copy);
+        let p = &self.put;
+        let out = self
+            .client
+            .copy_object()
+            .bucket(self.bucket())
+            .key(&key)
+            .copy_source(Self::copy_source(src, src_rel))
+            .copy_source_if_match(if_match)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+            .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
+            .set_ssekms_key_id(p.sse_kms_key_id.clone())
+            .set_storage_class(p.storage_class.as_deref().map(StorageClass::from))
+            .customize()
+            .config_override(self.ceiling(size))
+            .send()
+            .await
+            .map_err(|e| changed(classify("copy", self.bucket(), &key, e), &key))?;
+        Ok(Written {
+            etag: out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_string(),
+            etag_not_md5: kms_or_customer(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
+        })
+    }
+
+    /// Copy bytes `start..end` of `src`'s object `src_rel` (pinned to `if_match`) into part
+    /// `number` of an upload, server-side. Returns the part's ETag.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        &self,
+        rel: &str,
+        upload_id: &str,
+        number: u32,
+        src: &Store,
+        src_rel: &str,
+        (start, end): (u64, u64),
+        if_match: &str,
+    ) -> Result<String, S3Error> {
+        let key = self.key(rel);
+        bump(&self.requests.copy);
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(self.bucket())
+            .key(&key)
+            .upload_id(upload_id)
+            .part_number(number as i32)
+            .copy_source(Self::copy_source(src, src_rel))
+            .copy_source_range(format!("bytes={start}-{}", end.max(start + 1) - 1))
+            .copy_source_if_match(if_match)
+            .customize()
+            .config_override(self.ceiling(end - start))
+            .send()
+            .await
+            .map_err(|e| changed(classify("upload part copy", self.bucket(), &key, e), &key))?;
+        Ok(out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Abort an upload by absolute key.
@@ -1104,6 +1266,7 @@ impl Store {
             content_length: out.content_length().unwrap_or(0).max(0) as u64,
             etag: out.e_tag().unwrap_or_default().to_string(),
             metadata: out.metadata().cloned().unwrap_or_default(),
+            content_type: out.content_type().map(String::from),
             etag_not_md5: kms_or_customer(
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),
@@ -1163,15 +1326,13 @@ impl Store {
             .set_if_match(if_match.map(String::from))
             .send()
             .await
-            .map_err(|e| match classify("get", self.bucket(), &key, e) {
-                S3Error::Service { status: 412, .. } => S3Error::Changed { key: key.clone() },
-                e => e,
-            })?;
+            .map_err(|e| changed(classify("get", self.bucket(), &key, e), &key))?;
         let size = out.content_length().unwrap_or(0).max(0) as u64;
         let head = Head {
             content_length: size,
             etag: out.e_tag().unwrap_or_default().to_string(),
             metadata: out.metadata().cloned().unwrap_or_default(),
+            content_type: out.content_type().map(String::from),
             etag_not_md5: kms_or_customer(
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),

@@ -1,0 +1,424 @@
+//! `sync | copy REMOTE:A REMOTE:B`: bring one bucket (or prefix) to another, for
+//! disaster-recovery copies and storage moves, on the same march as every other command: both
+//! listings are the sides, and each key is one decision ([`decide`]); each copy is one
+//! [`crate::relay`] (server-side on one endpoint, streamed and hashed across two).
+//!
+//! A rerun is cheap: an object whose size and ETag equal the source's is kept from the
+//! listings alone (a copy in the source's part layout has the source's ETag). Where the ETags
+//! cannot settle it (other layouts, a gateway's ETags) the mtimes both objects record decide,
+//! one HEAD each. `sync` deletes objects only in the destination after every copy succeeded,
+//! under the same rules as a sync from a directory ([`crate::plan::may_delete`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::class::Class;
+use crate::download;
+use crate::etag::ETag;
+use crate::filter::Filter;
+use crate::limits::Limits;
+use crate::list::{self, DstEntry, Listing};
+use crate::march::{March, RemoteSide, Step};
+use crate::multipart::Retry;
+use crate::read::Budget;
+use crate::relay::{self, Proof, Relay};
+use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::restore::same_mtime;
+use crate::s3::{RequestSnapshot, S3Error, Store};
+use crate::sync::Mode;
+use crate::upload::UploadError;
+
+/// How to run a bucket-to-bucket sync or copy.
+#[derive(Debug, Clone)]
+pub struct MirrorOptions {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub size_only: bool,
+    pub ignore_existing: bool,
+    /// `--checksum`: objects whose ETags cannot be compared are copied, not judged by mtime.
+    pub checksum: bool,
+    pub max_delete: Option<u64>,
+    /// Copy through us even on one endpoint (`--disable copy`, or two sets of credentials).
+    pub server_side: bool,
+    pub create_bucket: bool,
+    pub location_constraint: Option<String>,
+    pub retry: Retry,
+    pub progress: ProgressMode,
+    pub stats_interval: Duration,
+}
+
+/// What a bucket-to-bucket run did, for the exit code, the summary line and `--report`.
+#[derive(Debug, Default, Serialize)]
+pub struct MirrorSummary {
+    pub objects_source: u64,
+    pub objects_copied: u64,
+    pub bytes_copied: u64,
+    /// Copies the server made (CopyObject, UploadPartCopy), proven by equal ETags.
+    pub server_side_copies: u64,
+    /// Copies whose bytes passed through us, hashed.
+    pub streamed_copies: u64,
+    /// Copied, but the source's ETag is not an MD5 (or not in the copy's form): sizes only.
+    pub source_not_comparable: u64,
+    pub objects_unchanged: u64,
+    pub deleted: u64,
+    pub deletes_planned: u64,
+    pub deletes_refused: bool,
+    pub max_delete_exceeded: bool,
+    pub errors_temporary: u64,
+    pub errors_permanent: u64,
+    pub dry_run: bool,
+    pub elapsed_seconds: f64,
+    pub requests_source: RequestSnapshot,
+    pub requests: RequestSnapshot,
+    pub errors: Vec<String>,
+}
+
+impl MirrorSummary {
+    pub fn errors(&self) -> u64 {
+        self.errors_temporary + self.errors_permanent
+    }
+
+    fn error(&mut self, class: Class, message: String) {
+        tracing::error!("{message}");
+        if class.is_temporary() {
+            self.errors_temporary += 1;
+        } else {
+            self.errors_permanent += 1;
+        }
+        if self.errors.len() < crate::sync::ERRORS_KEPT {
+            self.errors.push(message);
+        }
+    }
+}
+
+/// What to do with one source object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Copy,
+    Keep,
+    /// Same size, ETags that cannot settle it: keep if both record the same mtime.
+    CompareMtime,
+}
+
+/// The decision for a source object and the destination's object at its key, if any.
+pub fn decide(src: &DstEntry, dst: Option<&DstEntry>, o: &MirrorOptions) -> Decision {
+    let Some(dst) = dst else {
+        return Decision::Copy;
+    };
+    if o.ignore_existing {
+        return Decision::Keep;
+    }
+    if src.size != dst.size {
+        return Decision::Copy;
+    }
+    if o.size_only {
+        return Decision::Keep;
+    }
+    let (a, b) = (ETag::parse(&src.etag), ETag::parse(&dst.etag));
+    if a == b && !matches!(a, ETag::Opaque(_)) {
+        return Decision::Keep;
+    }
+    if o.checksum || matches!((&a, &b), (ETag::Md5(_), ETag::Md5(_))) {
+        // Two MD5s that differ are two contents.
+        return Decision::Copy;
+    }
+    Decision::CompareMtime
+}
+
+enum Done {
+    Copied(u64, Proof),
+    Unchanged,
+}
+
+/// Copy everything under `src`'s prefix to `dst`'s.
+pub async fn run(
+    src: Arc<Store>,
+    dst: Arc<Store>,
+    filter: Filter,
+    limits: Limits,
+    opts: MirrorOptions,
+) -> Result<MirrorSummary, S3Error> {
+    let mut summary = MirrorSummary {
+        dry_run: opts.dry_run,
+        ..MirrorSummary::default()
+    };
+    let src_listing = list::start(&src, &filter, limits.checkers).await?;
+    let dst_listing = match list::start(&dst, &filter, limits.checkers).await {
+        Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
+            dst.create_bucket(opts.location_constraint.as_deref())
+                .await?;
+            tracing::warn!("created bucket {}", dst.path.bucket);
+            Listing::empty()
+        }
+        other => other?,
+    };
+    let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
+    let relay = Relay {
+        src: src.clone(),
+        dst: dst.clone(),
+        server_side: opts.server_side,
+        budget: Budget::new(limits.buffer_memory),
+        limits: limits.clone(),
+        stats: stats.clone(),
+        retry: opts.retry,
+    };
+    tracing::info!(
+        "{}",
+        if opts.server_side {
+            "one endpoint, one set of credentials: the server copies (CopyObject, UploadPartCopy)"
+        } else {
+            "two endpoints (or two sets of credentials): objects are streamed through, every part hashed"
+        }
+    );
+    let progress =
+        (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
+    let mut march = March::new(
+        RemoteSide::new(src_listing),
+        RemoteSide::new(dst_listing),
+        None,
+    );
+    let mut tasks: JoinSet<(String, Result<Done, UploadError>)> = JoinSet::new();
+    let mut deletes: Vec<String> = Vec::new();
+    let mut failed: Option<S3Error> = None;
+    loop {
+        while tasks.len() >= limits.transfers.max(1) {
+            if let Some(j) = tasks.join_next().await {
+                record(&mut summary, &stats, j);
+            }
+        }
+        let step = match march.next().await {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Some(Ok(m)) => m.step,
+        };
+        let (obj, there) = match step {
+            Step::SrcOnly(o) => (o, None),
+            Step::Both(o, d) => (o, Some(d)),
+            Step::DstOnly(d) => {
+                if opts.mode == Mode::Sync {
+                    deletes.push(d.rel);
+                }
+                continue;
+            }
+            Step::Error(e) => {
+                summary.error(Class::Permanent, e.to_string());
+                continue;
+            }
+        };
+        summary.objects_source += 1;
+        let decision = decide(&obj, there.as_ref(), &opts);
+        if decision == Decision::Keep {
+            summary.objects_unchanged += 1;
+            continue;
+        }
+        Stats::add(&stats.files_total, 1);
+        Stats::add(&stats.bytes_total, obj.size);
+        if opts.dry_run {
+            tracing::warn!("{}: would copy (dry run)", obj.rel);
+            continue;
+        }
+        let r = relay.clone();
+        tasks.spawn(async move {
+            let out = copy_one(&r, &obj, decision, there.as_ref()).await;
+            (obj.rel, out)
+        });
+    }
+    while let Some(j) = tasks.join_next().await {
+        record(&mut summary, &stats, j);
+    }
+    if let Some(p) = progress {
+        p.finish().await;
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    summary.deletes_planned = deletes.len() as u64;
+    let src_name = format!("bucket {}", src.shown(&src.path.prefix));
+    if opts.dry_run {
+        for d in &deletes {
+            tracing::warn!("{d}: Skipped delete as --dry-run is set");
+        }
+    } else {
+        match crate::plan::may_delete(
+            summary.errors(),
+            summary.objects_source,
+            deletes.len() as u64,
+            opts.max_delete,
+        ) {
+            Ok(()) if !deletes.is_empty() => {
+                for (rel, r) in
+                    crate::sync::delete_objects(&dst, limits.checkers, deletes, &stats).await
+                {
+                    match r {
+                        Ok(()) => summary.deleted += 1,
+                        Err(e) => summary.error(e.class(), format!("{rel}: Failed to delete: {e}")),
+                    }
+                }
+            }
+            Ok(()) => {}
+            Err(refusal) => {
+                let message = refusal.message(&src_name, "objects");
+                if refusal == crate::plan::DeleteRefusal::Errors {
+                    tracing::error!("{message}");
+                } else {
+                    summary.error(Class::Permanent, message);
+                    summary.max_delete_exceeded = true;
+                }
+                summary.deletes_refused = true;
+            }
+        }
+    }
+    summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    summary.requests = dst.requests.snapshot();
+    summary.requests_source = src.requests.snapshot();
+    tracing::warn!(
+        "{} | copied {} objects ({}; {} by the server), {} unchanged, {} deleted, {} errors",
+        stats.line(),
+        summary.objects_copied,
+        report::bytes(summary.bytes_copied),
+        summary.server_side_copies,
+        summary.objects_unchanged,
+        summary.deleted,
+        summary.errors()
+    );
+    Ok(summary)
+}
+
+async fn copy_one(
+    r: &Relay,
+    obj: &DstEntry,
+    decision: Decision,
+    there: Option<&DstEntry>,
+) -> Result<Done, UploadError> {
+    if decision == Decision::CompareMtime
+        && let Some(there) = there
+    {
+        let (a, b) = futures::try_join!(r.src.head(&obj.rel, None), r.dst.head(&there.rel, None))?;
+        let (ma, mb) = (
+            download::object_mtime([&a], obj.last_modified),
+            download::object_mtime([&b], there.last_modified),
+        );
+        if same_mtime(ma, mb) {
+            Stats::add(&r.stats.bytes_done, obj.size);
+            return Ok(Done::Unchanged);
+        }
+    }
+    let proof = relay::relay(r, obj).await?;
+    Ok(Done::Copied(obj.size, proof))
+}
+
+fn record(
+    summary: &mut MirrorSummary,
+    stats: &Stats,
+    joined: Result<(String, Result<Done, UploadError>), tokio::task::JoinError>,
+) {
+    match joined {
+        Ok((_, Ok(Done::Unchanged))) => {
+            summary.objects_unchanged += 1;
+            Stats::add(&stats.files_done, 1);
+        }
+        Ok((rel, Ok(Done::Copied(bytes, proof)))) => {
+            summary.objects_copied += 1;
+            summary.bytes_copied += bytes;
+            Stats::add(&stats.files_done, 1);
+            match proof {
+                Proof::ServerCopy => summary.server_side_copies += 1,
+                Proof::Streamed => summary.streamed_copies += 1,
+                Proof::SourceNotComparable => {
+                    summary.source_not_comparable += 1;
+                    tracing::warn!(
+                        "{rel}: copied, but the source's ETag cannot be compared with the copy's: sizes only"
+                    );
+                }
+            }
+            tracing::info!("{rel}: Copied ({proof:?})");
+        }
+        Ok((_, Err(e))) => {
+            Stats::add(&stats.errors, 1);
+            summary.error(e.class(), e.to_string());
+        }
+        Err(e) => summary.error(Class::Permanent, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn obj(size: u64, etag: &str) -> DstEntry {
+        DstEntry {
+            rel: "a".into(),
+            size,
+            etag: etag.into(),
+            last_modified: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn decisions() {
+        let plain = MirrorOptions {
+            mode: Mode::Copy,
+            dry_run: false,
+            size_only: false,
+            ignore_existing: false,
+            checksum: false,
+            max_delete: None,
+            server_side: true,
+            create_bucket: false,
+            location_constraint: None,
+            retry: Retry::default(),
+            progress: ProgressMode::Off,
+            stats_interval: Duration::ZERO,
+        };
+        let size_only = MirrorOptions {
+            size_only: true,
+            ..plain.clone()
+        };
+        let existing = MirrorOptions {
+            ignore_existing: true,
+            ..plain.clone()
+        };
+        let checksum = MirrorOptions {
+            checksum: true,
+            ..plain.clone()
+        };
+        let md5a = "\"0123456789abcdef0123456789abcdef\"";
+        let md5b = "\"fedcba9876543210fedcba9876543210\"";
+        let multi = "\"0123456789abcdef0123456789abcdef-3\"";
+        let table = [
+            (&plain, (4, md5a), None, Decision::Copy),
+            (&plain, (4, md5a), Some((4, md5a)), Decision::Keep),
+            (&plain, (4, md5a), Some((5, md5a)), Decision::Copy),
+            (&plain, (4, md5a), Some((4, md5b)), Decision::Copy),
+            (&plain, (4, multi), Some((4, multi)), Decision::Keep),
+            (&plain, (4, multi), Some((4, md5a)), Decision::CompareMtime),
+            (
+                &plain,
+                (4, "opaque"),
+                Some((4, "opaque")),
+                Decision::CompareMtime,
+            ),
+            (&checksum, (4, multi), Some((4, md5a)), Decision::Copy),
+            (&checksum, (4, md5a), Some((4, md5a)), Decision::Keep),
+            (&size_only, (4, md5a), Some((4, md5b)), Decision::Keep),
+            (&size_only, (4, md5a), Some((5, md5a)), Decision::Copy),
+            (&existing, (4, md5a), Some((5, md5b)), Decision::Keep),
+            (&existing, (4, md5a), None, Decision::Copy),
+        ];
+        for (opts, (size, etag), there, want) in table {
+            let there = there.map(|(s, e)| obj(s, e));
+            assert_eq!(
+                decide(&obj(size, etag), there.as_ref(), opts),
+                want,
+                "{etag} {there:?}"
+            );
+        }
+    }
+}

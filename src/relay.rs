@@ -1,0 +1,450 @@
+//! S3 → S3: copy one object from a source bucket into a destination bucket, proven.
+//!
+//! On one endpoint with one set of credentials the server copies: CopyObject for a
+//! single-part object up to 5 GiB, UploadPartCopy in the source's own part layout otherwise,
+//! so the copy's ETag is the source's and equality is the proof (no byte passes through us).
+//!
+//! Across endpoints the bytes pass through us: ranged GETs of the source's parts, each pinned
+//! to the listed ETag, into buffers from the memory budget; each part hashed once; sent with
+//! Content-MD5 (one PUT, or a multipart [`Session`] in the source's part layout); every ETag
+//! the destination returns checked against our MD5; and the MD5s checked against the source's
+//! ETag before the object is completed, so bytes that do not match the source never become an
+//! object. A source whose ETag is not an MD5 (SSE-KMS, a gateway's own) is proven on the
+//! destination's side only, and reported so.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use md5::Digest;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::download::{self, DownloadError};
+use crate::etag::{ETag, GIB, Md5Digest, PartPlan};
+use crate::limits::Limits;
+use crate::list::DstEntry;
+use crate::multipart::{self, Retry, Session};
+use crate::read::Budget;
+use crate::report::Stats;
+use crate::s3::{Head, ObjectMeta, Store, Written};
+use crate::upload::UploadError;
+
+/// The largest object one CopyObject may copy.
+pub const COPY_OBJECT_MAX: u64 = 5 * GIB;
+
+/// What copies between two buckets need from their run.
+#[derive(Clone)]
+pub struct Relay {
+    pub src: Arc<Store>,
+    pub dst: Arc<Store>,
+    /// Both buckets are on one endpoint with one set of credentials: the server copies.
+    pub server_side: bool,
+    pub budget: Budget,
+    pub limits: Limits,
+    pub stats: Arc<Stats>,
+    pub retry: Retry,
+}
+
+/// How a copy was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Proof {
+    /// The server copied, and the copy's ETag is the source's.
+    ServerCopy,
+    /// The bytes passed through us: their MD5s are the source's ETag and the destination's.
+    Streamed,
+    /// The destination holds what we read, or what the server copied, but the source's ETag
+    /// is not an MD5 (or not in the copy's format): against the source, sizes only.
+    SourceNotComparable,
+}
+
+fn from_download(e: DownloadError) -> UploadError {
+    match e {
+        DownloadError::S3(e) => UploadError::S3(e),
+        DownloadError::Short { ref key, .. } | DownloadError::Integrity { ref key, .. } => {
+            UploadError::Integrity {
+                path: key.clone(),
+                message: e.to_string(),
+            }
+        }
+        DownloadError::Io { path, message } => UploadError::Internal { path, message },
+    }
+}
+
+/// Copy `obj` (listed in the source) to the same key in the destination.
+pub async fn relay(r: &Relay, obj: &DstEntry) -> Result<Proof, UploadError> {
+    let _flight = r.stats.start_one();
+    let etag = ETag::parse(&obj.etag);
+    let head = download::layout_head(&r.src, &obj.rel, &etag).await?;
+    let layout = download::known_part_size(&etag, obj.size, head.as_ref());
+    if r.server_side {
+        server_copy(r, obj, &etag, head, layout).await
+    } else {
+        streamed(r, obj, &etag, head, layout).await
+    }
+}
+
+/// The source's metadata: from the HEAD already made when it has them (a HEAD with
+/// `partNumber` may leave them out, as moto's does), else from a plain HEAD.
+async fn meta_head(
+    r: &Relay,
+    obj: &DstEntry,
+    head: Option<(Head, bool)>,
+) -> Result<Head, UploadError> {
+    Ok(match head {
+        Some((h, part_one)) if !part_one || !h.metadata.is_empty() => h,
+        _ => r.src.head(&obj.rel, None).await?,
+    })
+}
+
+fn meta_of(h: &Head, obj: &DstEntry) -> ObjectMeta {
+    ObjectMeta::of_object(h, download::object_mtime([h], obj.last_modified))
+}
+
+/// A copy's ETag against the source's: equal proves it; two of one kind that differ are a
+/// failed copy (the object is deleted, so no later run keeps it); anything else cannot be
+/// compared.
+async fn same_etag(
+    r: &Relay,
+    obj: &DstEntry,
+    etag: &ETag,
+    w: &Written,
+) -> Result<Proof, UploadError> {
+    let got = ETag::parse(&w.etag);
+    if w.etag_not_md5 || matches!(etag, ETag::Opaque(_)) || matches!(got, ETag::Opaque(_)) {
+        return Ok(Proof::SourceNotComparable);
+    }
+    if &got == etag {
+        return Ok(Proof::ServerCopy);
+    }
+    if std::mem::discriminant(&got) == std::mem::discriminant(etag) {
+        let _ = r.dst.delete(&obj.rel).await;
+        return Err(UploadError::Integrity {
+            path: obj.rel.clone(),
+            message: format!(
+                "the copy's ETag {got} is not the source's {etag}: the copy was deleted; rerun"
+            ),
+        });
+    }
+    Ok(Proof::SourceNotComparable)
+}
+
+async fn server_copy(
+    r: &Relay,
+    obj: &DstEntry,
+    etag: &ETag,
+    head: Option<(Head, bool)>,
+    layout: Option<u64>,
+) -> Result<Proof, UploadError> {
+    let rel = &obj.rel;
+    let plan = match (etag, layout) {
+        (ETag::Multipart { .. }, Some(p)) => Some(PartPlan::with_part_size(obj.size, p)),
+        _ if obj.size > COPY_OBJECT_MAX => Some(
+            PartPlan::new(obj.size, r.limits.chunk_size, r.limits.max_parts).map_err(|source| {
+                UploadError::Parts {
+                    path: rel.clone(),
+                    source,
+                }
+            })?,
+        ),
+        _ => None,
+    };
+    let Some(plan) = plan else {
+        let w = r
+            .dst
+            .copy_object(rel, &r.src, rel, &obj.etag, obj.size)
+            .await?;
+        let (w, _) = multipart::with_etag(&r.dst, rel, w).await?;
+        Stats::add(&r.stats.bytes_done, obj.size);
+        return same_etag(r, obj, etag, &w).await;
+    };
+    let h = meta_head(r, obj, head).await?;
+    let session = Session::create(
+        r.dst.clone(),
+        r.stats.clone(),
+        r.retry,
+        rel,
+        &meta_of(&h, obj),
+        plan.part_size,
+    )
+    .await?;
+    let copies = (0..plan.count).map(|i| {
+        let (off, len) = plan.range(i);
+        let session = &session;
+        async move {
+            let etag = r
+                .dst
+                .upload_part_copy(
+                    rel,
+                    &session.upload_id,
+                    i as u32 + 1,
+                    &r.src,
+                    rel,
+                    (off, off + len),
+                    &obj.etag,
+                )
+                .await?;
+            Stats::add(&r.stats.bytes_done, len);
+            Ok::<_, UploadError>(etag)
+        }
+    });
+    let etags = futures::stream::iter(copies)
+        .buffered(r.limits.parts_per_file.max(1))
+        .try_collect::<Vec<String>>()
+        .await;
+    let etags = match etags {
+        Ok(e) => e,
+        Err(e) => {
+            session.end_after(&e).await;
+            return Err(e);
+        }
+    };
+    let (w, _) = session.finish(etags).await?;
+    same_etag(r, obj, etag, &w).await
+}
+
+/// How a streamed copy is cut.
+enum Shape {
+    /// One GET, one PUT.
+    Single,
+    /// Parts; `whole_md5`: the source is one part (its ETag the MD5 of all its bytes), too
+    /// big for one PUT, so that MD5 is computed too, in order, to prove the source.
+    Parts { plan: PartPlan, whole_md5: bool },
+}
+
+fn shape(
+    r: &Relay,
+    obj: &DstEntry,
+    etag: &ETag,
+    layout: Option<u64>,
+) -> Result<Shape, UploadError> {
+    let ours = || {
+        PartPlan::new(obj.size, r.limits.chunk_size, r.limits.max_parts).map_err(|source| {
+            UploadError::Parts {
+                path: obj.rel.clone(),
+                source,
+            }
+        })
+    };
+    Ok(match (etag, layout) {
+        // The source's own layout, so the copy's ETag is the source's.
+        (ETag::Multipart { .. }, Some(p)) if p <= r.limits.buffer_memory => Shape::Parts {
+            plan: PartPlan::with_part_size(obj.size, p),
+            whole_md5: false,
+        },
+        _ if obj.size < r.limits.upload_cutoff => Shape::Single,
+        (ETag::Md5(_), _) => Shape::Parts {
+            plan: ours()?,
+            whole_md5: true,
+        },
+        _ => Shape::Parts {
+            plan: ours()?,
+            whole_md5: false,
+        },
+    })
+}
+
+fn not_the_source(obj: &DstEntry, got: &ETag) -> UploadError {
+    UploadError::Integrity {
+        path: obj.rel.clone(),
+        message: format!(
+            "the bytes read hash to {got}, not the source's ETag {}: nothing was written; rerun",
+            obj.etag
+        ),
+    }
+}
+
+async fn streamed(
+    r: &Relay,
+    obj: &DstEntry,
+    etag: &ETag,
+    head: Option<(Head, bool)>,
+    layout: Option<u64>,
+) -> Result<Proof, UploadError> {
+    let rel = &obj.rel;
+    let (plan, whole_md5) = match shape(r, obj, etag, layout)? {
+        Shape::Single => {
+            let buf = r.budget.buffer(obj.size).await;
+            let (buf, h) = download::get_into(&r.src, None, rel, &obj.etag, (0, obj.size), buf)
+                .await
+                .map_err(from_download)?;
+            let (data, md5) = crate::read::hasher::md5(buf).await;
+            let compared = !h.etag_not_md5 && matches!(etag, ETag::Md5(_));
+            if compared && etag != &ETag::Md5(md5) {
+                return Err(not_the_source(obj, &ETag::Md5(md5)));
+            }
+            multipart::put_proven(&r.dst, &r.stats, r.retry, rel, data, md5, &meta_of(&h, obj))
+                .await?;
+            return Ok(if compared {
+                Proof::Streamed
+            } else {
+                Proof::SourceNotComparable
+            });
+        }
+        Shape::Parts { plan, whole_md5 } => (plan, whole_md5),
+    };
+    let h = meta_head(r, obj, head).await?;
+    let session = Arc::new(
+        Session::create(
+            r.dst.clone(),
+            r.stats.clone(),
+            r.retry,
+            rel,
+            &meta_of(&h, obj),
+            plan.part_size,
+        )
+        .await?,
+    );
+    let result = stream_parts(r, obj, &plan, &session, whole_md5).await;
+    let (md5s, etags, whole) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            session.end_after(&e).await;
+            return Err(e);
+        }
+    };
+    // The source's ETag, from what we read: checked before the object exists.
+    let read = match whole {
+        Some(d) => ETag::Md5(d),
+        None => ETag::composite(&md5s),
+    };
+    let compared = !h.etag_not_md5 && !matches!(etag, ETag::Opaque(_)) && layout_kept(etag, &read);
+    if compared && &read != etag {
+        session.abort().await;
+        return Err(not_the_source(obj, &read));
+    }
+    session.complete(etags, &md5s).await?;
+    Ok(if compared {
+        Proof::Streamed
+    } else {
+        Proof::SourceNotComparable
+    })
+}
+
+/// Whether what we computed is in the source ETag's form (the same part count, or one MD5).
+fn layout_kept(etag: &ETag, read: &ETag) -> bool {
+    match (etag, read) {
+        (ETag::Md5(_), ETag::Md5(_)) => true,
+        (ETag::Multipart { parts: a, .. }, ETag::Multipart { parts: b, .. }) => a == b,
+        _ => false,
+    }
+}
+
+type Streamed = (Vec<Md5Digest>, Vec<String>, Option<Md5Digest>);
+
+/// GET, hash and send every part, a group at a time; two groups out at once (one sending
+/// while the next is fetched), one when the whole object's MD5 is needed, since it is
+/// computed in order.
+async fn stream_parts(
+    r: &Relay,
+    obj: &DstEntry,
+    plan: &PartPlan,
+    session: &Arc<Session>,
+    whole_md5: bool,
+) -> Result<Streamed, UploadError> {
+    let n = plan.count as usize;
+    let (mut md5s, mut etags) = (vec![[0u8; 16]; n], vec![String::new(); n]);
+    let out = if whole_md5 { 1 } else { 2 };
+    let per_group = r
+        .budget
+        .group_of(plan.part_size, r.limits.parts_per_file, plan.count, out);
+    let whole = whole_md5.then(|| Arc::new(std::sync::Mutex::new(md5::Md5::new())));
+    let mut tasks: JoinSet<Result<Vec<(u32, Md5Digest, String)>, UploadError>> = JoinSet::new();
+    let mut next = 0u64;
+    let mut first_error = None;
+    loop {
+        while first_error.is_none() && next < plan.count && tasks.len() < out {
+            let parts: Vec<(u32, (u64, u64))> = (next..(next + per_group).min(plan.count))
+                .map(|i| (i as u32 + 1, plan.range(i)))
+                .collect();
+            next += parts.len() as u64;
+            let (r, obj, session, whole) = (r.clone(), obj.clone(), session.clone(), whole.clone());
+            tasks.spawn(async move { stream_group(&r, &obj, &session, parts, whole).await });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok(Ok(done)) => {
+                for (number, md5, etag) in done {
+                    md5s[number as usize - 1] = md5;
+                    etags[number as usize - 1] = etag;
+                }
+            }
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(UploadError::Internal {
+                    path: obj.rel.clone(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let whole = whole.map(|w| {
+        let h = std::mem::take(&mut *w.lock().expect("whole md5"));
+        h.finalize().into()
+    });
+    Ok((md5s, etags, whole))
+}
+
+async fn stream_group(
+    r: &Relay,
+    obj: &DstEntry,
+    session: &Session,
+    parts: Vec<(u32, (u64, u64))>,
+    whole: Option<Arc<std::sync::Mutex<md5::Md5>>>,
+) -> Result<Vec<(u32, Md5Digest, String)>, UploadError> {
+    let lens: Vec<u64> = parts.iter().map(|(_, (_, len))| *len).collect();
+    let bufs = r.budget.buffers(&lens).await;
+    let gets = parts.iter().zip(bufs).map(|(&(_, range), buf)| {
+        download::get_into(&r.src, None, &obj.rel, &obj.etag, range, buf)
+    });
+    let filled: Vec<_> = futures::future::try_join_all(gets)
+        .await
+        .map_err(from_download)?
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
+    let hashed = crate::read::hasher::md5_all(filled).await;
+    if let Some(w) = whole {
+        let data: Vec<bytes::Bytes> = hashed.iter().map(|(d, _)| d.clone()).collect();
+        tokio::task::spawn_blocking(move || {
+            let mut h = w.lock().expect("whole md5");
+            for d in &data {
+                h.update(d);
+            }
+        })
+        .await
+        .map_err(|e| UploadError::Internal {
+            path: obj.rel.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let sends = parts
+        .iter()
+        .zip(hashed)
+        .map(|(&(number, _), (data, md5))| async move {
+            let (etag, _) = session.send(number, data, md5, None).await?;
+            Ok::<_, UploadError>((number, md5, etag))
+        });
+    futures::future::try_join_all(sends).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_compare_only_in_one_form() {
+        let a = ETag::composite(&[[1; 16], [2; 16]]);
+        let b = ETag::composite(&[[1; 16], [2; 16], [3; 16]]);
+        assert!(layout_kept(&a, &a));
+        assert!(!layout_kept(&a, &b));
+        assert!(layout_kept(&ETag::Md5([0; 16]), &ETag::Md5([1; 16])));
+        assert!(!layout_kept(&ETag::Md5([0; 16]), &a));
+    }
+}
