@@ -92,7 +92,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Copy(p) if is_s3(&p.src) => run_restore(&g, &p.src, &p.dst, Mode::Copy).await,
         Command::Sync(p) => run_sync(&g, &p.src, &p.dst, Mode::Sync).await,
         Command::Copy(p) => run_sync(&g, &p.src, &p.dst, Mode::Copy).await,
-        Command::Check(p) => run_check(&g, &p.src, &p.dst).await,
+        Command::Check(p) if is_s3(&p.src) && is_s3(&p.dst) => {
+            run_check_buckets(&g, &p.src, &p.dst).await
+        }
+        Command::Check(p) if is_s3(&p.src) => run_check(&g, &p.dst, &p.src, true).await,
+        Command::Check(p) => run_check(&g, &p.src, &p.dst, false).await,
         Command::Cleanup(p) => {
             if g.filter.max_age.is_some() {
                 return Err(UsageError(
@@ -647,7 +651,9 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     Ok(code)
 }
 
-async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
+/// `check DIR REMOTE:B`, or with `reversed` `check REMOTE:B DIR` (`dir` and `remote` are the
+/// two locations, whichever is the source).
+async fn run_check(g: &Global, dir: &str, remote: &str, reversed: bool) -> anyhow::Result<Exit> {
     let Setup {
         root,
         limits,
@@ -657,7 +663,10 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         registry,
         store,
         ..
-    } = setup(g, src, dst).await?;
+    } = setup(g, dir, remote).await?;
+    // Registry proofs are about a source tree (its links, its blobs' digests): none when the
+    // directory is the destination.
+    let registry = if reversed { None } else { registry };
     let c = &g.check;
     if g.registry.verify_digests && registry.is_none() {
         return Err(UsageError(format!(
@@ -671,6 +680,7 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         include_uploads: g.registry.registry_uploads,
         verify_digests: !g.registry.no_verify_digests,
         one_way: c.one_way,
+        reversed,
         download: !c.no_download,
         always_download: c.download,
         copy_links: g.transfer.copy_links,
@@ -689,6 +699,44 @@ async fn run_check(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
         );
     }
     let summary = check::run(store, &root, filter, limits, opts).await?;
+    write_report(g, &summary)?;
+    Ok(if summary.not_ok() > 0 {
+        Exit::Uncategorized
+    } else {
+        Exit::Success
+    })
+}
+
+/// `check REMOTE:A REMOTE:B`: bucket against bucket.
+async fn run_check_buckets(g: &Global, src: &str, dst: &str) -> anyhow::Result<Exit> {
+    let (src_path, src_settings) = resolve_s3(g, src)?;
+    let (dst_path, dst_settings) = resolve_s3(g, dst)?;
+    let aws = dst_path.remote.is_none();
+    let limits = limits(g, &dst_settings);
+    let filter = filter(g, aws)?;
+    let (progress, stats_interval) = progress(g);
+    let src_store = store(g, src_path, &src_settings, &limits).await?;
+    let dst_store = store(g, dst_path, &dst_settings, &limits).await?;
+    let c = &g.check;
+    let opts = CheckOptions {
+        registry: None,
+        include_uploads: false,
+        verify_digests: false,
+        one_way: c.one_way,
+        reversed: false,
+        download: !c.no_download,
+        always_download: c.download,
+        copy_links: false,
+        progress,
+        stats_interval,
+        combined: c.combined.clone(),
+        missing_on_dst: c.missing_on_dst.clone(),
+        missing_on_src: c.missing_on_src.clone(),
+        differ: c.differ.clone(),
+        matched: c.match_file.clone(),
+        error_file: c.error.clone(),
+    };
+    let summary = check::run_buckets(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;
     Ok(if summary.not_ok() > 0 {
         Exit::Uncategorized

@@ -31,6 +31,9 @@ pub struct CheckOptions {
     /// Registry mode: hash every source blob and compare with the digest its path names.
     pub verify_digests: bool,
     pub one_way: bool,
+    /// The bucket is the source and the directory the destination (`check REMOTE:B DIR`):
+    /// `--one-way` then proves every object is in the directory.
+    pub reversed: bool,
     pub download: bool,
     pub always_download: bool,
     pub copy_links: bool,
@@ -352,6 +355,68 @@ impl Outputs {
     }
 }
 
+/// An entry only in the bucket, named as the march's local side would name it: for the
+/// missing-on-destination line of a reversed check (the path is what matters).
+fn local_of(d: list::DstEntry, root: &Path) -> walk::SrcEntry {
+    walk::SrcEntry {
+        path: root.join(&d.rel),
+        rel: d.rel,
+        size: d.size,
+        mtime: d.last_modified,
+    }
+}
+
+/// A local entry named as the bucket's side would name it, for the reverse.
+fn remote_of(l: walk::SrcEntry) -> list::DstEntry {
+    list::DstEntry {
+        rel: l.rel,
+        size: l.size,
+        etag: String::new(),
+        last_modified: l.mtime,
+    }
+}
+
+/// The summary lines (rclone's wording) once every key was checked.
+fn conclude(s: &mut CheckSummary, src_name: &str, dst_name: &str, opts: &CheckOptions) {
+    s.differences.sort_by(|a, b| a.path.cmp(&b.path));
+    s.differences_total = s.not_ok();
+
+    if s.missing_on_dst > 0 {
+        tracing::warn!("{dst_name}: {} files missing", s.missing_on_dst);
+    }
+    if s.missing_on_src > 0 {
+        tracing::warn!("{src_name}: {} files missing", s.missing_on_src);
+    }
+    tracing::warn!("{dst_name}: {} differences found", s.differences_total);
+    if s.errors > 0 {
+        tracing::warn!("{dst_name}: {} errors while checking", s.errors);
+    }
+    if s.unverified > 0 {
+        tracing::warn!("{dst_name}: {} hashes could not be checked", s.unverified);
+    }
+    if s.dangling_links > 0 {
+        tracing::warn!(
+            "{dst_name}: {} dangling links (blob unknown after migration)",
+            s.dangling_links
+        );
+    }
+    if s.corrupt_blobs > 0 {
+        tracing::warn!(
+            "{src_name}: {} corrupt blobs (content does not match their digest)",
+            s.corrupt_blobs
+        );
+    }
+    if opts.verify_digests && opts.registry.is_some() {
+        tracing::info!(
+            "{src_name}: {} blobs hash to their digest",
+            s.blobs_digest_verified
+        );
+    }
+    if s.matching > 0 {
+        tracing::warn!("{dst_name}: {} matching files", s.matching);
+    }
+}
+
 /// Run `check` of `root` against `store`.
 pub async fn run(
     store: Arc<Store>,
@@ -361,8 +426,13 @@ pub async fn run(
     opts: CheckOptions,
 ) -> Result<CheckSummary, anyhow::Error> {
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let dst_name = store.path.rclone_name();
-    let src_name = format!("Local file system at {}", root.display());
+    let (mut dst_name, mut src_name) = (
+        store.path.rclone_name(),
+        format!("Local file system at {}", root.display()),
+    );
+    if opts.reversed {
+        std::mem::swap(&mut dst_name, &mut src_name);
+    }
     let mut outputs = Outputs::open(&opts)?;
     let mut s = CheckSummary::default();
 
@@ -428,13 +498,28 @@ pub async fn run(
             Step::Both(src, d) => (Some(src), Some(d)),
             Step::DstOnly(d) => (None, Some(d)),
         };
+        // `src` is the local side and `dst` the bucket's; reversed, the bucket is the source.
+        let (has_src, has_dst) = if opts.reversed {
+            (dst.is_some(), src.is_some())
+        } else {
+            (src.is_some(), dst.is_some())
+        };
         let plan = decide(
-            src.is_some(),
-            dst.is_some(),
+            has_src,
+            has_dst,
             kind.as_ref(),
             opts.one_way,
             opts.verify_digests,
         );
+        let (src, dst) = match (plan.compare.clone(), opts.reversed) {
+            // The entry on the source's side is missing on the other, or the reverse: name it
+            // by the side it is on.
+            (Compare::MissingOnDst | Compare::MissingOnSrc, true) => (
+                dst.map(|d| local_of(d, root)),
+                src.map(|l| remote_of(l)),
+            ),
+            _ => (src, dst),
+        };
         s.files_source += u64::from(plan.source);
         if let (Some(links), Some(path_digest), Some(src)) = (&links, plan.link, &src) {
             let (links, store) = (links.clone(), store.clone());
@@ -481,45 +566,107 @@ pub async fn run(
         return Err(e.into());
     }
 
-    s.differences.sort_by(|a, b| a.path.cmp(&b.path));
-    s.differences_total = s.not_ok();
-
-    if s.missing_on_dst > 0 {
-        tracing::warn!("{dst_name}: {} files missing", s.missing_on_dst);
-    }
-    if s.missing_on_src > 0 {
-        tracing::warn!("{src_name}: {} files missing", s.missing_on_src);
-    }
-    tracing::warn!("{dst_name}: {} differences found", s.differences_total);
-    if s.errors > 0 {
-        tracing::warn!("{dst_name}: {} errors while checking", s.errors);
-    }
-    if s.unverified > 0 {
-        tracing::warn!("{dst_name}: {} hashes could not be checked", s.unverified);
-    }
-    if s.dangling_links > 0 {
-        tracing::warn!(
-            "{dst_name}: {} dangling links (blob unknown after migration)",
-            s.dangling_links
-        );
-    }
-    if s.corrupt_blobs > 0 {
-        tracing::warn!(
-            "{src_name}: {} corrupt blobs (content does not match their digest)",
-            s.corrupt_blobs
-        );
-    }
-    if opts.verify_digests && opts.registry.is_some() {
-        tracing::info!(
-            "{src_name}: {} blobs hash to their digest",
-            s.blobs_digest_verified
-        );
-    }
-    if s.matching > 0 {
-        tracing::warn!("{dst_name}: {} matching files", s.matching);
-    }
+    conclude(&mut s, &src_name, &dst_name, &opts);
     s.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     s.requests = store.requests.snapshot();
+    Ok(s)
+}
+
+/// Run `check` of one bucket (or prefix) against another: every pair by size and ETag, by
+/// their bytes where the ETags cannot settle it ([`verify::verify_objects`]).
+pub async fn run_buckets(
+    src: Arc<Store>,
+    dst: Arc<Store>,
+    filter: Filter,
+    limits: Limits,
+    opts: CheckOptions,
+) -> Result<CheckSummary, anyhow::Error> {
+    let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
+    let (src_name, dst_name) = (src.path.rclone_name(), dst.path.rclone_name());
+    let mut outputs = Outputs::open(&opts)?;
+    let mut s = CheckSummary::default();
+    let src_listing = list::start(&src, &filter, limits.checkers).await?;
+    let dst_listing = list::start(&dst, &filter, limits.checkers).await?;
+    let mut march = March::new(
+        RemoteSide::new(src_listing),
+        RemoteSide::new(dst_listing),
+        None,
+    );
+    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
+    let vopts = VerifyOptions {
+        download: opts.download,
+        always_download: opts.always_download,
+        parallel_parts: limits.parts_per_file,
+    };
+    let mut set: JoinSet<Found> = JoinSet::new();
+    let mut failed = None;
+    loop {
+        while set.len() >= limits.checkers.max(1) {
+            let found = set.join_next().await.expect("a task")?;
+            s.found(found, &mut outputs, &dst_name);
+        }
+        let step = match march.next().await {
+            None => break,
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            Some(Ok(m)) => m.step,
+        };
+        let (a, b) = match step {
+            Step::Error(e) => {
+                let d = Difference {
+                    path: e.path().to_string(),
+                    kind: "error",
+                    detail: e.to_string(),
+                };
+                s.differ(d, &mut outputs);
+                continue;
+            }
+            Step::SrcOnly(a) => (Some(a), None),
+            Step::Both(a, b) => (Some(a), Some(b)),
+            Step::DstOnly(b) => (None, Some(b)),
+        };
+        let plan = decide(a.is_some(), b.is_some(), None, opts.one_way, false);
+        s.files_source += u64::from(plan.source);
+        match (plan.compare, a, b) {
+            (Compare::Nothing, ..) => {}
+            (Compare::MissingOnSrc, _, Some(b)) => {
+                let d = Difference {
+                    path: b.rel,
+                    kind: "missing_on_src",
+                    detail: format!("file not in {src_name}"),
+                };
+                s.differ(d, &mut outputs);
+            }
+            (Compare::MissingOnDst, Some(a), _) => {
+                s.found(Found::Verdict(a.rel, 0, None, false), &mut outputs, &dst_name)
+            }
+            (Compare::Verify { .. }, Some(a), Some(b)) => {
+                Stats::add(&stats.checks_total, 1);
+                Stats::add(&stats.bytes_total, a.size);
+                let (src, dst, stats) = (src.clone(), dst.clone(), stats.clone());
+                set.spawn(async move {
+                    let _f = stats.start_one();
+                    let v = verify::verify_objects(&src, &a, &dst, &b, vopts).await;
+                    Stats::add(&stats.checks_done, 1);
+                    Stats::add(&stats.bytes_done, a.size);
+                    Found::Verdict(a.rel, a.size, Some(v), false)
+                });
+            }
+            (what, ..) => unreachable!("{what:?} without its sides"),
+        }
+    }
+    while let Some(found) = set.join_next().await {
+        s.found(found?, &mut outputs, &dst_name);
+    }
+    progress.finish().await;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    conclude(&mut s, &src_name, &dst_name, &opts);
+    s.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    s.requests = dst.requests.snapshot();
     Ok(s)
 }
 

@@ -331,6 +331,9 @@ fn layout_kept(etag: &ETag, read: &ETag) -> bool {
 
 type Streamed = (Vec<Md5Digest>, Vec<String>, Option<Md5Digest>);
 
+/// Parts sent: number, MD5, the destination's ETag.
+type Sent = Vec<(u32, Md5Digest, String)>;
+
 /// GET, hash and send every part, a group at a time; two groups out at once (one sending
 /// while the next is fetched), one when the whole object's MD5 is needed, since it is
 /// computed in order.
@@ -348,7 +351,7 @@ async fn stream_parts(
         .budget
         .group_of(plan.part_size, r.limits.parts_per_file, plan.count, out);
     let whole = whole_md5.then(|| Arc::new(std::sync::Mutex::new(md5::Md5::new())));
-    let mut tasks: JoinSet<Result<Vec<(u32, Md5Digest, String)>, UploadError>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<Sent, UploadError>> = JoinSet::new();
     let mut next = 0u64;
     let mut first_error = None;
     loop {
@@ -397,7 +400,7 @@ async fn stream_group(
     session: &Session,
     parts: Vec<(u32, (u64, u64))>,
     whole: Option<Arc<std::sync::Mutex<md5::Md5>>>,
-) -> Result<Vec<(u32, Md5Digest, String)>, UploadError> {
+) -> Result<Sent, UploadError> {
     let lens: Vec<u64> = parts.iter().map(|(_, (_, len))| *len).collect();
     let bufs = r.budget.buffers(&lens).await;
     let gets = parts.iter().zip(bufs).map(|(&(_, range), buf)| {

@@ -407,6 +407,66 @@ async fn verify_multipart(
     .await
 }
 
+/// An object's length and MD5, from its bytes (pinned to its listed ETag when it has one).
+async fn object_md5(store: &Store, obj: &DstEntry) -> Result<(u64, Md5Digest), S3Error> {
+    let pin = (!obj.etag.trim_matches('"').is_empty()).then_some(obj.etag.as_str());
+    let (mut body, _) = store.get_range(&obj.rel, 0, 0, pin).await?;
+    let mut h = Md5::new();
+    let mut n = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        n += chunk.len() as u64;
+        h.update(&chunk);
+    }
+    Ok((n, h.finalize().into()))
+}
+
+/// An object's ETag: the listed one, or a HEAD's where the listing had none (s3s-fs).
+async fn etag_of(store: &Store, obj: &DstEntry) -> Result<ETag, S3Error> {
+    if !obj.etag.trim_matches('"').is_empty() {
+        return Ok(ETag::parse(&obj.etag));
+    }
+    Ok(ETag::parse(&store.head(&obj.rel, None).await?.etag))
+}
+
+/// Check an object of one bucket against the same key in another: by size, then by ETag
+/// where the ETags settle it (equal, or two MD5s), else by both objects' bytes (unless
+/// `--no-download`; always with `--download`).
+pub async fn verify_objects(
+    src_store: &Store,
+    src: &DstEntry,
+    dst_store: &Store,
+    dst: &DstEntry,
+    opts: VerifyOptions,
+) -> Verdict {
+    if src.size != dst.size {
+        return Verdict::SizeDiffers;
+    }
+    if !opts.always_download {
+        let (a, b) = match tokio::try_join!(etag_of(src_store, src), etag_of(dst_store, dst)) {
+            Ok(e) => e,
+            Err(e) => return Verdict::Error(e.to_string()),
+        };
+        if a == b && !matches!(a, ETag::Opaque(_)) {
+            return Verdict::Match;
+        }
+        if matches!((&a, &b), (ETag::Md5(_), ETag::Md5(_))) {
+            return Verdict::HashDiffers;
+        }
+        if !opts.download {
+            return Verdict::Unverified(format!(
+                "ETags {a} and {b} cannot be compared (other part layouts, or not MD5s); drop --no-download to compare the bytes"
+            ));
+        }
+    }
+    match tokio::try_join!(object_md5(src_store, src), object_md5(dst_store, dst)) {
+        Err(e) => Verdict::Error(e.to_string()),
+        Ok(((n, _), (m, _))) if n != src.size || m != dst.size => Verdict::SizeDiffers,
+        Ok(((_, x), (_, y))) if x == y => Verdict::Match,
+        Ok(_) => Verdict::HashDiffers,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,4 +188,53 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
         assert!(std::fs::read(&p).unwrap() == data, "{rel}");
         assert_eq!(mtime(&p), mtime(&src.path().join(rel)), "{rel}: mtime kept");
     }
+
+    // check, in every pairing, proves the copies and finds what was changed.
+    let clean = |args: &[&str]| {
+        let (out, r) = s3ferry_reported(&home, args);
+        let err = ok(&out);
+        assert!(err.contains(" 0 differences found"), "{args:?}: {err}");
+        r
+    };
+    let r = clean(&["check", s, &from, "--one-way"]);
+    assert_eq!(r["matching"], n - 1, "{r}");
+    let r = clean(&["check", &from, &to, "--one-way"]);
+    assert_eq!(r["matching"], n, "{r}");
+    let r = clean(&["check", &to, d, "--one-way"]);
+    assert_eq!(r["matching"], n, "{r}");
+    assert_eq!(r["requests"]["get"], 0, "no downloads: the ETags prove the files: {r}");
+
+    // Tampered: the same size, other bytes, in the copy and in the restored tree.
+    let tampered = "a b/ü+%.txt";
+    rt().block_on(
+        c.put_object()
+            .bucket(&dr)
+            .key(tampered)
+            .body(bytes(1000, 99).into())
+            .send(),
+    )
+    .unwrap();
+    let (out, r) = s3ferry_reported(&home, &["check", &from, &to, "--one-way"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 differences found"), "{}", stderr(&out));
+    assert_eq!(r["hash_differ"], 1, "{r}");
+    assert_eq!(r["differences"][0]["path"], tampered, "{r}");
+
+    std::fs::write(back.path().join("tags/v1/current/link"), b"sha256:dcba").unwrap();
+    std::fs::remove_file(back.path().join("empty")).unwrap();
+    write(back.path(), "only-here", b"extra");
+    let (out, r) = s3ferry_reported(&home, &["check", &to, d]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    // The tampered object now differs from the untouched restored file too.
+    assert_eq!(r["hash_differ"], 2, "{r}");
+    assert_eq!(r["missing_on_dst"], 1, "{r}");
+    assert_eq!(r["missing_on_src"], 1, "{r}");
+    assert!(err.contains("empty: file not in Local file system"), "{err}");
+    assert!(err.contains("only-here: file not in S3 bucket"), "{err}");
+    // --one-way: only what the bucket has must be in the directory.
+    let (out, r) = s3ferry_reported(&home, &["check", &to, d, "--one-way"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(r["missing_on_src"], 0, "{r}");
+    assert_eq!(r["missing_on_dst"], 1, "{r}");
 }
