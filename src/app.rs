@@ -218,20 +218,8 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
 async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Result<Exit> {
     let root = match remote::parse_location(dst)? {
         Location::Local(p) => p,
-        Location::S3(_) => {
-            return Err(UsageError(
-                "copying from S3 to S3 is not supported yet: restore into a directory, then copy that"
-                    .into(),
-            )
-            .into());
-        }
+        Location::S3(_) => return Err(anyhow!("internal: a bucket-to-bucket run reached restore")),
     };
-    if mode == Mode::Sync {
-        return Err(UsageError(
-            "sync from S3 into a directory (which would delete local files) is not supported yet: use copy, which adds and updates files and deletes nothing".into(),
-        )
-        .into());
-    }
     if root.exists() && !root.is_dir() {
         return Err(UsageError(format!(
             "destination {} is not a directory: pass the directory to restore into",
@@ -246,7 +234,17 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     let (progress, stats_interval) = progress(g);
     let store = store(g, path, &settings, &limits).await?;
     let t = &g.transfer;
+    let mode = if mode == Mode::Sync && aws && !t.delete {
+        tracing::warn!(
+            "sync from an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET sources delete, as rclone sync)"
+        );
+        Mode::Copy
+    } else {
+        mode
+    };
     let opts = crate::restore::RestoreOptions {
+        delete: mode == Mode::Sync,
+        max_delete: u64::try_from(t.max_delete).ok(),
         dry_run: t.dry_run,
         size_only: t.size_only,
         ignore_existing: t.ignore_existing,
@@ -256,6 +254,9 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     };
     let summary = crate::restore::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;
+    if summary.max_delete_exceeded {
+        return Ok(Exit::Fatal);
+    }
     Ok(crate::class::exit_for_file_errors(
         summary.errors_temporary,
         summary.errors_permanent,

@@ -6,9 +6,8 @@
 //! Every object written is proven (see [`crate::download`]) and lands under its name only
 //! once whole. A file already there is kept when its size and mtime equal the object's (the
 //! mtime the object records, else its LastModified: what a restore sets), so a rerun fetches
-//! only what is missing or different. Files only in the directory are left alone: `copy`
-//! deletes nothing, and `sync` in this direction is refused until deleting local files has
-//! the same safety rules as deleting objects.
+//! only what is missing or different. Files only in the directory are left alone by `copy`;
+//! `sync` deletes them once every object was restored, under the rules every sync follows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +29,9 @@ use crate::walk::{self, SrcEntry};
 /// How to run a restore.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
+    /// `sync`: files only in the directory are deleted once every object was restored.
+    pub delete: bool,
+    pub max_delete: Option<u64>,
     pub dry_run: bool,
     /// Keep any file of the same size (`--size-only`), or any file at all
     /// (`--ignore-existing`).
@@ -52,6 +54,11 @@ pub struct RestoreSummary {
     pub folder_markers: u64,
     /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C): sizes only.
     pub hash_not_comparable: u64,
+    pub deleted: u64,
+    pub deletes_planned: u64,
+    /// Deletes were needed but not done (errors, an empty bucket, over `--max-delete`).
+    pub deletes_refused: bool,
+    pub max_delete_exceeded: bool,
     pub errors_temporary: u64,
     pub errors_permanent: u64,
     pub dry_run: bool,
@@ -160,6 +167,7 @@ pub async fn run(
     let mut march = March::new(RemoteSide::new(listing), LocalSide::new(walked), None);
     let mut tasks: JoinSet<(String, Result<Done, DownloadError>)> = JoinSet::new();
     let mut failed: Option<S3Error> = None;
+    let mut deletes: Vec<SrcEntry> = Vec::new();
     loop {
         while tasks.len() >= limits.transfers.max(1) {
             if let Some(j) = tasks.join_next().await {
@@ -177,7 +185,12 @@ pub async fn run(
         let (obj, local) = match step {
             Step::SrcOnly(obj) => (obj, None),
             Step::Both(obj, local) => (obj, Some(local)),
-            Step::DstOnly(_) => continue,
+            Step::DstOnly(local) => {
+                if opts.delete {
+                    deletes.push(local);
+                }
+                continue;
+            }
             Step::Error(e) => {
                 // A file of the directory that cannot be used (a symlink, a bad name).
                 summary.error(crate::class::Class::Permanent, e.to_string());
@@ -222,17 +235,70 @@ pub async fn run(
     if let Some(e) = failed {
         return Err(e.into());
     }
+    delete_extra(&mut summary, deletes, &opts, &store);
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.requests = store.requests.snapshot();
     tracing::warn!(
-        "{} | restored {} files ({}), {} unchanged, {} errors",
+        "{} | restored {} files ({}), {} unchanged, {} deleted, {} errors",
         stats.line(),
         summary.files_restored,
         report::bytes(summary.bytes_restored),
         summary.files_unchanged,
+        summary.deleted,
         summary.errors()
     );
     Ok(summary)
+}
+
+/// `sync`: delete the files only the directory has, under the rules every sync follows
+/// ([`crate::plan::may_delete`]): only after a run without errors, never because the bucket
+/// looked empty, never more than `--max-delete`.
+fn delete_extra(
+    summary: &mut RestoreSummary,
+    deletes: Vec<SrcEntry>,
+    opts: &RestoreOptions,
+    store: &Store,
+) {
+    summary.deletes_planned = deletes.len() as u64;
+    if opts.dry_run {
+        for d in &deletes {
+            tracing::warn!("{}: Skipped delete as --dry-run is set", d.rel);
+        }
+        return;
+    }
+    let src_name = format!("bucket {}", store.shown(&store.path.prefix));
+    match crate::plan::may_delete(
+        summary.errors(),
+        summary.objects_source,
+        deletes.len() as u64,
+        opts.max_delete,
+    ) {
+        Ok(()) => {
+            for d in deletes {
+                match std::fs::remove_file(&d.path) {
+                    Ok(()) => {
+                        summary.deleted += 1;
+                        tracing::info!("{}: Deleted", d.rel);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => summary.error(
+                        crate::class::Class::Permanent,
+                        format!("{}: Failed to delete: {e}", d.path.display()),
+                    ),
+                }
+            }
+        }
+        Err(refusal) => {
+            let message = refusal.message(&src_name, "files");
+            if refusal == crate::plan::DeleteRefusal::Errors {
+                tracing::error!("{message}");
+            } else {
+                summary.error(crate::class::Class::Permanent, message);
+                summary.max_delete_exceeded = true;
+            }
+            summary.deletes_refused = true;
+        }
+    }
 }
 
 async fn restore_one(
@@ -310,6 +376,8 @@ mod tests {
     #[test]
     fn decisions() {
         let plain = RestoreOptions {
+            delete: false,
+            max_delete: None,
             dry_run: false,
             size_only: false,
             ignore_existing: false,

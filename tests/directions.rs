@@ -238,3 +238,45 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     assert_eq!(r["missing_on_src"], 0, "{r}");
     assert_eq!(r["missing_on_dst"], 1, "{r}");
 }
+
+#[test]
+fn sync_into_a_directory_deletes_extra_files_only_after_a_clean_run() {
+    let home = Home::new();
+    let b = bucket("restore-sync");
+    put(&b, "keep/a", b"aaa");
+    put(&b, "keep/b", b"bbb");
+    let dst = tempfile::tempdir().unwrap();
+    let d = dst.path().to_str().unwrap();
+    write(dst.path(), "extra/old", b"only here");
+    let remote = format!("harbor-s3:{b}/keep");
+
+    // copy adds and deletes nothing; sync deletes what the bucket does not have.
+    let (out, r) = s3ferry_reported(&home, &["copy", &remote, d]);
+    ok(&out);
+    assert_eq!(r["deleted"], 0, "{r}");
+    assert!(dst.path().join("extra/old").exists());
+    let (out, r) = s3ferry_reported(&home, &["sync", &remote, d, "--dry-run"]);
+    ok(&out);
+    assert_eq!(r["deletes_planned"], 1, "{r}");
+    assert!(dst.path().join("extra/old").exists(), "--dry-run deletes nothing");
+    let (out, r) = s3ferry_reported(&home, &["sync", &remote, d]);
+    ok(&out);
+    assert_eq!(r["deleted"], 1, "{r}");
+    assert!(!dst.path().join("extra/old").exists());
+    assert_eq!(std::fs::read(dst.path().join("a")).unwrap(), b"aaa");
+
+    // A run with an error deletes nothing: a key no filesystem can hold.
+    write(dst.path(), "extra/again", b"only here");
+    put(&b, &format!("keep/{}", "x".repeat(300)), b"too long");
+    let (out, r) = s3ferry_reported(&home, &["sync", &remote, d]);
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(r["deleted"], 0, "{r}");
+    assert!(r["deletes_refused"].as_bool().unwrap(), "{r}");
+    assert!(dst.path().join("extra/again").exists());
+
+    // An empty source (a wrong prefix) never empties the directory without --max-delete.
+    let out = s3ferry(&home, &["sync", &format!("harbor-s3:{b}/nothing-here"), d]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(stderr(&out).contains("the source is empty"), "{}", stderr(&out));
+    assert!(dst.path().join("a").exists());
+}
