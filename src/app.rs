@@ -242,7 +242,10 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     } else {
         mode
     };
+    let registry = remote_registry(g, &store).await?;
     let opts = crate::restore::RestoreOptions {
+        registry,
+        include_uploads: g.registry.registry_uploads,
         delete: mode == Mode::Sync,
         max_delete: u64::try_from(t.max_delete).ok(),
         dry_run: t.dry_run,
@@ -475,6 +478,43 @@ fn registry_layout(g: &Global, root: &Path) -> anyhow::Result<Option<Layout>> {
         }
         (RegistryMode::Auto, None) => Ok(None),
     }
+}
+
+/// The registry layout under an S3 source, per `--registry`: a `v2` holding both `blobs/` and
+/// `repositories/` (one short listing per place it may be).
+async fn remote_registry(g: &Global, store: &Store) -> anyhow::Result<Option<Layout>> {
+    if g.registry.registry == RegistryMode::Off {
+        return Ok(None);
+    }
+    let prefix = &store.path.prefix;
+    for v2 in registry::V2_PREFIXES {
+        let mut found = true;
+        for dir in ["blobs/", "repositories/"] {
+            let page = store
+                .list_page(&format!("{prefix}{v2}{dir}"), None, None, true)
+                .await?;
+            if page.objects.is_empty() && page.prefixes.is_empty() {
+                found = false;
+                break;
+            }
+        }
+        if found {
+            tracing::warn!(
+                "registry mode: {}{} (blob digests verified, links after blobs; --registry off disables)",
+                store.shown(prefix),
+                v2.trim_end_matches('/')
+            );
+            return Ok(Some(Layout { v2: v2.to_string() }));
+        }
+    }
+    if g.registry.registry == RegistryMode::On {
+        return Err(UsageError(format!(
+            "--registry on: no docker/registry/v2 (with blobs/ and repositories/) under {}: point the source at the registry's storage root",
+            store.shown(prefix)
+        ))
+        .into());
+    }
+    Ok(None)
 }
 
 /// The filter rules (rclone's, or the AWS CLI's for `s3://` destinations), size and age

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use crate::etag::{ETag, Md5Digest, PartPlan};
 use crate::limits::Limits;
 use crate::list::DstEntry;
@@ -320,9 +322,17 @@ pub async fn layout_head(
 /// plus one HEAD for a multipart object. The directories on
 /// the way are created. On failure nothing is left under the target's name, and the partial
 /// file is removed.
-pub async fn restore(f: &Fetcher, obj: &DstEntry, target: &Path) -> Result<Proof, DownloadError> {
+///
+/// `blob_digest` (registry mode): the SHA-256 the object's key names; its bytes are hashed
+/// for it as they arrive, and a blob that does not match is never written under its name.
+pub async fn restore(
+    f: &Fetcher,
+    obj: &DstEntry,
+    target: &Path,
+    blob_digest: Option<&str>,
+) -> Result<Proof, DownloadError> {
     let partial = partial_path(target);
-    let r = fetch(f, obj, target, &partial).await;
+    let r = fetch(f, obj, target, &partial, blob_digest).await;
     if r.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
@@ -334,8 +344,11 @@ async fn fetch(
     obj: &DstEntry,
     target: &Path,
     partial: &Path,
+    blob_digest: Option<&str>,
 ) -> Result<Proof, DownloadError> {
     let rel = &obj.rel;
+    // A blob's SHA-256, over its parts in order (groups come in order, one at a time).
+    let sha = blob_digest.map(|_| Arc::new(std::sync::Mutex::new(Sha256::new())));
     // The listing's ETag is the version this restore is about; every GET is pinned to it.
     let etag = ETag::parse(&obj.etag);
     // A multipart object's part layout comes from one HEAD (our recorded part size, or part
@@ -398,6 +411,18 @@ async fn fetch(
         } else {
             filled.into_iter().map(|b| (b.freeze(), None)).collect()
         };
+        if let Some(sha) = &sha {
+            let (sha, data): (_, Vec<bytes::Bytes>) =
+                (sha.clone(), hashed.iter().map(|(d, _)| d.clone()).collect());
+            blocking(partial, move || {
+                let mut h = sha.lock().map_err(|e| std::io::Error::other(e.to_string()))?;
+                for d in &data {
+                    h.update(d);
+                }
+                Ok(())
+            })
+            .await?;
+        }
         let mut writes = Vec::with_capacity(hashed.len());
         for (&(off, _), (data, d)) in ranges.iter().zip(hashed) {
             md5s.extend(d);
@@ -409,6 +434,18 @@ async fn fetch(
 
     let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
     let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
+    if let (Some(sha), Some(expected)) = (sha, blob_digest) {
+        let h = std::mem::take(&mut *sha.lock().expect("blob sha"));
+        let actual = hex::encode(h.finalize());
+        if actual != expected {
+            return Err(DownloadError::Io {
+                path: rel.clone(),
+                message: format!(
+                    "corrupt blob: its key says sha256:{expected} but its content hashes to sha256:{actual}; not written"
+                ),
+            });
+        }
+    }
     let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, partial).await?;
 
     let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);

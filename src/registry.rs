@@ -24,10 +24,13 @@ pub struct Layout {
     pub v2: String,
 }
 
+/// Where `v2` may sit under a source root, most specific first.
+pub const V2_PREFIXES: [&str; 4] = ["docker/registry/v2/", "registry/v2/", "v2/", ""];
+
 /// Find the registry layout under `root`: the root may be the storage root (holding
 /// `docker/registry/v2`), `docker/`, `registry/`, or `v2/` itself.
 pub fn detect(root: &Path) -> Option<Layout> {
-    for prefix in ["docker/registry/v2/", "registry/v2/", "v2/", ""] {
+    for prefix in V2_PREFIXES {
         let dir = root.join(prefix);
         if dir.join("blobs").is_dir() && dir.join("repositories").is_dir() {
             return Some(Layout {

@@ -20,7 +20,8 @@ use crate::download::{self, DownloadError, Fetcher, KeyError, Proof};
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, DstEntry};
-use crate::march::{LocalSide, March, RemoteSide, Step};
+use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
+use crate::registry::{Kind, Layout};
 use crate::read::Budget;
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
@@ -41,6 +42,10 @@ pub struct RestoreOptions {
     pub direct_io: bool,
     pub progress: ProgressMode,
     pub stats_interval: Duration,
+    /// Registry mode: blobs are proven by their digest as they arrive, links are written only
+    /// once every blob is, and the driver's `_uploads` are left out (unless `include_uploads`).
+    pub registry: Option<Layout>,
+    pub include_uploads: bool,
 }
 
 /// What a restore did, for the exit code, the summary line and `--report`.
@@ -164,7 +169,19 @@ pub async fn run(
     };
     let progress =
         (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
-    let mut march = March::new(RemoteSide::new(listing), LocalSide::new(walked), None);
+    let mut march = March::new(
+        RemoteSide::new(listing),
+        LocalSide::new(walked),
+        opts.registry.clone().map(|layout| march::Registry {
+            layout,
+            include_uploads: opts.include_uploads,
+            dst_blobs: Default::default(),
+        }),
+    );
+    // Registry mode: links wait until every blob before them is written (keys come in order,
+    // and `blobs/` sorts before `repositories/`), so a reader of the directory never finds a
+    // link to a blob that is not there yet; after a failed blob, no link is written.
+    let mut links_open = false;
     let mut tasks: JoinSet<(String, Result<Done, DownloadError>)> = JoinSet::new();
     let mut failed: Option<S3Error> = None;
     let mut deletes: Vec<SrcEntry> = Vec::new();
@@ -180,8 +197,15 @@ pub async fn run(
                 failed = Some(e);
                 break;
             }
-            Some(Ok(m)) => m.step,
+            Some(Ok(m)) => m,
         };
+        let Marched { step, kind } = step;
+        if matches!(kind, Some(Kind::Link { .. })) && !links_open {
+            while let Some(j) = tasks.join_next().await {
+                record(&mut summary, &stats, j);
+            }
+            links_open = true;
+        }
         let (obj, local) = match step {
             Step::SrcOnly(obj) => (obj, None),
             Step::Both(obj, local) => (obj, Some(local)),
@@ -198,6 +222,10 @@ pub async fn run(
             }
         };
         summary.objects_source += 1;
+        let blob_digest = match &kind {
+            Some(Kind::Blob { digest }) => Some(digest.clone()),
+            _ => None,
+        };
         let target = match download::local_path(&root, &obj.rel, obj.size) {
             Ok(t) => t,
             Err(KeyError::FolderMarker { .. }) => {
@@ -214,6 +242,17 @@ pub async fn run(
             summary.files_unchanged += 1;
             continue;
         }
+        if matches!(kind, Some(Kind::Link { .. })) && summary.errors() > 0 {
+            summary.error(
+                crate::class::Class::Temporary,
+                format!(
+                    "{}: link not restored: {} errors before it (a blob it needs may be missing); rerun",
+                    obj.rel,
+                    summary.errors()
+                ),
+            );
+            continue;
+        }
         Stats::add(&stats.files_total, 1);
         Stats::add(&stats.bytes_total, obj.size);
         if opts.dry_run {
@@ -222,7 +261,15 @@ pub async fn run(
         }
         let (f, local_mtime) = (fetcher.clone(), local.map(|l| l.mtime));
         tasks.spawn(async move {
-            let r = restore_one(&f, &obj, &target, decision, local_mtime).await;
+            let r = restore_one(
+                &f,
+                &obj,
+                &target,
+                decision,
+                local_mtime,
+                blob_digest.as_deref(),
+            )
+            .await;
             (obj.rel, r)
         });
     }
@@ -307,6 +354,7 @@ async fn restore_one(
     target: &Path,
     decision: Decision,
     local_mtime: Option<SystemTime>,
+    blob_digest: Option<&str>,
 ) -> Result<Done, DownloadError> {
     let _flight = f.stats.start_one();
     if decision == Decision::CompareMtime
@@ -318,7 +366,7 @@ async fn restore_one(
             return Ok(Done::Unchanged);
         }
     }
-    let proof = download::restore(f, obj, target).await?;
+    let proof = download::restore(f, obj, target, blob_digest).await?;
     Ok(Done::Restored(obj.size, proof))
 }
 
@@ -384,6 +432,8 @@ mod tests {
             direct_io: true,
             progress: ProgressMode::Off,
             stats_interval: Duration::ZERO,
+            registry: None,
+            include_uploads: false,
         };
         let size_only = RestoreOptions {
             size_only: true,

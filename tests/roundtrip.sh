@@ -8,6 +8,8 @@
 #  3. start a second docker-registry on the s3 driver against the same S3 server (Ceph RGW;
 #     ROUNDTRIP_S3=moto runs it all against moto instead);
 #  4. compare every tag's manifest digest, pull every image and hash its blobs, push a new image;
+#  4b. the way back: bucket -> second bucket (server-side) -> directory, checked each way, and
+#     served by a third docker-registry on the filesystem driver with identical digests;
 #  5. a corrupt source blob is refused; a blob deleted from the bucket is reported by check,
 #     with its dangling links, and the migrated registry indeed cannot serve it.
 # Everything listens on 127.0.0.1 and is stopped on exit. Ends with "roundtrip: N passed, M failed".
@@ -179,6 +181,37 @@ check "push a new image to the migrated registry and pull it back" bash -c "
   skopeo copy --quiet --dest-tls-verify=false oci:$L:new docker://$B/lib/pushed:1
   skopeo copy --quiet --src-tls-verify=false docker://$B/lib/pushed:1 oci:$work/pushed:1
   python3 tests/support/regtool.py s3-ls $s3 roundtrip harbor/docker/registry/v2/repositories/lib/pushed/ | grep -q _manifests/tags/1/current/link"
+
+# --- 4b. the way back: bucket -> bucket -> directory, served by the filesystem driver -----------
+phase "bucket to bucket, then restore"
+regtool digests "$B" >"$work/digests.bucket" 2>/dev/null
+dr=harbor-s3:roundtrip-dr/harbor
+check "sync the bucket to a second bucket (one endpoint: copied by the server, no body through s3ferry)" bash -c "
+  HOME='$work/home' '$bin' sync '$dst' '$dr' --create-bucket --report '$work/dr.json' &&
+  python3 -c \"import json; r=json.load(open('$work/dr.json')); q=r['requests']; assert r['objects_copied']>0 and r['server_side_copies']==r['objects_copied'] and q['get']==0 and q['upload_part']==0 and r['requests_source']['get']==0, r\""
+check "check bucket against bucket: 0 differences" bash -c "
+  HOME='$work/home' '$bin' check '$dst' '$dr' 2>'$work/drcheck.log'; c=\$?; cat '$work/drcheck.log'; [ \$c -eq 0 ] && grep -q ' 0 differences found' '$work/drcheck.log'"
+restored=$work/restored
+check "restore the second bucket into a directory (registry mode: blobs by digest, links after blobs)" bash -c "
+  HOME='$work/home' '$bin' sync '$dr' '$restored' --report '$work/restore.json' 2>'$work/restore.log'; c=\$?; cat '$work/restore.log'
+  [ \$c -eq 0 ] && grep -q 'registry mode' '$work/restore.log' &&
+  python3 -c \"import json; r=json.load(open('$work/restore.json')); assert r['files_restored']>0 and r['errors_permanent']==0 and r['errors_temporary']==0, r\""
+check "check the bucket against the restored directory --one-way: 0 differences" bash -c "
+  HOME='$work/home' '$bin' check '$dr' '$restored' --one-way 2>'$work/rcheck.log'; c=\$?; cat '$work/rcheck.log'; [ \$c -eq 0 ] && grep -q ' 0 differences found' '$work/rcheck.log'"
+r_port=$(free_port)
+R=127.0.0.1:$r_port
+serve_registry restored "$r_port" "  filesystem:
+    rootdirectory: $restored"
+regtool digests "$R" >"$work/digests.restored" 2>"$work/digests.rerr"
+check "the restored registry (filesystem driver) serves every tag with identical digests" bash -c \
+  "cat '$work/digests.rerr'; [ \$(wc -l <'$work/digests.bucket') -ge 6 ] && diff '$work/digests.bucket' '$work/digests.restored'"
+check "every image pulls from the restored registry and its blobs hash to their digests" bash -c "
+  set -e
+  while read -r ref _; do
+    name=\${ref//\\//_}; name=\${name//:/_}
+    command skopeo --insecure-policy copy --quiet --all --src-tls-verify=false docker://$R/\$ref oci:$work/rpulled:\$name
+  done <'$work/digests.bucket'
+  n=\$(python3 tests/support/regtool.py verify-layout '$work/rpulled'); echo \"\$n blobs\"; [ \"\$n\" -ge 8 ]"
 
 # --- 5. corrupt and missing blobs --------------------------------------------------------------
 phase "corrupt and missing blobs"
