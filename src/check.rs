@@ -514,10 +514,9 @@ pub async fn run(
         let (src, dst) = match (plan.compare.clone(), opts.reversed) {
             // The entry on the source's side is missing on the other, or the reverse: name it
             // by the side it is on.
-            (Compare::MissingOnDst | Compare::MissingOnSrc, true) => (
-                dst.map(|d| local_of(d, root)),
-                src.map(|l| remote_of(l)),
-            ),
+            (Compare::MissingOnDst | Compare::MissingOnSrc, true) => {
+                (dst.map(|d| local_of(d, root)), src.map(|l| remote_of(l)))
+            }
             _ => (src, dst),
         };
         s.files_source += u64::from(plan.source);
@@ -639,9 +638,11 @@ pub async fn run_buckets(
                 };
                 s.differ(d, &mut outputs);
             }
-            (Compare::MissingOnDst, Some(a), _) => {
-                s.found(Found::Verdict(a.rel, 0, None, false), &mut outputs, &dst_name)
-            }
+            (Compare::MissingOnDst, Some(a), _) => s.found(
+                Found::Verdict(a.rel, 0, None, false),
+                &mut outputs,
+                &dst_name,
+            ),
             (Compare::Verify { .. }, Some(a), Some(b)) => {
                 Stats::add(&stats.checks_total, 1);
                 Stats::add(&stats.bytes_total, a.size);

@@ -19,6 +19,7 @@
 //! mtime from the object's `mtime` metadata (rclone's) or its LastModified, rename, and fsync
 //! of the directory.
 
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub fn local_path(root: &Path, rel: &str, size: u64) -> Result<PathBuf, KeyError
             c => path.push(c),
         }
     }
-    if rel.ends_with(PARTIAL_SUFFIX) {
+    if rel.ends_with(PARTIAL_SUFFIX) || rel.ends_with(LEDGER_SUFFIX) {
         return Err(KeyError::Reserved { key: key() });
     }
     let len = path.as_os_str().len();
@@ -128,10 +129,73 @@ pub fn partial_path(target: &Path) -> PathBuf {
     target.with_file_name(partial)
 }
 
+/// What a download in progress has proven so far sits beside it: `.NAME.s3ferry-parts`.
+pub const LEDGER_SUFFIX: &str = ".s3ferry-parts";
+
+/// The ledger of the partial file `partial`: which parts it holds, with their MD5s, for a
+/// rerun to resume from.
+pub fn ledger_path(partial: &Path) -> PathBuf {
+    let name = partial
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name);
+    partial.with_file_name(format!("{stem}{LEDGER_SUFFIX}"))
+}
+
 /// Whether a local file name is a download in progress (left by an interrupted restore):
 /// never a source file to upload, never a file to keep.
 pub fn is_partial(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+    name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(LEDGER_SUFFIX))
+}
+
+/// The ledger's first line: the object version and part layout its parts belong to.
+fn ledger_header(etag: &str, size: u64, part: u64) -> String {
+    format!("s3ferry-parts 1 {} {size} {part}\n", etag.trim_matches('"'))
+}
+
+/// Parts a partial file already holds for this very version and layout: those its ledger
+/// records whose bytes, read back, still hash to the recorded MD5 (a part torn by a crash is
+/// fetched again). Anything else (no ledger, another version) is nothing.
+fn resumable(
+    partial: &Path,
+    header: &str,
+    plan: &PartPlan,
+    size: u64,
+) -> std::collections::HashMap<u64, Md5Digest> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(text) = std::fs::read_to_string(ledger_path(partial)) else {
+        return out;
+    };
+    let Some(rest) = text.strip_prefix(header) else {
+        return out;
+    };
+    let Ok(file) = std::fs::File::open(partial) else {
+        return out;
+    };
+    if file.metadata().map(|m| m.len()).ok() != Some(size) {
+        return out;
+    }
+    for line in rest.lines() {
+        let Some((i, hex)) = line.split_once(' ') else {
+            continue;
+        };
+        let (Ok(i), Ok(want)) = (i.parse::<u64>(), hex::decode(hex)) else {
+            continue;
+        };
+        if i >= plan.count || want.len() != 16 || out.contains_key(&i) {
+            continue;
+        }
+        let (off, len) = plan.range(i);
+        let mut buf = vec![0u8; len as usize];
+        if file.read_exact_at(&mut buf, off).is_ok() {
+            let got = crate::etag::md5_of(&buf);
+            if got[..] == want[..] {
+                out.insert(i, got);
+            }
+        }
+    }
+    out
 }
 
 /// Why an object was not restored.
@@ -185,6 +249,19 @@ pub enum Proof {
     Unproven,
 }
 
+/// What an object must be besides the bytes its ETag names (registry mode).
+pub enum Expect {
+    Nothing,
+    /// A blob: its bytes hash to this SHA-256 (hex).
+    Blob(String),
+    /// A link: it holds a valid reference (to the digest its path names, if any) to a blob
+    /// already in the directory, at the path `blob_file` gives for a digest.
+    Link {
+        path_digest: Option<String>,
+        blob_file: Box<dyn Fn(&str) -> PathBuf + Send + Sync>,
+    },
+}
+
 /// What a download needs from its run.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -209,9 +286,15 @@ struct PartialFile {
 }
 
 impl PartialFile {
-    fn create(path: &Path, size: u64, direct: bool) -> std::io::Result<PartialFile> {
+    /// Create the file, or with `keep` open it as an earlier attempt left it.
+    fn create(path: &Path, size: u64, direct: bool, keep: bool) -> std::io::Result<PartialFile> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::File::create(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(!keep)
+            .open(path)?;
         file.set_len(size)?;
         let direct = direct
             .then(|| {
@@ -323,18 +406,22 @@ pub async fn layout_head(
 /// the way are created. On failure nothing is left under the target's name, and the partial
 /// file is removed.
 ///
-/// `blob_digest` (registry mode): the SHA-256 the object's key names; its bytes are hashed
-/// for it as they arrive, and a blob that does not match is never written under its name.
+/// `expect` (registry mode): what the object must be besides its ETag's bytes; one that is
+/// not is never written under its name.
 pub async fn restore(
     f: &Fetcher,
     obj: &DstEntry,
     target: &Path,
-    blob_digest: Option<&str>,
+    expect: &Expect,
 ) -> Result<Proof, DownloadError> {
     let partial = partial_path(target);
-    let r = fetch(f, obj, target, &partial, blob_digest).await;
-    if r.is_err() {
+    let r = fetch(f, obj, target, &partial, expect).await;
+    // A failure a rerun can get past keeps what was proven, for that rerun to resume from;
+    // any other removes it.
+    let keep = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary());
+    if r.is_err() && !keep {
         let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(ledger_path(&partial));
     }
     r
 }
@@ -344,9 +431,13 @@ async fn fetch(
     obj: &DstEntry,
     target: &Path,
     partial: &Path,
-    blob_digest: Option<&str>,
+    expect: &Expect,
 ) -> Result<Proof, DownloadError> {
     let rel = &obj.rel;
+    let blob_digest = match expect {
+        Expect::Blob(d) => Some(d.as_str()),
+        _ => None,
+    };
     // A blob's SHA-256, over its parts in order (groups come in order, one at a time).
     let sha = blob_digest.map(|_| Arc::new(std::sync::Mutex::new(Sha256::new())));
     // The listing's ETag is the version this restore is about; every GET is pinned to it.
@@ -370,25 +461,64 @@ async fn fetch(
         let d = dir.to_path_buf();
         blocking(dir, move || std::fs::create_dir_all(&d)).await?;
     }
+    // Parts an interrupted attempt already wrote and proved (only where each part's MD5 is
+    // part of the proof).
+    let header = ledger_header(&obj.etag, size, part);
+    let have = if hash_parts {
+        let (p, h, pl) = (partial.to_path_buf(), header.clone(), plan.clone());
+        blocking(partial, move || Ok(resumable(&p, &h, &pl, size))).await?
+    } else {
+        Default::default()
+    };
+    if !have.is_empty() {
+        tracing::info!(
+            "{rel}: resuming an interrupted download ({} of {} parts already there)",
+            have.len(),
+            plan.count
+        );
+        let reused: u64 = have.keys().map(|&i| plan.range(i).1).sum();
+        Stats::add(&f.stats.bytes_done, reused);
+        Stats::add(&f.stats.bytes_reused, reused);
+    }
     let file = {
-        let (p, direct) = (
+        let (p, direct, keep) = (
             partial.to_path_buf(),
             f.direct && size >= crate::read::DIRECT_FROM,
+            !have.is_empty(),
         );
-        Arc::new(blocking(partial, move || PartialFile::create(&p, size, direct)).await?)
+        Arc::new(blocking(partial, move || PartialFile::create(&p, size, direct, keep)).await?)
     };
+    let ledger = if hash_parts {
+        let (path, header, keep) = (ledger_path(partial), header.clone(), !have.is_empty());
+        let l = blocking(partial, move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?;
+            if !keep {
+                f.set_len(0)?;
+                f.write_all(header.as_bytes())?;
+            }
+            Ok(f)
+        })
+        .await?;
+        Some(Arc::new(std::sync::Mutex::new(l)))
+    } else {
+        None
+    };
+    // A blob's SHA-256 streams over its parts in order; with parts from an earlier attempt,
+    // it is taken from the finished file instead.
+    let sha = if have.is_empty() { sha } else { None };
 
     let per_group = f
         .budget
         .group_of(part, f.limits.parts_per_file, plan.count, 1);
-    let mut md5s: Vec<Md5Digest> = Vec::with_capacity(plan.count as usize);
+    let mut md5s: Vec<Option<Md5Digest>> = (0..plan.count).map(|i| have.get(&i).copied()).collect();
     // What the first GET says of the object: its metadata (a HEAD with partNumber may leave
     // it out) and its encryption.
     let mut first_get: Option<Head> = None;
-    let mut next = 0u64;
-    while next < plan.count {
-        let numbers: Vec<u64> = (next..(next + per_group).min(plan.count)).collect();
-        next += numbers.len() as u64;
+    let todo: Vec<u64> = (0..plan.count).filter(|i| !have.contains_key(i)).collect();
+    for numbers in todo.chunks(per_group as usize) {
         let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
         let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
         let bufs = f.budget.buffers(&lens).await;
@@ -415,7 +545,9 @@ async fn fetch(
             let (sha, data): (_, Vec<bytes::Bytes>) =
                 (sha.clone(), hashed.iter().map(|(d, _)| d.clone()).collect());
             blocking(partial, move || {
-                let mut h = sha.lock().map_err(|e| std::io::Error::other(e.to_string()))?;
+                let mut h = sha
+                    .lock()
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 for d in &data {
                     h.update(d);
                 }
@@ -424,12 +556,35 @@ async fn fetch(
             .await?;
         }
         let mut writes = Vec::with_capacity(hashed.len());
-        for (&(off, _), (data, d)) in ranges.iter().zip(hashed) {
-            md5s.extend(d);
+        let mut proven = String::new();
+        for ((&i, &(off, _)), (data, d)) in numbers.iter().zip(&ranges).zip(hashed) {
+            md5s[i as usize] = d;
+            if let Some(d) = d {
+                proven.push_str(&format!("{i} {}\n", hex::encode(d)));
+            }
             let file = file.clone();
             writes.push(blocking(partial, move || file.write_at(&data, off)));
         }
         futures::future::try_join_all(writes).await?;
+        // Recorded once written: a rerun after a kill resumes from here.
+        if let Some(l) = &ledger {
+            let l = l.clone();
+            blocking(partial, move || {
+                l.lock()
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+                    .write_all(proven.as_bytes())
+            })
+            .await?;
+        }
+    }
+    let md5s: Vec<Md5Digest> = md5s.into_iter().flatten().collect();
+    // Every part came from an earlier attempt: the metadata and encryption come from a HEAD.
+    if first_get.is_none()
+        && head
+            .as_ref()
+            .is_none_or(|(h, part_one)| *part_one && h.metadata.is_empty())
+    {
+        first_get = Some(f.store.head(rel, None).await?);
     }
 
     let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
@@ -446,6 +601,52 @@ async fn fetch(
             });
         }
     }
+    if let (true, Some(expected)) = (!have.is_empty(), blob_digest) {
+        let p = partial.to_path_buf();
+        let stamp = Stamp::of(&p).map_err(|e| io(&p, e))?;
+        let h = crate::read::blocking(rel, move || {
+            crate::verify::hash_file(&p, stamp, false, &[], true)
+        })
+        .await
+        .map_err(|e: ReadError| io(partial, e))?;
+        let actual = h.sha256.unwrap_or_default();
+        if actual != expected {
+            return Err(DownloadError::Integrity {
+                key: rel.clone(),
+                etag: format!("sha256:{expected}"),
+                got: format!("content hashes to sha256:{actual}"),
+            });
+        }
+    }
+    if let Expect::Link {
+        path_digest,
+        blob_file,
+    } = expect
+    {
+        let p = partial.to_path_buf();
+        let content = blocking(partial, move || {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(std::fs::File::open(&p)?, 4096),
+                &mut v,
+            )?;
+            Ok(v)
+        })
+        .await?;
+        let fail = |message: String| DownloadError::Io {
+            path: rel.clone(),
+            message,
+        };
+        let target = crate::registry::parse_link(&content, path_digest.as_deref())
+            .map_err(|e| fail(format!("invalid link: {e}; not written")))?;
+        let blob = blob_file(&target);
+        if !blob.is_file() {
+            return Err(fail(format!(
+                "link to sha256:{target}, whose blob is not in {}: not writing a dangling link",
+                blob.display()
+            )));
+        }
+    }
     let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, partial).await?;
 
     let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
@@ -458,9 +659,11 @@ async fn fetch(
         .await?;
     }
     drop(file);
+    drop(ledger);
     let (from, to) = (partial.to_path_buf(), target.to_path_buf());
     blocking(target, move || {
         std::fs::rename(&from, &to)?;
+        let _ = std::fs::remove_file(ledger_path(&from));
         // The rename itself is durable once its directory is.
         match to.parent() {
             Some(dir) => std::fs::File::open(dir)?.sync_all(),

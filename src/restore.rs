@@ -16,13 +16,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::download::{self, DownloadError, Fetcher, KeyError, Proof};
+use crate::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, DstEntry};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
-use crate::registry::{Kind, Layout};
 use crate::read::Budget;
+use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
 use crate::walk::{self, SrcEntry};
@@ -55,6 +55,8 @@ pub struct RestoreSummary {
     pub files_restored: u64,
     pub bytes_restored: u64,
     pub files_unchanged: u64,
+    /// Bytes an interrupted restore had already written and proven, not fetched again.
+    pub bytes_resumed: u64,
     /// Folder markers (`photos/`, no bytes): nothing to restore.
     pub folder_markers: u64,
     /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C): sizes only.
@@ -222,9 +224,16 @@ pub async fn run(
             }
         };
         summary.objects_source += 1;
-        let blob_digest = match &kind {
-            Some(Kind::Blob { digest }) => Some(digest.clone()),
-            _ => None,
+        let expect = match (&kind, &opts.registry) {
+            (Some(Kind::Blob { digest }), _) => Expect::Blob(digest.clone()),
+            (Some(Kind::Link { path_digest }), Some(layout)) => {
+                let (root, layout) = (root.clone(), layout.clone());
+                Expect::Link {
+                    path_digest: path_digest.clone(),
+                    blob_file: Box::new(move |d| root.join(layout.blob_path(d))),
+                }
+            }
+            _ => Expect::Nothing,
         };
         let target = match download::local_path(&root, &obj.rel, obj.size) {
             Ok(t) => t,
@@ -261,15 +270,7 @@ pub async fn run(
         }
         let (f, local_mtime) = (fetcher.clone(), local.map(|l| l.mtime));
         tasks.spawn(async move {
-            let r = restore_one(
-                &f,
-                &obj,
-                &target,
-                decision,
-                local_mtime,
-                blob_digest.as_deref(),
-            )
-            .await;
+            let r = restore_one(&f, &obj, &target, decision, local_mtime, &expect).await;
             (obj.rel, r)
         });
     }
@@ -284,6 +285,9 @@ pub async fn run(
     }
     delete_extra(&mut summary, deletes, &opts, &store);
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    summary.bytes_resumed = stats
+        .bytes_reused
+        .load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = store.requests.snapshot();
     tracing::warn!(
         "{} | restored {} files ({}), {} unchanged, {} deleted, {} errors",
@@ -354,7 +358,7 @@ async fn restore_one(
     target: &Path,
     decision: Decision,
     local_mtime: Option<SystemTime>,
-    blob_digest: Option<&str>,
+    expect: &Expect,
 ) -> Result<Done, DownloadError> {
     let _flight = f.stats.start_one();
     if decision == Decision::CompareMtime
@@ -366,7 +370,7 @@ async fn restore_one(
             return Ok(Done::Unchanged);
         }
     }
-    let proof = download::restore(f, obj, target, blob_digest).await?;
+    let proof = download::restore(f, obj, target, expect).await?;
     Ok(Done::Restored(obj.size, proof))
 }
 

@@ -202,7 +202,10 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     assert_eq!(r["matching"], n, "{r}");
     let r = clean(&["check", &to, d, "--one-way"]);
     assert_eq!(r["matching"], n, "{r}");
-    assert_eq!(r["requests"]["get"], 0, "no downloads: the ETags prove the files: {r}");
+    assert_eq!(
+        r["requests"]["get"], 0,
+        "no downloads: the ETags prove the files: {r}"
+    );
 
     // Tampered: the same size, other bytes, in the copy and in the restored tree.
     let tampered = "a b/ü+%.txt";
@@ -216,7 +219,11 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     .unwrap();
     let (out, r) = s3ferry_reported(&home, &["check", &from, &to, "--one-way"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("1 differences found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 differences found"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(r["hash_differ"], 1, "{r}");
     assert_eq!(r["differences"][0]["path"], tampered, "{r}");
 
@@ -230,7 +237,10 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     assert_eq!(r["hash_differ"], 2, "{r}");
     assert_eq!(r["missing_on_dst"], 1, "{r}");
     assert_eq!(r["missing_on_src"], 1, "{r}");
-    assert!(err.contains("empty: file not in Local file system"), "{err}");
+    assert!(
+        err.contains("empty: file not in Local file system"),
+        "{err}"
+    );
     assert!(err.contains("only-here: file not in S3 bucket"), "{err}");
     // --one-way: only what the bucket has must be in the directory.
     let (out, r) = s3ferry_reported(&home, &["check", &to, d, "--one-way"]);
@@ -258,7 +268,10 @@ fn sync_into_a_directory_deletes_extra_files_only_after_a_clean_run() {
     let (out, r) = s3ferry_reported(&home, &["sync", &remote, d, "--dry-run"]);
     ok(&out);
     assert_eq!(r["deletes_planned"], 1, "{r}");
-    assert!(dst.path().join("extra/old").exists(), "--dry-run deletes nothing");
+    assert!(
+        dst.path().join("extra/old").exists(),
+        "--dry-run deletes nothing"
+    );
     let (out, r) = s3ferry_reported(&home, &["sync", &remote, d]);
     ok(&out);
     assert_eq!(r["deleted"], 1, "{r}");
@@ -277,6 +290,175 @@ fn sync_into_a_directory_deletes_extra_files_only_after_a_clean_run() {
     // An empty source (a wrong prefix) never empties the directory without --max-delete.
     let out = s3ferry(&home, &["sync", &format!("harbor-s3:{b}/nothing-here"), d]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
-    assert!(stderr(&out).contains("the source is empty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the source is empty"),
+        "{}",
+        stderr(&out)
+    );
     assert!(dst.path().join("a").exists());
+}
+
+/// Lines of a restore's ledger (its header and one per proven part), once it has `n` parts.
+fn wait_for_ledger(child: &mut std::process::Child, dir: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lines = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".s3ferry-parts"))
+            .map(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .lines()
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        if lines > n {
+            return;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the restore finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "no parts appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_restore_killed_mid_object_resumes_from_the_parts_it_had_proven() {
+    let home = Home::new();
+    let b = bucket("restore-kill");
+    let data = bytes(40 * MIB + 3, 31);
+    put_multipart(&b, "big", &data, 5 * MIB); // 9 parts
+    let dst = tempfile::tempdir().unwrap();
+    let d = dst.path().to_str().unwrap();
+    let remote = format!("harbor-s3:{b}");
+    let mut child = command(
+        &home,
+        &[
+            "copy",
+            &remote,
+            d,
+            "--bwlimit",
+            "8M",
+            "--s3-upload-concurrency",
+            "1",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for_ledger(&mut child, dst.path(), 3);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !dst.path().join("big").exists(),
+        "never a partial file under the name"
+    );
+
+    let (out, r) = s3ferry_reported(&home, &["copy", &remote, d]);
+    ok(&out);
+    assert_eq!(r["files_restored"], 1, "{r}");
+    let resumed = r["bytes_resumed"].as_u64().unwrap();
+    assert!(resumed >= 3 * 5 * MIB as u64, "{r}");
+    // Only the parts it did not have: fewer GETs than parts.
+    assert!(r["requests"]["get"].as_u64().unwrap() <= 6, "{r}");
+    assert!(std::fs::read(dst.path().join("big")).unwrap() == data);
+    let left: Vec<_> = std::fs::read_dir(dst.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["big"], "partial file and ledger removed");
+}
+
+#[test]
+fn a_bucket_copy_killed_midway_copies_only_what_was_missing_on_rerun() {
+    let home = two_remotes();
+    let a = bucket("relay-kill");
+    let dr = bucket_at(&client_at(&s3s_endpoint()), "relay-kill-dr");
+    let n = 12;
+    for i in 0..n {
+        put(&a, &format!("obj{i:02}"), &bytes(2 * MIB, 40 + i as u64));
+    }
+    let to = format!("dr:{dr}");
+    let from = format!("harbor-s3:{a}");
+    let c = client_at(&s3s_endpoint());
+    let mut child = command(
+        &home,
+        &["sync", &from, &to, "--bwlimit", "4M", "--transfers", "2"],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while list_at(&c, &dr).len() < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        assert!(std::time::Instant::now() < deadline, "no copies appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = list_at(&c, &dr).len() as u64;
+    assert!(done < n as u64, "killed before the end");
+
+    let (out, r) = s3ferry_reported(&home, &["sync", &from, &to]);
+    ok(&out);
+    assert_eq!(r["objects_copied"], n as u64 - done, "{r}");
+    assert_eq!(r["objects_unchanged"], done, "{r}");
+    assert_eq!(r["streamed_copies"], n as u64 - done, "{r}");
+    for i in 0..n {
+        assert!(get_at(&c, &dr, &format!("obj{i:02}")) == bytes(2 * MIB, 40 + i as u64));
+    }
+}
+
+#[test]
+fn a_registry_restore_proves_blobs_by_digest_and_writes_no_dangling_or_corrupt_file() {
+    use sha2::Digest;
+    let home = Home::new();
+    let b = bucket("restore-registry");
+    let v2 = "docker/registry/v2";
+    let hex = |d: &[u8]| hex::encode(sha2::Sha256::digest(d));
+    let good = bytes(3000, 51);
+    let bad = bytes(3000, 52);
+    let (g, x, gone) = (hex(&good), hex(b"what the key names"), hex(b"never uploaded"));
+    let blob = |d: &str| format!("{v2}/blobs/sha256/{}/{d}/data", &d[..2]);
+    let link = |d: &str| format!("{v2}/repositories/lib/app/_layers/sha256/{d}/link");
+    put(&b, &blob(&g), &good);
+    put(&b, &blob(&x), &bad); // content does not hash to its key
+    put(&b, &link(&g), format!("sha256:{g}").as_bytes());
+    put(&b, &link(&gone), format!("sha256:{gone}").as_bytes()); // its blob is missing
+    put(&b, &format!("{v2}/repositories/lib/app/_uploads/u1/data"), b"partial push");
+
+    let dst = tempfile::tempdir().unwrap();
+    let d = dst.path().to_str().unwrap();
+    let (out, r) = s3ferry_reported(&home, &["copy", &format!("harbor-s3:{b}"), d]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.contains("registry mode"), "{err}");
+    assert!(err.contains(&format!("corrupt blob: its key says sha256:{x}")), "{err}");
+    assert_eq!(r["files_restored"], 1, "only the good blob: {r}");
+    assert!(dst.path().join(blob(&g)).is_file());
+    assert!(!dst.path().join(blob(&x)).exists(), "a corrupt blob is not written");
+    // After a failure no link is written: a reader never finds a link to a missing blob.
+    assert!(!dst.path().join(link(&g)).exists());
+    assert!(!dst.path().join(format!("{v2}/repositories/lib/app/_uploads")).exists());
+
+    // Without the corrupt blob, the good link is restored and the dangling one refused.
+    delete(&b, &blob(&x));
+    let (out, r) = s3ferry_reported(&home, &["copy", &format!("harbor-s3:{b}"), d]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.contains("not writing a dangling link"), "{err}");
+    assert_eq!(r["files_restored"], 1, "{r}");
+    assert!(dst.path().join(link(&g)).is_file());
+    assert!(!dst.path().join(link(&gone)).exists());
 }

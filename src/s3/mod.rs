@@ -1119,6 +1119,12 @@ impl Store {
             .copy_source_if_match(if_match)
             .customize()
             .config_override(self.ceiling(end - start))
+            // The request has no body; Ceph RGW refuses it (411) without saying so.
+            .mutate_request(|r| {
+                if r.headers().get("content-length").is_none() {
+                    r.headers_mut().insert("content-length", "0");
+                }
+            })
             .send()
             .await
             .map_err(|e| changed(classify("upload part copy", self.bucket(), &key, e), &key))?;
