@@ -279,10 +279,7 @@ fn source_dir(text: &str) -> anyhow::Result<PathBuf> {
             }
             Ok(p)
         }
-        Location::S3(_) => Err(UsageError(
-            "S3 sources are not supported yet: SRC must be a local directory".into(),
-        )
-        .into()),
+        Location::S3(_) => Err(anyhow!("internal: an S3 source reached the directory path")),
     }
 }
 

@@ -34,12 +34,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make DST identical to SRC: upload new and changed files, then delete extra objects
-    /// (only if the run had no errors).
+    /// Make DST identical to SRC: transfer new and changed files, then delete extra ones
+    /// (only if the run had no errors). Directory to bucket, bucket to directory, bucket to
+    /// bucket.
     Sync(TwoPaths),
-    /// Upload new and changed files; never delete.
+    /// Transfer new and changed files; never delete.
     Copy(TwoPaths),
-    /// Verify DST holds every SRC file with the same size and content.
+    /// Verify DST holds every SRC entry with the same size and content.
     Check(TwoPaths),
     /// Abort incomplete multipart uploads under DST.
     Cleanup(OnePath),
@@ -49,10 +50,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct TwoPaths {
-    /// Source directory.
-    pub src: String,
-    /// Destination: REMOTE:BUCKET[/PREFIX], :s3,KEY=VALUE,…:BUCKET[/PREFIX] or
+    /// Source: a directory, REMOTE:BUCKET[/PREFIX], :s3,KEY=VALUE,…:BUCKET[/PREFIX] or
     /// s3://BUCKET[/PREFIX].
+    pub src: String,
+    /// Destination: a directory or an S3 location, as SRC.
     pub dst: String,
 }
 

@@ -429,14 +429,22 @@ fn a_registry_restore_proves_blobs_by_digest_and_writes_no_dangling_or_corrupt_f
     let hex = |d: &[u8]| hex::encode(sha2::Sha256::digest(d));
     let good = bytes(3000, 51);
     let bad = bytes(3000, 52);
-    let (g, x, gone) = (hex(&good), hex(b"what the key names"), hex(b"never uploaded"));
+    let (g, x, gone) = (
+        hex(&good),
+        hex(b"what the key names"),
+        hex(b"never uploaded"),
+    );
     let blob = |d: &str| format!("{v2}/blobs/sha256/{}/{d}/data", &d[..2]);
     let link = |d: &str| format!("{v2}/repositories/lib/app/_layers/sha256/{d}/link");
     put(&b, &blob(&g), &good);
     put(&b, &blob(&x), &bad); // content does not hash to its key
     put(&b, &link(&g), format!("sha256:{g}").as_bytes());
     put(&b, &link(&gone), format!("sha256:{gone}").as_bytes()); // its blob is missing
-    put(&b, &format!("{v2}/repositories/lib/app/_uploads/u1/data"), b"partial push");
+    put(
+        &b,
+        &format!("{v2}/repositories/lib/app/_uploads/u1/data"),
+        b"partial push",
+    );
 
     let dst = tempfile::tempdir().unwrap();
     let d = dst.path().to_str().unwrap();
@@ -444,13 +452,23 @@ fn a_registry_restore_proves_blobs_by_digest_and_writes_no_dangling_or_corrupt_f
     let err = stderr(&out);
     assert_ne!(code(&out), 0, "{err}");
     assert!(err.contains("registry mode"), "{err}");
-    assert!(err.contains(&format!("corrupt blob: its key says sha256:{x}")), "{err}");
+    assert!(
+        err.contains(&format!("corrupt blob: its key says sha256:{x}")),
+        "{err}"
+    );
     assert_eq!(r["files_restored"], 1, "only the good blob: {r}");
     assert!(dst.path().join(blob(&g)).is_file());
-    assert!(!dst.path().join(blob(&x)).exists(), "a corrupt blob is not written");
+    assert!(
+        !dst.path().join(blob(&x)).exists(),
+        "a corrupt blob is not written"
+    );
     // After a failure no link is written: a reader never finds a link to a missing blob.
     assert!(!dst.path().join(link(&g)).exists());
-    assert!(!dst.path().join(format!("{v2}/repositories/lib/app/_uploads")).exists());
+    assert!(
+        !dst.path()
+            .join(format!("{v2}/repositories/lib/app/_uploads"))
+            .exists()
+    );
 
     // Without the corrupt blob, the good link is restored and the dangling one refused.
     delete(&b, &blob(&x));
