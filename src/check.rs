@@ -515,7 +515,7 @@ pub async fn run(
             // The entry on the source's side is missing on the other, or the reverse: name it
             // by the side it is on.
             (Compare::MissingOnDst | Compare::MissingOnSrc, true) => {
-                (dst.map(|d| local_of(d, root)), src.map(|l| remote_of(l)))
+                (dst.map(|d| local_of(d, root)), src.map(remote_of))
             }
             _ => (src, dst),
         };

@@ -465,7 +465,7 @@ async fn fetch(
     // part of the proof).
     let header = ledger_header(&obj.etag, size, part);
     let have = if hash_parts {
-        let (p, h, pl) = (partial.to_path_buf(), header.clone(), plan.clone());
+        let (p, h, pl) = (partial.to_path_buf(), header.clone(), plan);
         blocking(partial, move || Ok(resumable(&p, &h, &pl, size))).await?
     } else {
         Default::default()
