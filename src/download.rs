@@ -416,9 +416,10 @@ pub async fn restore(
 ) -> Result<Proof, DownloadError> {
     let partial = partial_path(target);
     let r = fetch(f, obj, target, &partial, expect).await;
-    // A failure a rerun can get past keeps what was proven, for that rerun to resume from;
-    // any other removes it.
-    let keep = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary());
+    // A failure a rerun can get past keeps the parts proven so far, for that rerun to resume
+    // from; any other failure, or one before any part was proven, removes the partial file.
+    let keep = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary())
+        && std::fs::read_to_string(ledger_path(&partial)).is_ok_and(|l| l.lines().count() > 1);
     if r.is_err() && !keep {
         let _ = std::fs::remove_file(&partial);
         let _ = std::fs::remove_file(ledger_path(&partial));

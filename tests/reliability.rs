@@ -673,6 +673,10 @@ fn a_restore_never_keeps_bytes_that_do_not_match_the_etag_or_a_stalled_body() {
             _ => b"",
         };
         match req.method.as_str() {
+            // The restore's look for a registry layout lists under prefixes: nothing there.
+            "GET" if req.is_list() && req.param("prefix").is_some_and(|p| !p.is_empty()) => {
+                Reply::list_page(&[], false, None)
+            }
             "GET" if req.is_list() => Reply::list_page(&["bad", "good", "stall"], false, None),
             "GET" if req.path.ends_with("/stall") => Reply::Stall {
                 status: 200,
