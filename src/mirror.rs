@@ -63,6 +63,8 @@ pub struct MirrorSummary {
     /// Copied, but the source's ETag is not an MD5 (or not in the copy's form): sizes only.
     pub source_not_comparable: u64,
     pub objects_unchanged: u64,
+    /// Bytes of parts an interrupted copy had already sent, not sent again.
+    pub bytes_resumed: u64,
     pub deleted: u64,
     pub deletes_planned: u64,
     pub deletes_refused: bool,
@@ -164,6 +166,7 @@ pub async fn run(
         limits: limits.clone(),
         stats: stats.clone(),
         retry: opts.retry,
+        pending: Default::default(),
     };
     tracing::info!(
         "{}",
@@ -275,6 +278,9 @@ pub async fn run(
         }
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    summary.bytes_resumed = stats
+        .bytes_reused
+        .load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = dst.requests.snapshot();
     summary.requests_source = src.requests.snapshot();
     tracing::warn!(

@@ -12,6 +12,7 @@
 //! object. A source whose ETag is not an MD5 (SSE-KMS, a gateway's own) is proven on the
 //! destination's side only, and reported so.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -26,7 +27,7 @@ use crate::list::DstEntry;
 use crate::multipart::{self, Retry, Session};
 use crate::read::Budget;
 use crate::report::Stats;
-use crate::s3::{Head, ObjectMeta, Store, Written};
+use crate::s3::{Head, ObjectMeta, Store, UploadInfo, Written};
 use crate::upload::UploadError;
 
 /// The largest object one CopyObject may copy.
@@ -43,6 +44,100 @@ pub struct Relay {
     pub limits: Limits,
     pub stats: Arc<Stats>,
     pub retry: Retry,
+    /// In-progress multipart uploads under the destination's prefix, by key: listed once,
+    /// when the first multipart copy starts, to resume interrupted copies from.
+    pub pending: Arc<tokio::sync::OnceCell<HashMap<String, Vec<UploadInfo>>>>,
+}
+
+/// Parts of an interrupted copy of one object, by number: the MD5 its ETag names, and the
+/// ETag.
+type Kept = HashMap<u32, (Md5Digest, String)>;
+
+/// How a multipart copy starts: a fresh upload, or one an interrupted run left, with the parts
+/// it holds that fit the plan (their ETags are MD5s of the right lengths; comparing the
+/// completed object's ETag with the source's proves them). `stale`: the key's other uploads,
+/// aborted once the copy is complete.
+async fn start(
+    r: &Relay,
+    obj: &DstEntry,
+    plan: &PartPlan,
+    meta: &ObjectMeta,
+    resume: bool,
+) -> Result<(Session, Kept, Vec<String>), UploadError> {
+    let rel = &obj.rel;
+    let (chosen, stale) = if resume {
+        // A server that cannot list them (or refuses to) has nothing to resume.
+        let pending = r
+            .pending
+            .get_or_init(|| async {
+                crate::sync::pending_uploads(&r.dst)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::info!("cannot list interrupted uploads ({e}): copies restart");
+                        HashMap::new()
+                    })
+            })
+            .await;
+        crate::upload::find_resumable(&r.dst, Some(pending), rel, plan).await
+    } else {
+        (None, Vec::new())
+    };
+    if let Some((id, parts)) = chosen {
+        let kept: Kept = parts
+            .into_iter()
+            .filter_map(|(n, p)| match ETag::parse(&p.etag) {
+                ETag::Md5(d) if p.size == plan.range(n as u64 - 1).1 => Some((n, (d, p.etag))),
+                _ => None,
+            })
+            .collect();
+        if !kept.is_empty() {
+            tracing::info!(
+                "{rel}: resuming an interrupted copy ({} of {} parts already there)",
+                kept.len(),
+                plan.count
+            );
+            let reused: u64 = kept.keys().map(|&n| plan.range(n as u64 - 1).1).sum();
+            Stats::add(&r.stats.bytes_done, reused);
+            Stats::add(&r.stats.bytes_reused, reused);
+            let s = Session::adopt(r.dst.clone(), r.stats.clone(), r.retry, rel, id);
+            return Ok((s, kept, stale));
+        }
+    }
+    let s = Session::create(
+        r.dst.clone(),
+        r.stats.clone(),
+        r.retry,
+        rel,
+        meta,
+        plan.part_size,
+    )
+    .await?;
+    Ok((s, Kept::new(), stale))
+}
+
+/// After a resumed copy completed: abort the key's other uploads, and whether the object
+/// carries this source version's mtime (an adopted upload records the mtime of the version
+/// it was started for). `headed`: a HEAD of the object already made, if any.
+async fn finish_resumed(
+    r: &Relay,
+    rel: &str,
+    stale: Vec<String>,
+    resumed: bool,
+    meta: &ObjectMeta,
+    headed: Option<Head>,
+) -> Result<bool, UploadError> {
+    for id in stale {
+        let _ = r.dst.abort_multipart(&r.dst.key(rel), &id).await;
+    }
+    if !resumed {
+        return Ok(true);
+    }
+    let head = match headed {
+        Some(h) => h,
+        None => r.dst.head(rel, None).await?,
+    };
+    Ok(crate::s3::recorded_mtime(&head.metadata)
+        == Some(crate::s3::format_mtime(meta.mtime).as_str()))
 }
 
 /// How a copy was proven.
@@ -77,9 +172,9 @@ pub async fn relay(r: &Relay, obj: &DstEntry) -> Result<Proof, UploadError> {
     let head = download::layout_head(&r.src, &obj.rel, &etag).await?;
     let layout = download::known_part_size(&etag, obj.size, head.as_ref());
     if r.server_side {
-        server_copy(r, obj, &etag, head, layout).await
+        server_copy(r, obj, &etag, head, layout, true).await
     } else {
-        streamed(r, obj, &etag, head, layout).await
+        streamed(r, obj, &etag, head, layout, true).await
     }
 }
 
@@ -134,6 +229,7 @@ async fn server_copy(
     etag: &ETag,
     head: Option<(Head, bool)>,
     layout: Option<u64>,
+    resume: bool,
 ) -> Result<Proof, UploadError> {
     let rel = &obj.rel;
     let plan = match (etag, layout) {
@@ -157,17 +253,13 @@ async fn server_copy(
         Stats::add(&r.stats.bytes_done, obj.size);
         return same_etag(r, obj, etag, &w).await;
     };
-    let h = meta_head(r, obj, head).await?;
-    let session = Session::create(
-        r.dst.clone(),
-        r.stats.clone(),
-        r.retry,
-        rel,
-        &meta_of(&h, obj),
-        plan.part_size,
-    )
-    .await?;
-    let copies = (0..plan.count).map(|i| {
+    let h = meta_head(r, obj, head.clone()).await?;
+    let meta = meta_of(&h, obj);
+    let (session, kept, stale) = start(r, obj, &plan, &meta, resume).await?;
+    let todo: Vec<u64> = (0..plan.count)
+        .filter(|i| !kept.contains_key(&(*i as u32 + 1)))
+        .collect();
+    let copies = todo.into_iter().map(|i| {
         let (off, len) = plan.range(i);
         let session = &session;
         async move {
@@ -184,22 +276,34 @@ async fn server_copy(
                 )
                 .await?;
             Stats::add(&r.stats.bytes_done, len);
-            Ok::<_, UploadError>(etag)
+            Ok::<_, UploadError>((i as u32 + 1, etag))
         }
     });
-    let etags = futures::stream::iter(copies)
+    let copied = futures::stream::iter(copies)
         .buffered(r.limits.parts_per_file.max(1))
-        .try_collect::<Vec<String>>()
+        .try_collect::<Vec<(u32, String)>>()
         .await;
-    let etags = match etags {
-        Ok(e) => e,
+    let mut etags: Vec<String> = (1..=plan.count as u32)
+        .map(|n| kept.get(&n).map(|(_, e)| e.clone()).unwrap_or_default())
+        .collect();
+    match copied {
+        Ok(c) => {
+            for (n, e) in c {
+                etags[n as usize - 1] = e;
+            }
+        }
         Err(e) => {
             session.end_after(&e).await;
             return Err(e);
         }
-    };
-    let (w, _) = session.finish(etags).await?;
-    same_etag(r, obj, etag, &w).await
+    }
+    let (w, headed) = session.finish(etags).await?;
+    let proof = same_etag(r, obj, etag, &w).await?;
+    if !finish_resumed(r, rel, stale, !kept.is_empty(), &meta, headed).await? {
+        tracing::info!("{rel}: the resumed copy carried another version's metadata; copying again");
+        return Box::pin(server_copy(r, obj, etag, head, layout, false)).await;
+    }
+    Ok(proof)
 }
 
 /// How a streamed copy is cut.
@@ -259,6 +363,7 @@ async fn streamed(
     etag: &ETag,
     head: Option<(Head, bool)>,
     layout: Option<u64>,
+    resume: bool,
 ) -> Result<Proof, UploadError> {
     let rel = &obj.rel;
     let (plan, whole_md5) = match shape(r, obj, etag, layout)? {
@@ -282,19 +387,14 @@ async fn streamed(
         }
         Shape::Parts { plan, whole_md5 } => (plan, whole_md5),
     };
-    let h = meta_head(r, obj, head).await?;
-    let session = Arc::new(
-        Session::create(
-            r.dst.clone(),
-            r.stats.clone(),
-            r.retry,
-            rel,
-            &meta_of(&h, obj),
-            plan.part_size,
-        )
-        .await?,
-    );
-    let result = stream_parts(r, obj, &plan, &session, whole_md5).await;
+    let h = meta_head(r, obj, head.clone()).await?;
+    let meta = meta_of(&h, obj);
+    // Resuming needs no read of the parts kept: the completed object's ETag, compared with the
+    // source's, proves them. Not so for a whole-object MD5, which needs every byte.
+    let (session, kept, stale) = start(r, obj, &plan, &meta, resume && !whole_md5).await?;
+    let session = Arc::new(session);
+    let resumed = !kept.is_empty();
+    let result = stream_parts(r, obj, &plan, &session, whole_md5, kept).await;
     let (md5s, etags, whole) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -312,7 +412,11 @@ async fn streamed(
         session.abort().await;
         return Err(not_the_source(obj, &read));
     }
-    session.complete(etags, &md5s).await?;
+    let (_, _, headed) = session.complete(etags, &md5s).await?;
+    if !finish_resumed(r, rel, stale, resumed, &meta, headed).await? {
+        tracing::info!("{rel}: the resumed copy carried another version's metadata; copying again");
+        return Box::pin(streamed(r, obj, etag, head, layout, false)).await;
+    }
     Ok(if compared {
         Proof::Streamed
     } else {
@@ -343,23 +447,34 @@ async fn stream_parts(
     plan: &PartPlan,
     session: &Arc<Session>,
     whole_md5: bool,
+    kept: Kept,
 ) -> Result<Streamed, UploadError> {
     let n = plan.count as usize;
     let (mut md5s, mut etags) = (vec![[0u8; 16]; n], vec![String::new(); n]);
+    for (&number, (md5, etag)) in &kept {
+        md5s[number as usize - 1] = *md5;
+        etags[number as usize - 1] = etag.clone();
+    }
+    let todo: Vec<u64> = (0..plan.count)
+        .filter(|i| !kept.contains_key(&(*i as u32 + 1)))
+        .collect();
     let out = if whole_md5 { 1 } else { 2 };
     let per_group = r
         .budget
         .group_of(plan.part_size, r.limits.parts_per_file, plan.count, out);
     let whole = whole_md5.then(|| Arc::new(std::sync::Mutex::new(md5::Md5::new())));
     let mut tasks: JoinSet<Result<Sent, UploadError>> = JoinSet::new();
-    let mut next = 0u64;
+    let mut groups = todo.chunks(per_group.max(1) as usize);
     let mut first_error = None;
     loop {
-        while first_error.is_none() && next < plan.count && tasks.len() < out {
-            let parts: Vec<(u32, (u64, u64))> = (next..(next + per_group).min(plan.count))
-                .map(|i| (i as u32 + 1, plan.range(i)))
+        while first_error.is_none() && tasks.len() < out {
+            let Some(group) = groups.next() else {
+                break;
+            };
+            let parts: Vec<(u32, (u64, u64))> = group
+                .iter()
+                .map(|&i| (i as u32 + 1, plan.range(i)))
                 .collect();
-            next += parts.len() as u64;
             let (r, obj, session, whole) = (r.clone(), obj.clone(), session.clone(), whole.clone());
             tasks.spawn(async move { stream_group(&r, &obj, &session, parts, whole).await });
         }

@@ -150,7 +150,7 @@ impl SyncSummary {
 }
 
 /// In-progress multipart uploads under the prefix, by key; empty where the server cannot list them.
-async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo>>, S3Error> {
+pub async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo>>, S3Error> {
     let mut map: HashMap<String, Vec<UploadInfo>> = HashMap::new();
     match store.list_uploads(&store.path.prefix).await {
         Ok(list) => {

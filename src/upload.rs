@@ -254,20 +254,24 @@ pub fn choose_resumable(
         .map(|(i, _)| i)
 }
 
-async fn find_resumable(
-    ctx: &UploadCtx,
-    entry: &SrcEntry,
+/// The interrupted upload of `rel` to resume, among `pending` (the uploads listed under the
+/// prefix, by absolute key): the one whose parts best fit `plan`, with its parts by number;
+/// and the ids of the others, to abort once the object is complete.
+pub async fn find_resumable(
+    store: &Store,
+    pending: Option<&HashMap<String, Vec<UploadInfo>>>,
+    rel: &str,
     plan: &PartPlan,
 ) -> (Option<(String, HashMap<u32, PartInfo>)>, Vec<String>) {
-    let key = ctx.store.key(&entry.rel);
-    let Some(pending) = ctx.pending.get().and_then(|p| p.get(&key)) else {
+    let key = store.key(rel);
+    let Some(pending) = pending.and_then(|p| p.get(&key)) else {
         return (None, Vec::new());
     };
     let mut candidates = Vec::new();
     for u in pending {
-        match ctx.store.list_parts(&entry.rel, &u.upload_id).await {
+        match store.list_parts(rel, &u.upload_id).await {
             Ok(parts) => candidates.push((u.clone(), parts)),
-            Err(e) => tracing::debug!("{}: cannot list parts of upload: {e}", entry.rel),
+            Err(e) => tracing::debug!("{rel}: cannot list parts of upload: {e}"),
         }
     }
     let chosen = choose_resumable(plan, &candidates);
@@ -304,7 +308,7 @@ async fn upload_multipart(
         .await?;
 
     let (resume, stale) = if allow_resume {
-        find_resumable(&ctx, &entry, &plan).await
+        find_resumable(&ctx.store, ctx.pending.get(), &entry.rel, &plan).await
     } else {
         (None, Vec::new())
     };

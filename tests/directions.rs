@@ -480,3 +480,60 @@ fn a_registry_restore_proves_blobs_by_digest_and_writes_no_dangling_or_corrupt_f
     assert!(dst.path().join(link(&g)).is_file());
     assert!(!dst.path().join(link(&gone)).exists());
 }
+
+#[test]
+fn a_streamed_copy_killed_mid_object_resumes_its_upload_and_sends_only_the_missing_parts() {
+    // The same server under a second set of keys: s3ferry cannot assume those keys read the
+    // source, so it streams (and moto, unlike s3s-fs, lists the interrupted upload).
+    let other = seed_conf()
+        .replace("[harbor-s3]", "[other]")
+        .replace(KEY_ID, "AKIDOTHERKEYS");
+    let home = Home::with_conf(&format!("{}\n{other}", seed_conf()));
+    let (a, b) = (bucket("resume-a"), bucket("resume-b"));
+    let data = bytes(40 * MIB + 9, 61);
+    let etag = put_multipart(&a, "blob", &data, 5 * MIB); // 9 parts
+    let (from, to) = (format!("harbor-s3:{a}"), format!("other:{b}"));
+    let mut child = command(
+        &home,
+        &[
+            "copy",
+            &from,
+            &to,
+            "--bwlimit",
+            "8M",
+            "--s3-upload-concurrency",
+            "1",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let sent = wait_for_parts(&mut child, &client(), &b, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(list(&b).is_empty(), "no object before the copy is complete");
+
+    let (out, r) = s3ferry_reported(&home, &["copy", &from, &to]);
+    ok(&out);
+    assert_eq!(r["objects_copied"], 1, "{r}");
+    assert_eq!(r["streamed_copies"], 1, "proven against the source: {r}");
+    let resumed = r["bytes_resumed"].as_u64().unwrap();
+    assert!(resumed >= (sent * 5 * MIB) as u64, "{r}");
+    assert!(
+        r["requests"]["upload_part"].as_u64().unwrap() <= (9 - sent) as u64,
+        "{r}"
+    );
+    assert_eq!(
+        r["requests"]["create_multipart"], 0,
+        "the upload was adopted: {r}"
+    );
+    assert!(get(&b, "blob") == data);
+    assert_eq!(
+        list(&b)[0].etag,
+        etag.trim_matches('"'),
+        "the source's layout and ETag"
+    );
+    assert!(uploads(&b).is_empty(), "nothing left behind");
+}
