@@ -196,6 +196,8 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         },
         progress,
         stats_interval,
+        registry: remote_registry(g, &src_store).await?,
+        include_uploads: g.registry.registry_uploads,
     };
     let summary = crate::mirror::run(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;

@@ -9,7 +9,8 @@
 //! one HEAD each. `sync` deletes objects only in the destination after every copy succeeded,
 //! under the same rules as a sync from a directory ([`crate::plan::may_delete`]).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,10 +22,11 @@ use crate::etag::ETag;
 use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, DstEntry, Listing};
-use crate::march::{March, RemoteSide, Step};
+use crate::march::{self, March, Marched, RemoteSide, Step};
 use crate::multipart::Retry;
 use crate::read::Budget;
-use crate::relay::{self, Proof, Relay};
+use crate::registry::{Kind, Layout};
+use crate::relay::{self, Expect, Proof, Relay};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::restore::same_mtime;
 use crate::s3::{RequestSnapshot, S3Error, Store};
@@ -48,6 +50,11 @@ pub struct MirrorOptions {
     pub retry: Retry,
     pub progress: ProgressMode,
     pub stats_interval: Duration,
+    /// Registry mode: `_uploads` left out (unless `include_uploads`), links copied only after
+    /// every blob before them (none after a failure), and, on streamed copies, blobs proven by
+    /// their digest and links by their target.
+    pub registry: Option<Layout>,
+    pub include_uploads: bool,
 }
 
 /// What a bucket-to-bucket run did, for the exit code, the summary line and `--report`.
@@ -158,6 +165,7 @@ pub async fn run(
         other => other?,
     };
     let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
+    let known_blobs: Arc<Mutex<HashSet<String>>> = Default::default();
     let relay = Relay {
         src: src.clone(),
         dst: dst.clone(),
@@ -167,6 +175,10 @@ pub async fn run(
         stats: stats.clone(),
         retry: opts.retry,
         pending: Default::default(),
+        registry: opts
+            .registry
+            .clone()
+            .map(|layout| (layout, known_blobs.clone())),
     };
     tracing::info!(
         "{}",
@@ -181,8 +193,14 @@ pub async fn run(
     let mut march = March::new(
         RemoteSide::new(src_listing),
         RemoteSide::new(dst_listing),
-        None,
+        opts.registry.clone().map(|layout| march::Registry {
+            layout,
+            include_uploads: opts.include_uploads,
+            dst_blobs: known_blobs.clone(),
+        }),
     );
+    // Registry mode: links wait for every blob before them (`blobs/` sorts first).
+    let mut links_open = false;
     let mut tasks: JoinSet<(String, Result<Done, UploadError>)> = JoinSet::new();
     let mut deletes: Vec<String> = Vec::new();
     let mut failed: Option<S3Error> = None;
@@ -198,8 +216,16 @@ pub async fn run(
                 failed = Some(e);
                 break;
             }
-            Some(Ok(m)) => m.step,
+            Some(Ok(m)) => m,
         };
+        let Marched { step, kind } = step;
+        let is_link = matches!(kind, Some(Kind::Link { .. }));
+        if is_link && !links_open {
+            while let Some(j) = tasks.join_next().await {
+                record(&mut summary, &stats, j);
+            }
+            links_open = true;
+        }
         let (obj, there) = match step {
             Step::SrcOnly(o) => (o, None),
             Step::Both(o, d) => (o, Some(d)),
@@ -226,9 +252,28 @@ pub async fn run(
             tracing::warn!("{}: would copy (dry run)", obj.rel);
             continue;
         }
-        let r = relay.clone();
+        if is_link && summary.errors() > 0 {
+            summary.error(
+                Class::Temporary,
+                format!(
+                    "{}: link not copied: {} errors before it (a blob it needs may be missing); rerun",
+                    obj.rel,
+                    summary.errors()
+                ),
+            );
+            continue;
+        }
+        let expect = match kind {
+            Some(Kind::Blob { digest }) => Expect::Blob(digest),
+            Some(Kind::Link { path_digest }) => Expect::Link(path_digest),
+            _ => Expect::Nothing,
+        };
+        let (r, known) = (relay.clone(), known_blobs.clone());
         tasks.spawn(async move {
-            let out = copy_one(&r, &obj, decision, there.as_ref()).await;
+            let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
+            if let (Ok(_), Expect::Blob(d)) = (&out, expect) {
+                known.lock().expect("known blobs").insert(d);
+            }
             (obj.rel, out)
         });
     }
@@ -301,6 +346,7 @@ async fn copy_one(
     obj: &DstEntry,
     decision: Decision,
     there: Option<&DstEntry>,
+    expect: &Expect,
 ) -> Result<Done, UploadError> {
     if decision == Decision::CompareMtime
         && let Some(there) = there
@@ -315,7 +361,7 @@ async fn copy_one(
             return Ok(Done::Unchanged);
         }
     }
-    let proof = relay::relay(r, obj).await?;
+    let proof = relay::relay(r, obj, expect).await?;
     Ok(Done::Copied(obj.size, proof))
 }
 
@@ -382,6 +428,8 @@ mod tests {
             retry: Retry::default(),
             progress: ProgressMode::Off,
             stats_interval: Duration::ZERO,
+            registry: None,
+            include_uploads: false,
         };
         let size_only = MirrorOptions {
             size_only: true,

@@ -12,12 +12,13 @@
 //! object. A source whose ETag is not an MD5 (SSE-KMS, a gateway's own) is proven on the
 //! destination's side only, and reported so.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
 use md5::Digest;
 use serde::Serialize;
+use sha2::Sha256;
 use tokio::task::JoinSet;
 
 use crate::download::{self, DownloadError};
@@ -26,6 +27,7 @@ use crate::limits::Limits;
 use crate::list::DstEntry;
 use crate::multipart::{self, Retry, Session};
 use crate::read::Budget;
+use crate::registry::Layout;
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, Store, UploadInfo, Written};
 use crate::upload::UploadError;
@@ -47,6 +49,77 @@ pub struct Relay {
     /// In-progress multipart uploads under the destination's prefix, by key: listed once,
     /// when the first multipart copy starts, to resume interrupted copies from.
     pub pending: Arc<tokio::sync::OnceCell<HashMap<String, Vec<UploadInfo>>>>,
+    /// Registry mode: the layout, and the blobs the destination holds (listed, or copied by
+    /// this run), which a link must point to.
+    pub registry: Option<(Layout, Arc<Mutex<HashSet<String>>>)>,
+}
+
+/// What a streamed object must be besides its ETag's bytes (registry mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    Nothing,
+    /// A blob: its bytes hash to this SHA-256 (hex).
+    Blob(String),
+    /// A link: valid (naming the digest its path names, if any), to a blob the destination
+    /// holds.
+    Link(Option<String>),
+}
+
+fn registry_error(rel: &str, message: String) -> UploadError {
+    UploadError::Registry {
+        path: rel.to_string(),
+        message,
+    }
+}
+
+/// Check a whole object's bytes against what registry mode expects of it.
+async fn check_expected(
+    r: &Relay,
+    rel: &str,
+    data: &bytes::Bytes,
+    expect: &Expect,
+) -> Result<(), UploadError> {
+    match expect {
+        Expect::Nothing => Ok(()),
+        Expect::Blob(digest) => {
+            let d = data.clone();
+            let actual = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&d)))
+                .await
+                .map_err(|e| UploadError::Internal {
+                    path: rel.to_string(),
+                    message: e.to_string(),
+                })?;
+            if &actual != digest {
+                return Err(registry_error(rel, corrupt(digest, &actual)));
+            }
+            Ok(())
+        }
+        Expect::Link(path_digest) => {
+            let target = crate::registry::parse_link(data, path_digest.as_deref())
+                .map_err(|e| registry_error(rel, format!("invalid link: {e}; not copied")))?;
+            let Some((layout, known)) = &r.registry else {
+                return Ok(());
+            };
+            if known.lock().expect("known blobs").contains(&target) {
+                return Ok(());
+            }
+            if r.dst.exists(&layout.blob_path(&target)).await? {
+                return Ok(());
+            }
+            Err(registry_error(
+                rel,
+                format!(
+                    "link to sha256:{target}, which the destination does not hold: not copying a dangling link"
+                ),
+            ))
+        }
+    }
+}
+
+fn corrupt(expected: &str, actual: &str) -> String {
+    format!(
+        "corrupt blob: its key says sha256:{expected} but its content hashes to sha256:{actual}; not copied"
+    )
 }
 
 /// Parts of an interrupted copy of one object, by number: the MD5 its ETag names, and the
@@ -166,7 +239,10 @@ fn from_download(e: DownloadError) -> UploadError {
 }
 
 /// Copy `obj` (listed in the source) to the same key in the destination.
-pub async fn relay(r: &Relay, obj: &DstEntry) -> Result<Proof, UploadError> {
+///
+/// `expect` (registry mode) is checked on the bytes of streamed copies; a server-side copy
+/// never sees them.
+pub async fn relay(r: &Relay, obj: &DstEntry, expect: &Expect) -> Result<Proof, UploadError> {
     let _flight = r.stats.start_one();
     let etag = ETag::parse(&obj.etag);
     let head = download::layout_head(&r.src, &obj.rel, &etag).await?;
@@ -174,7 +250,7 @@ pub async fn relay(r: &Relay, obj: &DstEntry) -> Result<Proof, UploadError> {
     if r.server_side {
         server_copy(r, obj, &etag, head, layout, true).await
     } else {
-        streamed(r, obj, &etag, head, layout, true).await
+        streamed(r, obj, &etag, head, layout, true, expect).await
     }
 }
 
@@ -364,6 +440,7 @@ async fn streamed(
     head: Option<(Head, bool)>,
     layout: Option<u64>,
     resume: bool,
+    expect: &Expect,
 ) -> Result<Proof, UploadError> {
     let rel = &obj.rel;
     let (plan, whole_md5) = match shape(r, obj, etag, layout)? {
@@ -373,6 +450,7 @@ async fn streamed(
                 .await
                 .map_err(from_download)?;
             let (data, md5) = crate::read::hasher::md5(buf).await;
+            check_expected(r, rel, &data, expect).await?;
             let compared = !h.etag_not_md5 && matches!(etag, ETag::Md5(_));
             if compared && etag != &ETag::Md5(md5) {
                 return Err(not_the_source(obj, &ETag::Md5(md5)));
@@ -391,10 +469,30 @@ async fn streamed(
     let meta = meta_of(&h, obj);
     // Resuming needs no read of the parts kept: the completed object's ETag, compared with the
     // source's, proves them. Not so for a whole-object MD5, which needs every byte.
-    let (session, kept, stale) = start(r, obj, &plan, &meta, resume && !whole_md5).await?;
+    // A blob's SHA-256 needs every byte too.
+    let blob = match expect {
+        Expect::Blob(d) => Some(d.clone()),
+        _ => None,
+    };
+    let resume = resume && !whole_md5 && blob.is_none();
+    let (session, kept, stale) = start(r, obj, &plan, &meta, resume).await?;
     let session = Arc::new(session);
     let resumed = !kept.is_empty();
-    let result = stream_parts(r, obj, &plan, &session, whole_md5, kept).await;
+    let sha = blob
+        .as_ref()
+        .map(|_| Arc::new(crate::upload::InOrderSha::new()));
+    let result = stream_parts(r, obj, &plan, &session, whole_md5, kept, sha.clone()).await;
+    let result = match (result, sha, &blob) {
+        (Ok(v), Some(sha), Some(expected)) => match sha.finish(plan.count) {
+            Some(actual) if &actual == expected => Ok(v),
+            Some(actual) => Err(registry_error(rel, corrupt(expected, &actual))),
+            None => Err(UploadError::Internal {
+                path: rel.clone(),
+                message: "not every part was hashed".into(),
+            }),
+        },
+        (r, ..) => r,
+    };
     let (md5s, etags, whole) = match result {
         Ok(v) => v,
         Err(e) => {
@@ -415,7 +513,7 @@ async fn streamed(
     let (_, _, headed) = session.complete(etags, &md5s).await?;
     if !finish_resumed(r, rel, stale, resumed, &meta, headed).await? {
         tracing::info!("{rel}: the resumed copy carried another version's metadata; copying again");
-        return Box::pin(streamed(r, obj, etag, head, layout, false)).await;
+        return Box::pin(streamed(r, obj, etag, head, layout, false, expect)).await;
     }
     Ok(if compared {
         Proof::Streamed
@@ -448,6 +546,7 @@ async fn stream_parts(
     session: &Arc<Session>,
     whole_md5: bool,
     kept: Kept,
+    sha: Option<Arc<crate::upload::InOrderSha>>,
 ) -> Result<Streamed, UploadError> {
     let n = plan.count as usize;
     let (mut md5s, mut etags) = (vec![[0u8; 16]; n], vec![String::new(); n]);
@@ -475,8 +574,9 @@ async fn stream_parts(
                 .iter()
                 .map(|&i| (i as u32 + 1, plan.range(i)))
                 .collect();
-            let (r, obj, session, whole) = (r.clone(), obj.clone(), session.clone(), whole.clone());
-            tasks.spawn(async move { stream_group(&r, &obj, &session, parts, whole).await });
+            let (r, obj, session) = (r.clone(), obj.clone(), session.clone());
+            let (whole, sha) = (whole.clone(), sha.clone());
+            tasks.spawn(async move { stream_group(&r, &obj, &session, parts, whole, sha).await });
         }
         let Some(joined) = tasks.join_next().await else {
             break;
@@ -515,6 +615,7 @@ async fn stream_group(
     session: &Session,
     parts: Vec<(u32, (u64, u64))>,
     whole: Option<Arc<std::sync::Mutex<md5::Md5>>>,
+    sha: Option<Arc<crate::upload::InOrderSha>>,
 ) -> Result<Sent, UploadError> {
     let lens: Vec<u64> = parts.iter().map(|(_, (_, len))| *len).collect();
     let bufs = r.budget.buffers(&lens).await;
@@ -534,6 +635,23 @@ async fn stream_group(
             let mut h = w.lock().expect("whole md5");
             for d in &data {
                 h.update(d);
+            }
+        })
+        .await
+        .map_err(|e| UploadError::Internal {
+            path: obj.rel.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    if let Some(sha) = sha {
+        let data: Vec<(u64, bytes::Bytes)> = parts
+            .iter()
+            .zip(&hashed)
+            .map(|(&(n, _), (d, _))| (n as u64 - 1, d.clone()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for (i, d) in data {
+                sha.offer(i, d);
             }
         })
         .await

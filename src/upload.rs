@@ -442,7 +442,7 @@ type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
 /// is read once for both its part MD5s and its digest. Parts waiting their turn keep their
 /// buffers, and so their share of the budget; the budget hands out buffers in request order,
 /// so the part next in line already has one.
-struct InOrderSha {
+pub struct InOrderSha {
     state: std::sync::Mutex<ShaState>,
 }
 
@@ -455,7 +455,7 @@ struct ShaState {
 }
 
 impl InOrderSha {
-    fn new() -> InOrderSha {
+    pub fn new() -> InOrderSha {
         InOrderSha {
             state: std::sync::Mutex::new(ShaState {
                 next: 0,
@@ -467,7 +467,7 @@ impl InOrderSha {
 
     /// Hand over part `index`, then hash every part that is next in line, unless another
     /// thread is already doing so (it will take this part too). Blocking.
-    fn offer(&self, index: u64, data: bytes::Bytes) {
+    pub fn offer(&self, index: u64, data: bytes::Bytes) {
         let mut s = self.state.lock().expect("sha state");
         s.waiting.insert(index, data);
         while let Some(mut h) = s.hasher.take() {
@@ -486,7 +486,7 @@ impl InOrderSha {
     }
 
     /// The hex digest, once all `parts` have been hashed; `None` if any has not.
-    fn finish(&self, parts: u64) -> Option<String> {
+    pub fn finish(&self, parts: u64) -> Option<String> {
         let mut s = self.state.lock().expect("sha state");
         if s.next != parts || !s.waiting.is_empty() {
             return None;

@@ -537,3 +537,68 @@ fn a_streamed_copy_killed_mid_object_resumes_its_upload_and_sends_only_the_missi
     );
     assert!(uploads(&b).is_empty(), "nothing left behind");
 }
+
+#[test]
+fn a_registry_bucket_copy_proves_blobs_and_links_and_leaves_uploads_behind() {
+    use sha2::Digest;
+    let home = two_remotes();
+    let a = bucket("mirror-registry");
+    let dr = bucket_at(&client_at(&s3s_endpoint()), "mirror-registry-dr");
+    let v2 = "docker/registry/v2";
+    let hex = |d: &[u8]| hex::encode(sha2::Sha256::digest(d));
+    let good = bytes(3000, 71);
+    let big = bytes(11 * MIB + 5, 72); // multipart at 5 MiB parts
+    let (g, bg, x, gone) = (
+        hex(&good),
+        hex(&big),
+        hex(b"what the key names"),
+        hex(b"never uploaded"),
+    );
+    let blob = |d: &str| format!("{v2}/blobs/sha256/{}/{d}/data", &d[..2]);
+    let link = |d: &str| format!("{v2}/repositories/lib/app/_layers/sha256/{d}/link");
+    put(&a, &blob(&g), &good);
+    put_multipart(&a, &blob(&bg), &big, 5 * MIB);
+    put(&a, &blob(&x), &bytes(3000, 73)); // content does not hash to its key
+    put(&a, &link(&g), format!("sha256:{g}").as_bytes());
+    put(&a, &link(&bg), format!("sha256:{bg}").as_bytes());
+    put(&a, &link(&gone), format!("sha256:{gone}").as_bytes());
+    put(
+        &a,
+        &format!("{v2}/repositories/lib/app/_uploads/u1/data"),
+        b"partial push",
+    );
+    let (from, to) = (format!("harbor-s3:{a}"), format!("dr:{dr}"));
+
+    let (out, r) = s3ferry_reported(&home, &["copy", &from, &to]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(
+        err.contains(&format!("corrupt blob: its key says sha256:{x}")),
+        "{err}"
+    );
+    assert_eq!(
+        r["objects_copied"], 2,
+        "the two good blobs, no link after a failure: {r}"
+    );
+    let keys: Vec<String> = list_at(&client_at(&s3s_endpoint()), &dr)
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("_uploads") || k.ends_with("/link"))
+    );
+
+    // Without the corrupt blob: the good links follow, the dangling one is refused.
+    delete(&a, &blob(&x));
+    let (out, r) = s3ferry_reported(&home, &["copy", &from, &to]);
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(err.contains("not copying a dangling link"), "{err}");
+    assert_eq!(r["objects_copied"], 2, "{r}");
+    let c = client_at(&s3s_endpoint());
+    assert!(get_at(&c, &dr, &link(&bg)) == format!("sha256:{bg}").as_bytes());
+    assert!(get_at(&c, &dr, &blob(&bg)) == big);
+}
