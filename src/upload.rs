@@ -454,6 +454,12 @@ struct ShaState {
     hasher: Option<Sha256>,
 }
 
+impl Default for InOrderSha {
+    fn default() -> Self {
+        InOrderSha::new()
+    }
+}
+
 impl InOrderSha {
     pub fn new() -> InOrderSha {
         InOrderSha {
