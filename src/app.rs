@@ -124,6 +124,18 @@ fn is_s3(text: &str) -> bool {
     matches!(remote::parse_location(text), Ok(Location::S3(_)))
 }
 
+/// `sync` with an `s3://` URL on the side that would lose entries (`to` a bucket, `from` a
+/// bucket into a directory) deletes nothing without `--delete`, as `aws s3 sync`.
+fn aws_sync(mode: Mode, aws: bool, delete: bool, side: &str) -> Mode {
+    if mode == Mode::Sync && aws && !delete {
+        tracing::warn!(
+            "sync {side} an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET locations delete, as rclone sync)"
+        );
+        return Mode::Copy;
+    }
+    mode
+}
+
 /// Whether `--disable` turns server-side copies off; any other name is refused.
 fn copy_disabled(g: &Global) -> anyhow::Result<bool> {
     let mut off = false;
@@ -172,14 +184,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
     let src_store = store(g, src_path, &src_settings, &limits).await?;
     let dst_store = store(g, dst_path, &dst_settings, &limits).await?;
     let t = &g.transfer;
-    let mode = if mode == Mode::Sync && aws && !t.delete {
-        tracing::warn!(
-            "sync to an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET destinations delete, as rclone sync)"
-        );
-        Mode::Copy
-    } else {
-        mode
-    };
+    let mode = aws_sync(mode, aws, t.delete, "to");
     let opts = crate::mirror::MirrorOptions {
         mode,
         dry_run: t.dry_run,
@@ -236,14 +241,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     let (progress, stats_interval) = progress(g);
     let store = store(g, path, &settings, &limits).await?;
     let t = &g.transfer;
-    let mode = if mode == Mode::Sync && aws && !t.delete {
-        tracing::warn!(
-            "sync from an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET sources delete, as rclone sync)"
-        );
-        Mode::Copy
-    } else {
-        mode
-    };
+    let mode = aws_sync(mode, aws, t.delete, "from");
     let registry = remote_registry(g, &store).await?;
     let opts = crate::restore::RestoreOptions {
         registry,
@@ -627,14 +625,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         store,
     } = setup(g, src, dst).await?;
     let t = &g.transfer;
-    let mode = if mode == Mode::Sync && aws && !t.delete {
-        tracing::warn!(
-            "sync to an s3:// URL deletes nothing without --delete, as aws s3 sync (REMOTE:BUCKET destinations delete, as rclone sync)"
-        );
-        Mode::Copy
-    } else {
-        mode
-    };
+    let mode = aws_sync(mode, aws, t.delete, "to");
     let opts = SyncOptions {
         mode,
         dry_run: t.dry_run,

@@ -188,17 +188,7 @@ async fn local_md5(entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Result<Md5Dige
 
 /// Download the object and compare its MD5 with the file's.
 async fn download_compare(store: &Store, entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Verdict {
-    let remote = async {
-        let mut body = store.get(&entry.rel).await?;
-        let mut h = Md5::new();
-        let mut n = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            n += chunk.len() as u64;
-            h.update(&chunk);
-        }
-        Ok::<_, S3Error>((n, <[u8; 16]>::from(h.finalize())))
-    };
+    let remote = async { body_md5(store.get(&entry.rel).await?).await };
     let (remote, local) = tokio::join!(remote, local_md5(entry, blob));
     match (remote, local) {
         (Err(e), _) => Verdict::Error(e.to_string()),
@@ -410,7 +400,11 @@ async fn verify_multipart(
 /// An object's length and MD5, from its bytes (pinned to its listed ETag when it has one).
 async fn object_md5(store: &Store, obj: &DstEntry) -> Result<(u64, Md5Digest), S3Error> {
     let pin = (!obj.etag.trim_matches('"').is_empty()).then_some(obj.etag.as_str());
-    let (mut body, _) = store.get_range(&obj.rel, 0, 0, pin).await?;
+    body_md5(store.get_range(&obj.rel, 0, 0, pin).await?.0).await
+}
+
+/// The length and MD5 of a streamed object body.
+async fn body_md5(mut body: s3::Body) -> Result<(u64, Md5Digest), S3Error> {
     let mut h = Md5::new();
     let mut n = 0u64;
     while let Some(chunk) = body.next().await {
