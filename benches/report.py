@@ -9,7 +9,7 @@ import sys
 from collections import OrderedDict
 
 TOOLS = ("s3ferry", "rclone", "rclone --transfers 64", "s5cmd", "aws cli")
-SERVERS = {"rgw": "RGW", "slow": "RGW + 5 ms", "fs": "s3s-fs"}
+SERVERS = {"rgw": "RGW", "slow": "RGW + 5 ms", "fs": "s3s-fs", "rgwfs": "RGW → s3s-fs"}
 
 
 def main():
@@ -73,6 +73,16 @@ def main():
         ("wall, W4 no-op rerun of W2, s", "W4 no-op rerun", lambda r: f"{r['wall']:.2f}"),
         ("wall, W5 check --one-way of W1, s", "W5 check W1", lambda r: f"{r['wall']:.1f}"),
         ("peak RSS, W1, MiB", "W1 registry mix", lambda r: f"{r['rss']:.0f}"),
+        ("wall, W7 bucket → directory (W3), s", "W7 bucket to directory",
+         lambda r: f"{r['wall']:.1f}"),
+        ("client CPU, W7 bucket → directory, s", "W7 bucket to directory",
+         lambda r: f"{r['cpu']:.2f}"),
+        ("wall, W7 bucket → bucket, one endpoint, s", "W7 bucket to bucket, one endpoint",
+         lambda r: f"{r['wall']:.1f}"),
+        ("wall, W7 RGW → s3s-fs, s", "W7 bucket to bucket, RGW to s3s-fs",
+         lambda r: f"{r['wall']:.1f}"),
+        ("client CPU, W7 RGW → s3s-fs, s", "W7 bucket to bucket, RGW to s3s-fs",
+         lambda r: f"{r['cpu']:.2f}"),
     ]
     print("| measure | " + " | ".join(TOOLS) + " |")
     print("|---|" + "---:|" * len(TOOLS))

@@ -11,7 +11,8 @@
 #                                         benches/RESULTS-w3,w6.md, leaving RESULTS.md alone
 # Workloads (at SCALE 1): W1 registry mix (20k links + 1,000 blobs around 15 MB), W2 100k x 4 KiB,
 # W3 4 x 1 GiB, W4 no-op rerun of W2, W5 check --one-way of W1, W6 1M x 71 B with a 64 MiB
-# budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour);
+# budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour),
+# W7 W3 from RGW into a directory, to a second RGW bucket and to s3s-fs;
 # W2 and W3 again at 5 ms RTT. Every tool gets a fresh bucket per workload; all traffic stays on
 # 127.0.0.1.
 set -euo pipefail
@@ -146,6 +147,7 @@ drop_bucket() {
 server_ticks() {
   local p=$ceph_pids
   [ "$1" = fs ] && p=$fs_pid
+  [ "$1" = rgwfs ] && p="$ceph_pids $fs_pid"
   # shellcheck disable=SC2086
   (cd /proc && cat $(printf '%s/stat ' $p "$proxy_pid")) | awk '{ t += $14 + $15 } END { print t }'
 }
@@ -243,6 +245,50 @@ if want w6; then
   run fs "W6 1M tiny files, 64 MiB budget (s3s-fs)" s3ferry "$(files_of "$d/w6") files" \
     "$s3ferry" --config "$conf" sync "$d/w6" "fs:$b" --max-buffer-memory 64M
   drop_bucket fs
+fi
+
+# W7: the other directions, from W3 in RGW (every object multipart, as s3ferry uploads it):
+# into a directory (a restore), to a second bucket on the same endpoint (server-side copies,
+# where the tool makes them), and to s3s-fs, a second endpoint (the bytes pass through the
+# client: only s3ferry and rclone copy between two endpoints in one command).
+if want w7; then
+  bucket rgw w7src
+  w7src=$b
+  "$s3ferry" --config "$conf" sync "$d/w3" "rgw:$w7src" >/dev/null 2>&1
+  ep=$(endpoint_of rgw)
+  into=$out/restored
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+    rm -rf "$into" && mkdir -p "$into"
+    case $tool in
+      s3ferry) run rgw "W7 bucket to directory" "$tool" "$w3_units" "$s3ferry" --config "$conf" copy "rgw:$w7src" "$into" ;;
+      rclone) run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" ;;
+      "rclone --transfers 64") run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" --transfers 64 ;;
+      s5cmd) run rgw "W7 bucket to directory" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "$into/" ;;
+      "aws cli") run rgw "W7 bucket to directory" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "$into" --only-show-errors ;;
+    esac
+  done
+  rm -rf "$into"
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+    bucket rgw "w7$(echo "$tool" | tr -dc 'a-z0-9')"
+    case $tool in
+      s3ferry) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "rgw:$b" ;;
+      rclone) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "rgw:$b" ;;
+      "rclone --transfers 64") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "rgw:$b" --transfers 64 ;;
+      s5cmd) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "s3://$b/" ;;
+      "aws cli") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "s3://$b" --only-show-errors ;;
+    esac
+    drop_bucket rgw
+  done
+  for tool in s3ferry rclone "rclone --transfers 64"; do
+    bucket fs "w7$(echo "$tool" | tr -dc 'a-z0-9')"
+    case $tool in
+      s3ferry) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
+      rclone) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
+      "rclone --transfers 64") run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" --transfers 64 ;;
+    esac
+    drop_bucket fs
+  done
+  b=$w7src && drop_bucket rgw
 fi
 
 # The MD5 floor: CPU-seconds to MD5 the W1 and W3 bytes once (coreutils md5sum). In registry
