@@ -166,7 +166,8 @@ run() {
   if [ "$rc" -ne 0 ] && ! { [ "$tool" = "rclone check" ] && grep -q "0 differences found" "$out/last.log"; }; then
     echo "  failed (exit $rc):" >&2; tail -5 "$out/last.log" >&2
   fi
-  read -r wall user sys rss <"$t"
+  # A failed command's first line says so ("Command exited with non-zero status N").
+  read -r wall user sys rss < <(tail -1 "$t")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" "$remote" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
@@ -277,7 +278,8 @@ if want w7; then
       s5cmd) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "s3://$b/" ;;
       "aws cli") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "s3://$b" --only-show-errors ;;
     esac
-    drop_bucket rgw
+    # Kept: RGW's CopyObject shares the source's data, and removing a copy past the garbage
+    # collector (drop_bucket) would remove the source's data with it.
   done
   for tool in s3ferry rclone "rclone --transfers 64"; do
     bucket fs "w7$(echo "$tool" | tr -dc 'a-z0-9')"

@@ -20,12 +20,12 @@
 //! of the directory.
 
 use std::io::Write;
+
+use futures::{FutureExt, StreamExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-use sha2::{Digest, Sha256};
 
 use crate::etag::{ETag, Md5Digest, PartPlan};
 use crate::limits::Limits;
@@ -385,6 +385,19 @@ pub fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> O
     }
 }
 
+/// The object as listed, with its ETag from a HEAD where the listing had none (s3s-fs lists
+/// none): the version every GET is pinned to and the proof is made against.
+pub async fn with_listed_etag(store: &Store, obj: &DstEntry) -> Result<DstEntry, S3Error> {
+    if !obj.etag.trim_matches('"').is_empty() {
+        return Ok(obj.clone());
+    }
+    let head = store.head(&obj.rel, None).await?;
+    Ok(DstEntry {
+        etag: head.etag,
+        ..obj.clone()
+    })
+}
+
 /// For a multipart object, the HEAD its part layout comes from (part 1's, and whether the
 /// server took `partNumber`); `None` for any other.
 pub async fn layout_head(
@@ -435,12 +448,13 @@ async fn fetch(
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
     let rel = &obj.rel;
+    let obj = &with_listed_etag(&f.store, obj).await?;
     let blob_digest = match expect {
         Expect::Blob(d) => Some(d.as_str()),
         _ => None,
     };
     // A blob's SHA-256, over its parts in order (groups come in order, one at a time).
-    let sha = blob_digest.map(|_| Arc::new(std::sync::Mutex::new(Sha256::new())));
+    let sha = blob_digest.map(|_| Arc::new(crate::upload::InOrderSha::new()));
     // The listing's ETag is the version this restore is about; every GET is pinned to it.
     let etag = ETag::parse(&obj.etag);
     // A multipart object's part layout comes from one HEAD (our recorded part size, or part
@@ -511,73 +525,93 @@ async fn fetch(
     // it is taken from the finished file instead.
     let sha = if have.is_empty() { sha } else { None };
 
+    // Two groups out at once: one being fetched while the one before it is hashed and written.
     let per_group = f
         .budget
-        .group_of(part, f.limits.parts_per_file, plan.count, 1);
+        .group_of(part, f.limits.parts_per_file, plan.count, 2);
     let mut md5s: Vec<Option<Md5Digest>> = (0..plan.count).map(|i| have.get(&i).copied()).collect();
     // What the first GET says of the object: its metadata (a HEAD with partNumber may leave
     // it out) and its encryption.
     let mut first_get: Option<Head> = None;
     let todo: Vec<u64> = (0..plan.count).filter(|i| !have.contains_key(i)).collect();
-    for numbers in todo.chunks(per_group as usize) {
-        let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
-        let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
-        let bufs = f.budget.buffers(&lens).await;
-        let gets = ranges.iter().zip(bufs).map(|(&(off, len), buf)| {
-            get_into(&f.store, Some(&f.stats), rel, &obj.etag, (off, len), buf)
-        });
-        let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
-            .await?
-            .into_iter()
-            .unzip();
-        if first_get.is_none() && !metas.is_empty() {
-            first_get = Some(metas.swap_remove(0));
-        }
-        let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if hash_parts {
-            crate::read::hasher::md5_all(filled)
-                .await
+    let groups: Vec<Vec<u64>> = todo
+        .chunks(per_group.max(1) as usize)
+        .map(<[u64]>::to_vec)
+        .collect();
+    let groups = groups.into_iter().map(|numbers| {
+        let (file, ledger, sha) = (file.clone(), ledger.clone(), sha.clone());
+        async move {
+            let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
+            let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
+            let bufs = f.budget.buffers(&lens).await;
+            let gets = ranges.iter().zip(bufs).map(|(&(off, len), buf)| {
+                get_into(&f.store, Some(&f.stats), rel, &obj.etag, (off, len), buf)
+            });
+            let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
+                .await?
                 .into_iter()
-                .map(|(b, d)| (b, Some(d)))
-                .collect()
-        } else {
-            filled.into_iter().map(|b| (b.freeze(), None)).collect()
-        };
-        if let Some(sha) = &sha {
-            let (sha, data): (_, Vec<bytes::Bytes>) =
-                (sha.clone(), hashed.iter().map(|(d, _)| d.clone()).collect());
-            blocking(partial, move || {
-                let mut h = sha
-                    .lock()
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                for d in &data {
-                    h.update(d);
-                }
-                Ok(())
-            })
-            .await?;
-        }
-        let mut writes = Vec::with_capacity(hashed.len());
-        let mut proven = String::new();
-        for ((&i, &(off, _)), (data, d)) in numbers.iter().zip(&ranges).zip(hashed) {
-            md5s[i as usize] = d;
-            if let Some(d) = d {
-                proven.push_str(&format!("{i} {}\n", hex::encode(d)));
+                .unzip();
+            let meta = (!metas.is_empty()).then(|| metas.swap_remove(0));
+            let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if hash_parts {
+                crate::read::hasher::md5_all(filled)
+                    .await
+                    .into_iter()
+                    .map(|(b, d)| (b, Some(d)))
+                    .collect()
+            } else {
+                filled.into_iter().map(|b| (b.freeze(), None)).collect()
+            };
+            let mut work = Vec::with_capacity(hashed.len() + 1);
+            if let Some(sha) = sha {
+                let data: Vec<(u64, bytes::Bytes)> = numbers
+                    .iter()
+                    .zip(&hashed)
+                    .map(|(&i, (d, _))| (i, d.clone()))
+                    .collect();
+                work.push(
+                    blocking(partial, move || {
+                        for (i, d) in data {
+                            sha.offer(i, d);
+                        }
+                        Ok(())
+                    })
+                    .boxed(),
+                );
             }
-            let file = file.clone();
-            writes.push(blocking(partial, move || file.write_at(&data, off)));
+            let mut proven = String::new();
+            let mut done = Vec::with_capacity(hashed.len());
+            for ((&i, &(off, _)), (data, d)) in numbers.iter().zip(&ranges).zip(hashed) {
+                done.push((i, d));
+                if let Some(d) = d {
+                    proven.push_str(&format!("{i} {}\n", hex::encode(d)));
+                }
+                let file = file.clone();
+                work.push(blocking(partial, move || file.write_at(&data, off)).boxed());
+            }
+            futures::future::try_join_all(work).await?;
+            // Recorded once written: a rerun after a kill resumes from here.
+            if let Some(l) = ledger {
+                blocking(partial, move || {
+                    l.lock()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?
+                        .write_all(proven.as_bytes())
+                })
+                .await?;
+            }
+            Ok::<_, DownloadError>((done, meta))
         }
-        futures::future::try_join_all(writes).await?;
-        // Recorded once written: a rerun after a kill resumes from here.
-        if let Some(l) = &ledger {
-            let l = l.clone();
-            blocking(partial, move || {
-                l.lock()
-                    .map_err(|e| std::io::Error::other(e.to_string()))?
-                    .write_all(proven.as_bytes())
-            })
-            .await?;
+    });
+    let mut groups = futures::stream::iter(groups).buffered(2);
+    while let Some(group) = groups.next().await {
+        let (done, meta) = group?;
+        for (i, d) in done {
+            md5s[i as usize] = d;
+        }
+        if first_get.is_none() {
+            first_get = meta;
         }
     }
+    drop(groups);
     let md5s: Vec<Md5Digest> = md5s.into_iter().flatten().collect();
     // Every part came from an earlier attempt: the metadata and encryption come from a HEAD.
     if first_get.is_none()
@@ -591,8 +625,7 @@ async fn fetch(
     let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
     let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
     if let (Some(sha), Some(expected)) = (sha, blob_digest) {
-        let h = std::mem::take(&mut *sha.lock().expect("blob sha"));
-        let actual = hex::encode(h.finalize());
+        let actual = sha.finish(plan.count).unwrap_or_default();
         if actual != expected {
             return Err(DownloadError::Io {
                 path: rel.clone(),

@@ -179,6 +179,7 @@ pub async fn run(
             .registry
             .clone()
             .map(|layout| (layout, known_blobs.clone())),
+        copy_keeps_parts: Default::default(),
     };
     tracing::info!(
         "{}",

@@ -1,8 +1,9 @@
 //! S3 → S3: copy one object from a source bucket into a destination bucket, proven.
 //!
-//! On one endpoint with one set of credentials the server copies: CopyObject for a
-//! single-part object up to 5 GiB, UploadPartCopy in the source's own part layout otherwise,
-//! so the copy's ETag is the source's and equality is the proof (no byte passes through us).
+//! On one endpoint with one set of credentials the server copies: CopyObject up to 5 GiB,
+//! UploadPartCopy in the source's own part layout above that or where the server's
+//! CopyObject does not keep a multipart object's ETag, so the copy's ETag is the source's and
+//! equality is the proof (no byte passes through us).
 //!
 //! Across endpoints the bytes pass through us: ranged GETs of the source's parts, each pinned
 //! to the listed ETag, into buffers from the memory budget; each part hashed once; sent with
@@ -13,6 +14,7 @@
 //! destination's side only, and reported so.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, TryStreamExt};
@@ -52,7 +54,15 @@ pub struct Relay {
     /// Registry mode: the layout, and the blobs the destination holds (listed, or copied by
     /// this run), which a link must point to.
     pub registry: Option<(Layout, Arc<Mutex<HashSet<String>>>)>,
+    /// Whether this server's CopyObject keeps a multipart object's ETag: not known yet,
+    /// [`COPY_KEEPS_ETAG`] or [`COPY_CHANGES_ETAG`], from the first multipart copy of the run.
+    pub copy_keeps_parts: Arc<AtomicU8>,
 }
+
+/// CopyObject of a multipart object keeps its ETag (Ceph RGW).
+pub const COPY_KEEPS_ETAG: u8 = 1;
+/// CopyObject of a multipart object makes a single-part object (AWS S3).
+pub const COPY_CHANGES_ETAG: u8 = 2;
 
 /// What a streamed object must be besides its ETag's bytes (registry mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +254,7 @@ fn from_download(e: DownloadError) -> UploadError {
 /// never sees them.
 pub async fn relay(r: &Relay, obj: &DstEntry, expect: &Expect) -> Result<Proof, UploadError> {
     let _flight = r.stats.start_one();
+    let obj = &download::with_listed_etag(&r.src, obj).await?;
     let etag = ETag::parse(&obj.etag);
     let head = download::layout_head(&r.src, &obj.rel, &etag).await?;
     let layout = download::known_part_size(&etag, obj.size, head.as_ref());
@@ -308,27 +319,48 @@ async fn server_copy(
     resume: bool,
 ) -> Result<Proof, UploadError> {
     let rel = &obj.rel;
-    let plan = match (etag, layout) {
+    // A multipart object whose layout is known can be copied part by part in that layout, so
+    // the copy's ETag is the source's. CopyObject is tried first, though: some servers (Ceph
+    // RGW) keep the source's ETag and share its data instead of copying it, which is far
+    // cheaper; where the first such copy comes back with a single-part ETag (AWS S3), this
+    // object and every later one are copied part by part.
+    let in_layout = match (etag, layout) {
         (ETag::Multipart { .. }, Some(p)) => Some(PartPlan::with_part_size(obj.size, p)),
-        _ if obj.size > COPY_OBJECT_MAX => Some(
-            PartPlan::new(obj.size, r.limits.chunk_size, r.limits.max_parts).map_err(|source| {
-                UploadError::Parts {
-                    path: rel.clone(),
-                    source,
-                }
-            })?,
-        ),
         _ => None,
     };
-    let Some(plan) = plan else {
+    let keeps = r.copy_keeps_parts.load(Ordering::Relaxed);
+    if obj.size <= COPY_OBJECT_MAX && (in_layout.is_none() || keeps != COPY_CHANGES_ETAG) {
         let w = r
             .dst
             .copy_object(rel, &r.src, rel, &obj.etag, obj.size)
             .await?;
         let (w, _) = multipart::with_etag(&r.dst, rel, w).await?;
+        let got = ETag::parse(&w.etag);
+        if in_layout.is_some() && !w.etag_not_md5 {
+            if &got == etag {
+                r.copy_keeps_parts.store(COPY_KEEPS_ETAG, Ordering::Relaxed);
+            } else if matches!(got, ETag::Md5(_)) {
+                r.copy_keeps_parts
+                    .store(COPY_CHANGES_ETAG, Ordering::Relaxed);
+                tracing::info!(
+                    "{rel}: this server's CopyObject makes a single-part copy of a multipart object; copying part by part instead, so that copies can be proven"
+                );
+                return Box::pin(server_copy(r, obj, etag, head, layout, resume)).await;
+            }
+        }
         Stats::add(&r.stats.bytes_done, obj.size);
         return same_etag(r, obj, etag, &w).await;
-    };
+    }
+    let plan =
+        match in_layout {
+            Some(p) => p,
+            None => PartPlan::new(obj.size, r.limits.chunk_size, r.limits.max_parts).map_err(
+                |source| UploadError::Parts {
+                    path: rel.clone(),
+                    source,
+                },
+            )?,
+        };
     let h = meta_head(r, obj, head.clone()).await?;
     let meta = meta_of(&h, obj);
     let (session, kept, stale) = start(r, obj, &plan, &meta, resume).await?;

@@ -28,14 +28,28 @@ fn two_remotes() -> Home {
     Home::with_conf(&format!("{}\n{dr}", seed_conf()))
 }
 
-/// A small tree: multipart objects (5 MiB parts), single-part ones, an empty one, odd names.
-fn tree() -> Vec<(&'static str, Vec<u8>)> {
+/// Where the tag's link sits in [`tree`].
+const TAG_LINK: &str = "docker/registry/v2/repositories/lib/app/_manifests/tags/v1/current/link";
+
+/// A small registry tree (blobs named by their SHA-256, one of them multipart at 5 MiB parts,
+/// and links to them) beside files of no registry meaning: an empty one, odd names.
+fn tree() -> Vec<(String, Vec<u8>)> {
+    use sha2::Digest;
+    let (big, small) = (bytes(12 * MIB + 7, 1), bytes(5 * MIB, 2));
+    let hex = |d: &[u8]| hex::encode(sha2::Sha256::digest(d));
+    let (hb, hs) = (hex(&big), hex(&small));
+    let v2 = "docker/registry/v2";
+    let blob = |h: &str| format!("{v2}/blobs/sha256/{}/{h}/data", &h[..2]);
     vec![
-        ("blobs/ab/abcd/data", bytes(12 * MIB + 7, 1)),
-        ("blobs/cd/cdef/data", bytes(5 * MIB, 2)),
-        ("tags/v1/current/link", b"sha256:abcd".to_vec()),
-        ("empty", Vec::new()),
-        ("a b/ü+%.txt", bytes(1000, 3)),
+        (blob(&hb), big),
+        (blob(&hs), small),
+        (
+            format!("{v2}/repositories/lib/app/_layers/sha256/{hb}/link"),
+            format!("sha256:{hb}").into_bytes(),
+        ),
+        (TAG_LINK.to_string(), format!("sha256:{hs}").into_bytes()),
+        ("empty".to_string(), Vec::new()),
+        ("a b/ü+%.txt".to_string(), bytes(1000, 3)),
     ]
 }
 
@@ -50,6 +64,31 @@ fn write_tree(root: &Path) {
             .set_modified(t)
             .unwrap();
     }
+}
+
+/// Put an object as a registry would write a manifest: a content type and user metadata.
+fn put_typed(c: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    rt().block_on(
+        c.put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/vnd.oci.image.manifest.v1+json")
+            .metadata("origin", "harbor")
+            .body(b"{}".to_vec().into())
+            .send(),
+    )
+    .unwrap();
+}
+
+/// The content type and user metadata an object carries.
+fn typed(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (String, Option<String>) {
+    let h = rt()
+        .block_on(c.head_object().bucket(bucket).key(key).send())
+        .unwrap();
+    (
+        h.content_type().unwrap_or_default().to_string(),
+        h.metadata().and_then(|m| m.get("origin").cloned()),
+    )
 }
 
 fn errors(r: &serde_json::Value) -> u64 {
@@ -70,7 +109,8 @@ fn on_one_endpoint_the_server_copies_and_no_body_passes_through() {
     // An object another tool wrote: multipart in 6 MiB parts, none of our metadata.
     let foreign = bytes(13 * MIB, 9);
     put_multipart(&a, "reg/foreign", &foreign, 6 * MIB);
-    let n = tree().len() as u64 + 1;
+    put_typed(&client(), &a, "reg/typed");
+    let n = tree().len() as u64 + 2;
 
     let to = format!("harbor-s3:{b}/copy");
     let (out, r) = s3ferry_reported(&home, &["copy", &from, &to]);
@@ -98,6 +138,10 @@ fn on_one_endpoint_the_server_copies_and_no_body_passes_through() {
     };
     assert_eq!(strip(list(&a), "reg/"), strip(list(&b), "copy/"));
     assert_eq!(get(&b, "copy/foreign"), foreign);
+    assert_eq!(
+        typed(&client(), &b, "copy/typed"),
+        typed(&client(), &a, "reg/typed")
+    );
 
     // A rerun copies nothing, from the listings alone.
     let (out, r) = s3ferry_reported(&home, &["sync", &from, &to]);
@@ -139,7 +183,8 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     ok(&s3ferry(&home, &args));
     let single = bytes(7 * MIB + 1, 21);
     put(&a, "single-big", &single);
-    let n = tree().len() as u64 + 1;
+    put_typed(&client(), &a, "typed");
+    let n = tree().len() as u64 + 2;
 
     // moto → s3s-fs: two endpoints, so the bytes pass through us.
     let to = format!("dr:{dr}");
@@ -159,17 +204,24 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
         list(&a).into_iter().map(|o| (o.key, o.etag)).collect();
     let c = client_at(&s3s_endpoint());
     for (rel, data) in tree() {
-        assert!(get_at(&c, &dr, rel) == data, "{rel}");
+        assert!(get_at(&c, &dr, &rel) == data, "{rel}");
         let head = rt()
-            .block_on(c.head_object().bucket(&dr).key(rel).send())
+            .block_on(c.head_object().bucket(&dr).key(&rel).send())
             .unwrap();
         assert_eq!(
             head.e_tag().unwrap().trim_matches('"'),
-            src_etags[rel],
+            src_etags[&rel],
             "{rel}"
         );
     }
     assert!(get_at(&c, &dr, "single-big") == single);
+    let (content_type, origin) = typed(&c, &dr, "typed");
+    assert_eq!(content_type, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        origin.as_deref(),
+        Some("harbor"),
+        "user metadata carried over"
+    );
 
     // A rerun copies nothing.
     let (out, r) = s3ferry_reported(&home, &["sync", &from, &to]);
@@ -183,10 +235,15 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     let (out, r) = s3ferry_reported(&home, &["copy", &to, d]);
     ok(&out);
     assert_eq!(r["files_restored"], n, "{r}");
+    assert!(stderr(&out).contains("registry mode"), "{}", stderr(&out));
     for (rel, data) in tree() {
-        let p = back.path().join(rel);
+        let p = back.path().join(&rel);
         assert!(std::fs::read(&p).unwrap() == data, "{rel}");
-        assert_eq!(mtime(&p), mtime(&src.path().join(rel)), "{rel}: mtime kept");
+        assert_eq!(
+            mtime(&p),
+            mtime(&src.path().join(&rel)),
+            "{rel}: mtime kept"
+        );
     }
 
     // check, in every pairing, proves the copies and finds what was changed.
@@ -197,7 +254,7 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
         r
     };
     let r = clean(&["check", s, &from, "--one-way"]);
-    assert_eq!(r["matching"], n - 1, "{r}");
+    assert_eq!(r["matching"], n - 2, "{r}");
     let r = clean(&["check", &from, &to, "--one-way"]);
     assert_eq!(r["matching"], n, "{r}");
     let r = clean(&["check", &to, d, "--one-way"]);
@@ -227,7 +284,14 @@ fn across_two_servers_every_byte_is_streamed_proven_and_comes_back_identical() {
     assert_eq!(r["hash_differ"], 1, "{r}");
     assert_eq!(r["differences"][0]["path"], tampered, "{r}");
 
-    std::fs::write(back.path().join("tags/v1/current/link"), b"sha256:dcba").unwrap();
+    let tag = back.path().join(TAG_LINK);
+    let other = std::fs::read(&tag)
+        .unwrap()
+        .iter()
+        .rev()
+        .copied()
+        .collect::<Vec<u8>>();
+    std::fs::write(&tag, other).unwrap();
     std::fs::remove_file(back.path().join("empty")).unwrap();
     write(back.path(), "only-here", b"extra");
     let (out, r) = s3ferry_reported(&home, &["check", &to, d]);

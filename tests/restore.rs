@@ -152,17 +152,23 @@ fn objects_other_tools_wrote_are_proven_and_bad_keys_are_errors_naming_the_key()
 }
 
 #[test]
-fn sync_into_a_directory_and_s3_to_s3_are_refused_with_a_usage_error() {
+fn a_destination_that_is_a_file_or_inside_the_source_is_refused_with_a_usage_error() {
     let home = Home::new();
     let b = bucket("restore-refused");
     put(&b, "f", b"x");
     let dst = tempfile::tempdir().unwrap();
-    let d = dst.path().to_str().unwrap();
+    let file = write(dst.path(), "a-file", b"not a directory");
     let src = format!("harbor-s3:{b}");
-    let out = s3ferry(&home, &["sync", &src, d]);
+    let out = s3ferry(&home, &["copy", &src, file.to_str().unwrap()]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(stderr(&out).contains("use copy"), "{}", stderr(&out));
-    assert!(files(dst.path()).is_empty());
-    let out = s3ferry(&home, &["copy", &src, &format!("harbor-s3:{b}/copy")]);
+    assert!(
+        stderr(&out).contains("is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+    // A bucket copy into its own prefix would copy onto (and sync would delete from) itself.
+    let out = s3ferry(&home, &["sync", &src, &format!("harbor-s3:{b}/copy")]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("overlap"), "{}", stderr(&out));
+    assert_eq!(list(&b).len(), 1, "nothing written");
 }

@@ -622,6 +622,12 @@ macro_rules! object_headers {
     };
 }
 
+/// An ETag to pin a request to; none for an empty one (a listing without ETags).
+fn pin(etag: Option<&str>) -> Option<String> {
+    etag.filter(|e| !e.trim_matches('"').is_empty())
+        .map(String::from)
+}
+
 /// A failed precondition (`If-Match`, `x-amz-copy-source-if-match`): the object is no longer
 /// the version we listed.
 fn changed(e: S3Error, key: &str) -> S3Error {
@@ -1068,7 +1074,7 @@ impl Store {
             .bucket(self.bucket())
             .key(&key)
             .copy_source(Self::copy_source(src, src_rel))
-            .copy_source_if_match(if_match)
+            .set_copy_source_if_match(pin(Some(if_match)))
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
             .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
             .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
@@ -1116,7 +1122,7 @@ impl Store {
             .part_number(number as i32)
             .copy_source(Self::copy_source(src, src_rel))
             .copy_source_range(format!("bytes={start}-{}", end.max(start + 1) - 1))
-            .copy_source_if_match(if_match)
+            .set_copy_source_if_match(pin(Some(if_match)))
             .customize()
             .config_override(self.ceiling(end - start))
             // The request has no body; Ceph RGW refuses it (411) without saying so.
@@ -1329,7 +1335,7 @@ impl Store {
             .bucket(self.bucket())
             .key(&key)
             .set_range(range)
-            .set_if_match(if_match.map(String::from))
+            .set_if_match(pin(if_match))
             .send()
             .await
             .map_err(|e| changed(classify("get", self.bucket(), &key, e), &key))?;
