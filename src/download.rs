@@ -38,8 +38,7 @@ use crate::s3::{self, Head, S3Error, Store};
 pub const NAME_MAX: usize = 255;
 /// The longest path the kernel takes in one call (`PATH_MAX`, with its NUL), in bytes.
 pub const PATH_MAX: usize = 4095;
-/// What names a download in progress: `.NAME` + this.
-pub const PARTIAL_SUFFIX: &str = ".s3ferry-partial";
+pub use crate::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
 
 /// Why a key cannot be restored as a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,9 +128,6 @@ pub fn partial_path(target: &Path) -> PathBuf {
     target.with_file_name(partial)
 }
 
-/// What a download in progress has proven so far sits beside it: `.NAME.s3ferry-parts`.
-pub const LEDGER_SUFFIX: &str = ".s3ferry-parts";
-
 /// The ledger of the partial file `partial`: which parts it holds, with their MD5s, for a
 /// rerun to resume from.
 pub fn ledger_path(partial: &Path) -> PathBuf {
@@ -141,12 +137,6 @@ pub fn ledger_path(partial: &Path) -> PathBuf {
         .unwrap_or_default();
     let stem = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name);
     partial.with_file_name(format!("{stem}{LEDGER_SUFFIX}"))
-}
-
-/// Whether a local file name is a download in progress (left by an interrupted restore):
-/// never a source file to upload, never a file to keep.
-pub fn is_partial(name: &str) -> bool {
-    name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(LEDGER_SUFFIX))
 }
 
 /// The ledger's first line: the object version and part layout its parts belong to.
@@ -454,7 +444,7 @@ async fn fetch(
         _ => None,
     };
     // A blob's SHA-256, over its parts in order (groups come in order, one at a time).
-    let sha = blob_digest.map(|_| Arc::new(crate::upload::InOrderSha::new()));
+    let sha = blob_digest.map(|_| Arc::new(crate::read::sha::InOrderSha::new()));
     // The listing's ETag is the version this restore is about; every GET is pinned to it.
     let etag = ETag::parse(&obj.etag);
     // A multipart object's part layout comes from one HEAD (our recorded part size, or part

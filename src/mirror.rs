@@ -24,14 +24,14 @@ use crate::limits::Limits;
 use crate::list::{self, DstEntry, Listing};
 use crate::march::{self, March, Marched, RemoteSide, Step};
 use crate::multipart::Retry;
+use crate::multipart::UploadError;
+use crate::plan::same_mtime;
 use crate::read::Budget;
 use crate::registry::{Kind, Layout};
 use crate::relay::{self, Expect, Proof, Relay};
 use crate::report::{self, Progress, ProgressMode, Stats};
-use crate::restore::same_mtime;
 use crate::s3::{RequestSnapshot, S3Error, Store};
 use crate::sync::Mode;
-use crate::upload::UploadError;
 
 /// How to run a bucket-to-bucket sync or copy.
 #[derive(Debug, Clone)]

@@ -7,10 +7,73 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::etag::{ETag, Md5Digest};
+use crate::etag::{ETag, Md5Digest, PartError};
+use crate::read::ReadError;
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, PartInfo, S3Error, Store, Written};
-use crate::upload::{Proof, UploadError};
+
+/// Why a file was not uploaded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("{path}: {message}")]
+    Integrity { path: String, message: String },
+    #[error("{path}: {source}")]
+    Parts { path: String, source: PartError },
+    #[error("{path}: internal error: {message}")]
+    Internal { path: String, message: String },
+    /// A corrupt blob or an invalid or dangling link in registry mode: never uploaded.
+    #[error("{path}: {message}")]
+    Registry { path: String, message: String },
+}
+
+impl UploadError {
+    /// What this failure means for the run (see [`crate::class`]).
+    pub fn class(&self) -> crate::class::Class {
+        use crate::class::Class;
+        match self {
+            UploadError::S3(e) => e.class(),
+            UploadError::Read(e) => e.class(),
+            UploadError::Integrity { .. } => Class::Integrity,
+            UploadError::Parts { .. } | UploadError::Registry { .. } => Class::Permanent,
+            UploadError::Internal { .. } => Class::Permanent,
+        }
+    }
+
+    /// Whether a rerun could succeed without anyone changing anything.
+    pub fn is_temporary(&self) -> bool {
+        self.class().is_temporary()
+    }
+}
+
+/// What the upload proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The server's ETag matches our MD5 (or composite).
+    Verified,
+    /// The server's ETag is not an MD5 (SSE-KMS, SSE-C, or a gateway's own): `check` must
+    /// download to verify.
+    NotComparable,
+}
+
+/// Compare a single-PUT ETag with the MD5 we sent.
+pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
+    if w.etag_not_md5 || kms_configured {
+        return Ok(Proof::NotComparable);
+    }
+    match ETag::parse(&w.etag) {
+        ETag::Md5(d) if &d == sent => Ok(Proof::Verified),
+        ETag::Md5(d) => Err(format!(
+            "server ETag {} is not the MD5 we sent ({})",
+            hex::encode(d),
+            hex::encode(sent)
+        )),
+        _ => Ok(Proof::NotComparable),
+    }
+}
 
 /// How integrity failures (a bad digest, an ETag that is not the MD5 sent) are retried:
 /// `--retries` attempts in all, `--retries-sleep` apart.
@@ -101,7 +164,7 @@ pub async fn put_proven(
             Err(e) => Err(e),
         };
         let failure = match result {
-            Ok(w) => match crate::upload::prove_single(&w, &md5, kms) {
+            Ok(w) => match prove_single(&w, &md5, kms) {
                 Ok(proof) => {
                     Stats::add(&stats.bytes_done, len);
                     return Ok(proof);
@@ -270,5 +333,58 @@ impl Session {
         if !matches!(err, UploadError::S3(s) if s.is_temporary()) {
             self.abort().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::etag::md5_of;
+
+    #[test]
+    fn proofs() {
+        let md5 = md5_of(b"data");
+        let w = |etag: String, kms: bool| Written {
+            etag,
+            etag_not_md5: kms,
+        };
+        let hex = hex::encode(md5);
+        assert_eq!(
+            prove_single(&w(format!("\"{hex}\""), false), &md5, false),
+            Ok(Proof::Verified)
+        );
+        assert!(
+            prove_single(
+                &w(format!("\"{}\"", hex::encode(md5_of(b"x"))), false),
+                &md5,
+                false
+            )
+            .is_err()
+        );
+        assert_eq!(
+            prove_single(&w("\"zz\"".into(), false), &md5, false),
+            Ok(Proof::NotComparable)
+        );
+        assert_eq!(
+            prove_single(&w(format!("\"{hex}\""), true), &md5, false),
+            Ok(Proof::NotComparable)
+        );
+        assert_eq!(
+            prove_single(&w(String::new(), false), &md5, true),
+            Ok(Proof::NotComparable)
+        );
+
+        let parts = [md5_of(b"a"), md5_of(b"b")];
+        let good = ETag::composite(&parts).to_string();
+        assert_eq!(
+            prove_composite(&w(good, false), &parts, false),
+            Ok(Proof::Verified)
+        );
+        let bad = ETag::composite(&parts[..1]).to_string();
+        assert!(prove_composite(&w(bad, false), &parts, false).is_err());
+        assert_eq!(
+            prove_composite(&w(hex, false), &parts, false),
+            Ok(Proof::NotComparable)
+        );
     }
 }

@@ -162,6 +162,21 @@ pub fn may_delete(
     }
 }
 
+/// Whether two mtimes are the same instant, allowing for a filesystem that keeps whole
+/// seconds only.
+pub fn same_mtime(a: SystemTime, b: SystemTime) -> bool {
+    if a == b {
+        return true;
+    }
+    let split = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| (d.as_secs(), d.subsec_nanos()))
+            .unwrap_or((0, 0))
+    };
+    let ((sa, na), (sb, nb)) = (split(a), split(b));
+    sa == sb && (na == 0 || nb == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +332,13 @@ mod tests {
                 "{errors} {src} {n} {max:?}"
             );
         }
+    }
+    #[test]
+    fn mtimes_match_exactly_or_to_the_second_where_a_filesystem_drops_fractions() {
+        let t = |s, n| SystemTime::UNIX_EPOCH + std::time::Duration::new(s, n);
+        assert!(same_mtime(t(10, 5), t(10, 5)));
+        assert!(same_mtime(t(10, 5), t(10, 0)));
+        assert!(!same_mtime(t(10, 5), t(10, 6)));
+        assert!(!same_mtime(t(10, 0), t(11, 0)));
     }
 }

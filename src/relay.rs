@@ -27,12 +27,12 @@ use crate::download::{self, DownloadError};
 use crate::etag::{ETag, GIB, Md5Digest, PartPlan};
 use crate::limits::Limits;
 use crate::list::DstEntry;
+use crate::multipart::UploadError;
 use crate::multipart::{self, Retry, Session};
 use crate::read::Budget;
 use crate::registry::Layout;
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, Store, UploadInfo, Written};
-use crate::upload::UploadError;
 
 /// The largest object one CopyObject may copy.
 pub const COPY_OBJECT_MAX: u64 = 5 * GIB;
@@ -512,7 +512,7 @@ async fn streamed(
     let resumed = !kept.is_empty();
     let sha = blob
         .as_ref()
-        .map(|_| Arc::new(crate::upload::InOrderSha::new()));
+        .map(|_| Arc::new(crate::read::sha::InOrderSha::new()));
     let result = stream_parts(r, obj, &plan, &session, whole_md5, kept, sha.clone()).await;
     let result = match (result, sha, &blob) {
         (Ok(v), Some(sha), Some(expected)) => match sha.finish(plan.count) {
@@ -578,7 +578,7 @@ async fn stream_parts(
     session: &Arc<Session>,
     whole_md5: bool,
     kept: Kept,
-    sha: Option<Arc<crate::upload::InOrderSha>>,
+    sha: Option<Arc<crate::read::sha::InOrderSha>>,
 ) -> Result<Streamed, UploadError> {
     let n = plan.count as usize;
     let (mut md5s, mut etags) = (vec![[0u8; 16]; n], vec![String::new(); n]);
@@ -647,7 +647,7 @@ async fn stream_group(
     session: &Session,
     parts: Vec<(u32, (u64, u64))>,
     whole: Option<Arc<std::sync::Mutex<md5::Md5>>>,
-    sha: Option<Arc<crate::upload::InOrderSha>>,
+    sha: Option<Arc<crate::read::sha::InOrderSha>>,
 ) -> Result<Sent, UploadError> {
     let lens: Vec<u64> = parts.iter().map(|(_, (_, len))| *len).collect();
     let bufs = r.budget.buffers(&lens).await;

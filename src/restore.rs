@@ -21,6 +21,7 @@ use crate::filter::Filter;
 use crate::limits::Limits;
 use crate::list::{self, DstEntry};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
+use crate::plan::same_mtime;
 use crate::read::Budget;
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
@@ -111,21 +112,6 @@ pub fn decide(obj: &DstEntry, local: Option<&SrcEntry>, opts: &RestoreOptions) -
         Some(_) if opts.size_only => Decision::Keep,
         Some(_) => Decision::CompareMtime,
     }
-}
-
-/// Whether two mtimes are the same instant, allowing for a filesystem that keeps whole
-/// seconds only.
-pub fn same_mtime(a: SystemTime, b: SystemTime) -> bool {
-    if a == b {
-        return true;
-    }
-    let split = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| (d.as_secs(), d.subsec_nanos()))
-            .unwrap_or((0, 0))
-    };
-    let ((sa, na), (sb, nb)) = (split(a), split(b));
-    sa == sb && (na == 0 || nb == 0)
 }
 
 enum Done {
@@ -461,14 +447,5 @@ mod tests {
             let l = local.map(file);
             assert_eq!(decide(&obj(4), l.as_ref(), opts), want, "{local:?}");
         }
-    }
-
-    #[test]
-    fn mtimes_match_exactly_or_to_the_second_where_a_filesystem_drops_fractions() {
-        let t = |s, n| SystemTime::UNIX_EPOCH + Duration::new(s, n);
-        assert!(same_mtime(t(10, 5), t(10, 5)));
-        assert!(same_mtime(t(10, 5), t(10, 0)));
-        assert!(!same_mtime(t(10, 5), t(10, 6)));
-        assert!(!same_mtime(t(10, 0), t(11, 0)));
     }
 }

@@ -20,61 +20,15 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::etag::{ETag, Md5Digest, PartError, PartPlan};
+use crate::etag::{Md5Digest, PartPlan};
 use crate::limits::Limits;
+pub use crate::multipart::{Proof, UploadError, prove_single};
 use crate::multipart::{Retry, Session};
-use crate::read::{self, Budget, ReadError, SourceFile};
+use crate::read::{self, Budget, SourceFile};
 use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
-use crate::s3::{self, Head, ObjectMeta, PartInfo, S3Error, Store, UploadInfo, Written};
+use crate::s3::{self, Head, ObjectMeta, PartInfo, Store, UploadInfo};
 use crate::walk::SrcEntry;
-
-/// Why a file was not uploaded.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UploadError {
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error(transparent)]
-    S3(#[from] S3Error),
-    #[error("{path}: {message}")]
-    Integrity { path: String, message: String },
-    #[error("{path}: {source}")]
-    Parts { path: String, source: PartError },
-    #[error("{path}: internal error: {message}")]
-    Internal { path: String, message: String },
-    /// A corrupt blob or an invalid or dangling link in registry mode: never uploaded.
-    #[error("{path}: {message}")]
-    Registry { path: String, message: String },
-}
-
-impl UploadError {
-    /// What this failure means for the run (see [`crate::class`]).
-    pub fn class(&self) -> crate::class::Class {
-        use crate::class::Class;
-        match self {
-            UploadError::S3(e) => e.class(),
-            UploadError::Read(e) => e.class(),
-            UploadError::Integrity { .. } => Class::Integrity,
-            UploadError::Parts { .. } | UploadError::Registry { .. } => Class::Permanent,
-            UploadError::Internal { .. } => Class::Permanent,
-        }
-    }
-
-    /// Whether a rerun could succeed without anyone changing anything.
-    pub fn is_temporary(&self) -> bool {
-        self.class().is_temporary()
-    }
-}
-
-/// What the upload proved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proof {
-    /// The server's ETag matches our MD5 (or composite).
-    Verified,
-    /// The server's ETag is not an MD5 (SSE-KMS, SSE-C, or a gateway's own): `check` must
-    /// download to verify.
-    NotComparable,
-}
 
 /// How one upload went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,22 +125,6 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
     format!(
         "corrupt blob: its path says sha256:{expected} but its content hashes to sha256:{actual}; not uploaded"
     )
-}
-
-/// Compare a single-PUT ETag with the MD5 we sent.
-pub fn prove_single(w: &Written, sent: &Md5Digest, kms_configured: bool) -> Result<Proof, String> {
-    if w.etag_not_md5 || kms_configured {
-        return Ok(Proof::NotComparable);
-    }
-    match ETag::parse(&w.etag) {
-        ETag::Md5(d) if &d == sent => Ok(Proof::Verified),
-        ETag::Md5(d) => Err(format!(
-            "server ETag {} is not the MD5 we sent ({})",
-            hex::encode(d),
-            hex::encode(sent)
-        )),
-        _ => Ok(Proof::NotComparable),
-    }
 }
 
 /// Upload one file, single or multipart by size.
@@ -353,7 +291,9 @@ async fn upload_multipart(
             Kind::Blob { digest } => Some(digest),
             _ => None,
         });
-    let sha = blob_digest.as_ref().map(|_| Arc::new(InOrderSha::new()));
+    let sha = blob_digest
+        .as_ref()
+        .map(|_| Arc::new(crate::read::sha::InOrderSha::new()));
     let parts = Parts {
         plan: &plan,
         file: &file,
@@ -437,70 +377,6 @@ async fn metadata_matches(
 
 type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
 
-/// The SHA-256 of a file whose parts are read in parallel and out of order: each part is
-/// hashed as soon as every part before it has been, by whichever reader is free, so the file
-/// is read once for both its part MD5s and its digest. Parts waiting their turn keep their
-/// buffers, and so their share of the budget; the budget hands out buffers in request order,
-/// so the part next in line already has one.
-pub struct InOrderSha {
-    state: std::sync::Mutex<ShaState>,
-}
-
-struct ShaState {
-    /// Index of the next part to hash.
-    next: u64,
-    waiting: std::collections::BTreeMap<u64, bytes::Bytes>,
-    /// `None` while a thread is hashing.
-    hasher: Option<Sha256>,
-}
-
-impl Default for InOrderSha {
-    fn default() -> Self {
-        InOrderSha::new()
-    }
-}
-
-impl InOrderSha {
-    pub fn new() -> InOrderSha {
-        InOrderSha {
-            state: std::sync::Mutex::new(ShaState {
-                next: 0,
-                waiting: Default::default(),
-                hasher: Some(Sha256::new()),
-            }),
-        }
-    }
-
-    /// Hand over part `index`, then hash every part that is next in line, unless another
-    /// thread is already doing so (it will take this part too). Blocking.
-    pub fn offer(&self, index: u64, data: bytes::Bytes) {
-        let mut s = self.state.lock().expect("sha state");
-        s.waiting.insert(index, data);
-        while let Some(mut h) = s.hasher.take() {
-            let next = s.next;
-            let Some(part) = s.waiting.remove(&next) else {
-                s.hasher = Some(h);
-                return;
-            };
-            s.next += 1;
-            drop(s);
-            h.update(&part);
-            drop(part);
-            s = self.state.lock().expect("sha state");
-            s.hasher = Some(h);
-        }
-    }
-
-    /// The hex digest, once all `parts` have been hashed; `None` if any has not.
-    pub fn finish(&self, parts: u64) -> Option<String> {
-        let mut s = self.state.lock().expect("sha state");
-        if s.next != parts || !s.waiting.is_empty() {
-            return None;
-        }
-        s.hasher.take().map(|h| hex::encode(h.finalize()))
-    }
-}
-
 /// What [`send_parts`] uploads.
 struct Parts<'a> {
     plan: &'a PartPlan,
@@ -509,7 +385,7 @@ struct Parts<'a> {
     /// Parts of an interrupted upload, by number.
     existing: Arc<HashMap<u32, PartInfo>>,
     /// Registry blobs: the SHA-256 computed from the parts as they are read.
-    sha: Option<Arc<InOrderSha>>,
+    sha: Option<Arc<crate::read::sha::InOrderSha>>,
 }
 
 /// Read, hash and (unless already there) upload every part; parts run in parallel.
@@ -598,7 +474,7 @@ struct Group {
     /// Part number, and its (offset, length) in the file.
     parts: Vec<(u32, (u64, u64))>,
     existing: Arc<HashMap<u32, PartInfo>>,
-    sha: Option<Arc<InOrderSha>>,
+    sha: Option<Arc<crate::read::sha::InOrderSha>>,
     /// The file's uploads at once (`--s3-upload-concurrency`), shared by its groups.
     uploading: Arc<Semaphore>,
 }
@@ -657,8 +533,7 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etag::{MIB, md5_of};
-    use crate::multipart::prove_composite;
+    use crate::etag::MIB;
     use std::time::SystemTime;
 
     fn part(number: u32, size: u64) -> PartInfo {
@@ -674,35 +549,6 @@ mod tests {
             upload_id: id.into(),
             initiated: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
         }
-    }
-
-    #[test]
-    fn in_order_sha_hashes_parts_offered_out_of_order_from_many_threads() {
-        let parts: Vec<bytes::Bytes> = (0..64u8)
-            .map(|i| bytes::Bytes::from(vec![i; 1000 + i as usize]))
-            .collect();
-        let want = hex::encode(Sha256::digest(parts.concat()));
-        let sha = Arc::new(InOrderSha::new());
-        // Offer in a scrambled order, four threads at once.
-        let mut order: Vec<u64> = (0..64).collect();
-        order.sort_by_key(|i| (i * 37) % 64);
-        std::thread::scope(|s| {
-            for chunk in order.chunks(16) {
-                let (sha, parts) = (&sha, &parts);
-                s.spawn(move || {
-                    for &i in chunk.iter().rev() {
-                        sha.offer(i, parts[i as usize].clone());
-                    }
-                });
-            }
-        });
-        assert_eq!(sha.finish(64).as_deref(), Some(want.as_str()));
-
-        // A missing part means no digest, never the digest of what happened to arrive.
-        let sha = InOrderSha::new();
-        sha.offer(0, parts[0].clone());
-        sha.offer(2, parts[2].clone());
-        assert_eq!(sha.finish(3), None);
     }
 
     #[test]
@@ -732,52 +578,5 @@ mod tests {
         ];
         assert_eq!(choose_resumable(&plan, &candidates), Some(2));
         assert_eq!(choose_resumable(&plan, &candidates[3..]), None);
-    }
-
-    #[test]
-    fn proofs() {
-        let md5 = md5_of(b"data");
-        let w = |etag: String, kms: bool| Written {
-            etag,
-            etag_not_md5: kms,
-        };
-        let hex = hex::encode(md5);
-        assert_eq!(
-            prove_single(&w(format!("\"{hex}\""), false), &md5, false),
-            Ok(Proof::Verified)
-        );
-        assert!(
-            prove_single(
-                &w(format!("\"{}\"", hex::encode(md5_of(b"x"))), false),
-                &md5,
-                false
-            )
-            .is_err()
-        );
-        assert_eq!(
-            prove_single(&w("\"zz\"".into(), false), &md5, false),
-            Ok(Proof::NotComparable)
-        );
-        assert_eq!(
-            prove_single(&w(format!("\"{hex}\""), true), &md5, false),
-            Ok(Proof::NotComparable)
-        );
-        assert_eq!(
-            prove_single(&w(String::new(), false), &md5, true),
-            Ok(Proof::NotComparable)
-        );
-
-        let parts = [md5_of(b"a"), md5_of(b"b")];
-        let good = ETag::composite(&parts).to_string();
-        assert_eq!(
-            prove_composite(&w(good, false), &parts, false),
-            Ok(Proof::Verified)
-        );
-        let bad = ETag::composite(&parts[..1]).to_string();
-        assert!(prove_composite(&w(bad, false), &parts, false).is_err());
-        assert_eq!(
-            prove_composite(&w(hex, false), &parts, false),
-            Ok(Proof::NotComparable)
-        );
     }
 }

@@ -89,6 +89,17 @@ impl Item {
 }
 
 /// What the walk found, collected (for tests).
+/// What names a download in progress (`crate::download`): `.NAME` + this.
+pub const PARTIAL_SUFFIX: &str = ".s3ferry-partial";
+/// What a download in progress has proven so far sits beside it: `.NAME.s3ferry-parts`.
+pub const LEDGER_SUFFIX: &str = ".s3ferry-parts";
+
+/// Whether a local file name is a download in progress, or its ledger (left by an
+/// interrupted restore): never a source file to upload, never a file to keep or delete.
+pub fn is_partial(name: &str) -> bool {
+    name.starts_with('.') && (name.ends_with(PARTIAL_SUFFIX) || name.ends_with(LEDGER_SUFFIX))
+}
+
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Walked {
@@ -416,7 +427,7 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
     if !meta.is_file() {
         return Some(Entry::Item(Item::Special(rel)));
     }
-    if crate::download::is_partial(name) {
+    if is_partial(name) {
         // A download an interrupted restore left: not part of the tree.
         tracing::debug!("{rel}: an unfinished download, left out");
         return None;

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 pub mod buffers;
 pub mod engine;
 pub mod hasher;
+pub mod sha;
 #[cfg(target_os = "linux")]
 mod uring;
 
