@@ -169,6 +169,16 @@ fn on_one_endpoint_the_server_copies_and_no_body_passes_through() {
     assert_eq!(r["deleted"], 1, "{r}");
     assert!(!list(&b).iter().any(|o| o.key == "copy/extra"));
 
+    // --disable copy streams even on one endpoint, and proves every object the same way.
+    let streamed = format!("harbor-s3:{b}/streamed");
+    let (out, r) = s3ferry_reported(&home, &["copy", &from, &streamed, "--disable", "copy"]);
+    ok(&out);
+    assert_eq!(r["streamed_copies"], n, "{r}");
+    assert_eq!(r["requests"]["copy"], 0, "{r}");
+    let out = s3ferry(&home, &["copy", &from, &streamed, "--disable", "move"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--disable move"), "{}", stderr(&out));
+
     // Overlapping locations are refused before anything is done.
     let out = s3ferry(&home, &["sync", &from, &format!("harbor-s3:{a}/reg/inner")]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
