@@ -136,6 +136,49 @@ fn aws_sync(mode: Mode, aws: bool, delete: bool, side: &str) -> Mode {
     mode
 }
 
+/// `--max-transfer`, `--max-duration` and `--cutoff-mode`.
+fn cutoff(g: &Global) -> crate::sync::Cutoff {
+    let t = &g.transfer;
+    crate::sync::Cutoff {
+        max_transfer: t.max_transfer,
+        max_duration: t.max_duration,
+        mode: t.cutoff_mode,
+    }
+}
+
+/// How a run that moved data ended, for its exit code.
+struct Ended {
+    errors_temporary: u64,
+    errors_permanent: u64,
+    max_delete_exceeded: bool,
+    transfer_exceeded: bool,
+    duration_exceeded: bool,
+    /// Nothing was transferred or deleted (for `--error-on-no-transfer`).
+    nothing: bool,
+}
+
+/// The exit code of a sync or copy in any direction: 7 over `--max-delete`; else the file
+/// errors' class; else 8 or 10 at a cutoff; else 9 for `--error-on-no-transfer`.
+fn exit_of(g: &Global, e: Ended) -> Exit {
+    if e.max_delete_exceeded {
+        return Exit::Fatal;
+    }
+    let code = crate::class::exit_for_file_errors(e.errors_temporary, e.errors_permanent);
+    if code != Exit::Success {
+        return code;
+    }
+    if e.transfer_exceeded {
+        return Exit::TransferExceeded;
+    }
+    if e.duration_exceeded {
+        return Exit::DurationExceeded;
+    }
+    if g.transfer.error_on_no_transfer && e.nothing {
+        return Exit::NoFilesTransferred;
+    }
+    Exit::Success
+}
+
 /// Whether `--disable` turns server-side copies off; any other name is refused.
 fn copy_disabled(g: &Global) -> anyhow::Result<bool> {
     let mut off = false;
@@ -203,22 +246,21 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         stats_interval,
         registry: remote_registry(g, &src_store).await?,
         include_uploads: g.registry.registry_uploads,
+        cutoff: cutoff(g),
     };
     let summary = crate::mirror::run(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;
-    if summary.max_delete_exceeded {
-        return Ok(Exit::Fatal);
-    }
-    let code =
-        crate::class::exit_for_file_errors(summary.errors_temporary, summary.errors_permanent);
-    if code == Exit::Success
-        && t.error_on_no_transfer
-        && summary.objects_copied == 0
-        && summary.deleted == 0
-    {
-        return Ok(Exit::NoFilesTransferred);
-    }
-    Ok(code)
+    Ok(exit_of(
+        g,
+        Ended {
+            errors_temporary: summary.errors_temporary,
+            errors_permanent: summary.errors_permanent,
+            max_delete_exceeded: summary.max_delete_exceeded,
+            transfer_exceeded: summary.transfer_exceeded,
+            duration_exceeded: summary.duration_exceeded,
+            nothing: summary.objects_copied == 0 && summary.deleted == 0,
+        },
+    ))
 }
 
 /// `copy REMOTE:BUCKET[/P] DIR`: restore objects into a directory.
@@ -246,6 +288,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     let opts = crate::restore::RestoreOptions {
         registry,
         include_uploads: g.registry.registry_uploads,
+        cutoff: cutoff(g),
         delete: mode == Mode::Sync,
         max_delete: u64::try_from(t.max_delete).ok(),
         dry_run: t.dry_run,
@@ -257,12 +300,16 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     };
     let summary = crate::restore::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;
-    if summary.max_delete_exceeded {
-        return Ok(Exit::Fatal);
-    }
-    Ok(crate::class::exit_for_file_errors(
-        summary.errors_temporary,
-        summary.errors_permanent,
+    Ok(exit_of(
+        g,
+        Ended {
+            errors_temporary: summary.errors_temporary,
+            errors_permanent: summary.errors_permanent,
+            max_delete_exceeded: summary.max_delete_exceeded,
+            transfer_exceeded: summary.transfer_exceeded,
+            duration_exceeded: summary.duration_exceeded,
+            nothing: summary.files_restored == 0 && summary.deleted == 0,
+        },
     ))
 }
 
@@ -646,11 +693,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         location_constraint: settings.location_constraint.clone(),
         integrity_retries: t.retries.saturating_sub(1),
         retries_sleep: t.retries_sleep,
-        cutoff: crate::sync::Cutoff {
-            max_transfer: t.max_transfer,
-            max_duration: t.max_duration,
-            mode: t.cutoff_mode,
-        },
+        cutoff: cutoff(g),
         progress,
         stats_interval,
         registry,
@@ -659,27 +702,17 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;
-    if summary.max_delete_exceeded {
-        return Ok(Exit::Fatal);
-    }
-    let code =
-        crate::class::exit_for_file_errors(summary.errors_temporary, summary.errors_permanent);
-    if code == Exit::Success {
-        if summary.transfer_exceeded {
-            return Ok(Exit::TransferExceeded);
-        }
-        if summary.duration_exceeded {
-            return Ok(Exit::DurationExceeded);
-        }
-    }
-    if code == Exit::Success
-        && t.error_on_no_transfer
-        && summary.files_uploaded == 0
-        && summary.deleted == 0
-    {
-        return Ok(Exit::NoFilesTransferred);
-    }
-    Ok(code)
+    Ok(exit_of(
+        g,
+        Ended {
+            errors_temporary: summary.errors_temporary,
+            errors_permanent: summary.errors_permanent,
+            max_delete_exceeded: summary.max_delete_exceeded,
+            transfer_exceeded: summary.transfer_exceeded,
+            duration_exceeded: summary.duration_exceeded,
+            nothing: summary.files_uploaded == 0 && summary.deleted == 0,
+        },
+    ))
 }
 
 /// `check DIR REMOTE:B`, or with `reversed` `check REMOTE:B DIR` (`dir` and `remote` are the

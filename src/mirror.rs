@@ -31,7 +31,7 @@ use crate::registry::{Kind, Layout};
 use crate::relay::{self, Expect, Proof, Relay};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store};
-use crate::sync::Mode;
+use crate::sync::{self, Cut, Cutoff, Mode, Waited, stopped};
 
 /// How to run a bucket-to-bucket sync or copy.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct MirrorOptions {
     /// their digest and links by their target.
     pub registry: Option<Layout>,
     pub include_uploads: bool,
+    /// `--max-transfer`, `--max-duration`, `--cutoff-mode`.
+    pub cutoff: Cutoff,
 }
 
 /// What a bucket-to-bucket run did, for the exit code, the summary line and `--report`.
@@ -76,6 +78,9 @@ pub struct MirrorSummary {
     pub deletes_planned: u64,
     pub deletes_refused: bool,
     pub max_delete_exceeded: bool,
+    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
+    pub transfer_exceeded: bool,
+    pub duration_exceeded: bool,
     pub errors_temporary: u64,
     pub errors_permanent: u64,
     pub dry_run: bool,
@@ -205,11 +210,17 @@ pub async fn run(
     let mut tasks: JoinSet<(String, Result<Done, UploadError>)> = JoinSet::new();
     let mut deletes: Vec<String> = Vec::new();
     let mut failed: Option<S3Error> = None;
+    let mut watch = opts.cutoff.watch();
+    let mut cut: Option<Cut> = None;
     loop {
-        while tasks.len() >= limits.transfers.max(1) {
-            if let Some(j) = tasks.join_next().await {
-                record(&mut summary, &stats, j);
+        while tasks.len() >= limits.transfers.max(1) && cut.is_none() {
+            match sync::wait_slot(&mut tasks, &watch, &stats.bytes_done).await {
+                Waited::Done(j) => record(&mut summary, &stats, j),
+                Waited::Cut(c) => cut = Some(c),
             }
+        }
+        if cut.is_some() {
+            break;
         }
         let step = match march.next().await {
             None => break,
@@ -269,6 +280,10 @@ pub async fn run(
             Some(Kind::Link { path_digest }) => Expect::Link(path_digest),
             _ => Expect::Nothing,
         };
+        if let Err(c) = watch.admit(obj.size, Stats::get(&stats.bytes_done)) {
+            cut = Some(c);
+            break;
+        }
         let (r, known) = (relay.clone(), known_blobs.clone());
         tasks.spawn(async move {
             let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
@@ -278,9 +293,8 @@ pub async fn run(
             (obj.rel, out)
         });
     }
-    while let Some(j) = tasks.join_next().await {
-        record(&mut summary, &stats, j);
-    }
+    let stop = cut.is_some() && watch.hard();
+    sync::drain(&mut tasks, stop, |j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -289,7 +303,12 @@ pub async fn run(
     }
     summary.deletes_planned = deletes.len() as u64;
     let src_name = format!("bucket {}", src.shown(&src.path.prefix));
-    if opts.dry_run {
+    if let Some(c) = cut {
+        stopped(c, &opts.cutoff);
+        summary.transfer_exceeded = c == Cut::Transfer;
+        summary.duration_exceeded = c == Cut::Duration;
+        summary.deletes_refused = !deletes.is_empty();
+    } else if opts.dry_run {
         for d in &deletes {
             tracing::warn!("{d}: Skipped delete as --dry-run is set");
         }
@@ -431,6 +450,7 @@ mod tests {
             stats_interval: Duration::ZERO,
             registry: None,
             include_uploads: false,
+            cutoff: Cutoff::default(),
         };
         let size_only = MirrorOptions {
             size_only: true,

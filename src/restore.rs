@@ -26,6 +26,7 @@ use crate::read::Budget;
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
+use crate::sync::{self, Cut, Cutoff, Waited, stopped};
 use crate::walk::{self, SrcEntry};
 
 /// How to run a restore.
@@ -47,6 +48,8 @@ pub struct RestoreOptions {
     /// once every blob is, and the driver's `_uploads` are left out (unless `include_uploads`).
     pub registry: Option<Layout>,
     pub include_uploads: bool,
+    /// `--max-transfer`, `--max-duration`, `--cutoff-mode`.
+    pub cutoff: Cutoff,
 }
 
 /// What a restore did, for the exit code, the summary line and `--report`.
@@ -67,6 +70,9 @@ pub struct RestoreSummary {
     /// Deletes were needed but not done (errors, an empty bucket, over `--max-delete`).
     pub deletes_refused: bool,
     pub max_delete_exceeded: bool,
+    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
+    pub transfer_exceeded: bool,
+    pub duration_exceeded: bool,
     pub errors_temporary: u64,
     pub errors_permanent: u64,
     pub dry_run: bool,
@@ -172,12 +178,18 @@ pub async fn run(
     let mut links_open = false;
     let mut tasks: JoinSet<(String, Result<Done, DownloadError>)> = JoinSet::new();
     let mut failed: Option<S3Error> = None;
+    let mut watch = opts.cutoff.watch();
+    let mut cut: Option<Cut> = None;
     let mut deletes: Vec<SrcEntry> = Vec::new();
     loop {
-        while tasks.len() >= limits.transfers.max(1) {
-            if let Some(j) = tasks.join_next().await {
-                record(&mut summary, &stats, j);
+        while tasks.len() >= limits.transfers.max(1) && cut.is_none() {
+            match sync::wait_slot(&mut tasks, &watch, &stats.bytes_done).await {
+                Waited::Done(j) => record(&mut summary, &stats, j),
+                Waited::Cut(c) => cut = Some(c),
             }
+        }
+        if cut.is_some() {
+            break;
         }
         let step = match march.next().await {
             None => break,
@@ -254,22 +266,32 @@ pub async fn run(
             tracing::warn!("{}: would restore (dry run)", obj.rel);
             continue;
         }
+        if let Err(c) = watch.admit(obj.size, Stats::get(&stats.bytes_done)) {
+            cut = Some(c);
+            break;
+        }
         let (f, local_mtime) = (fetcher.clone(), local.map(|l| l.mtime));
         tasks.spawn(async move {
             let r = restore_one(&f, &obj, &target, decision, local_mtime, &expect).await;
             (obj.rel, r)
         });
     }
-    while let Some(j) = tasks.join_next().await {
-        record(&mut summary, &stats, j);
-    }
+    let stop = cut.is_some() && watch.hard();
+    sync::drain(&mut tasks, stop, |j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
     if let Some(e) = failed {
         return Err(e.into());
     }
-    delete_extra(&mut summary, deletes, &opts, &store);
+    if let Some(c) = cut {
+        stopped(c, &opts.cutoff);
+        summary.transfer_exceeded = c == Cut::Transfer;
+        summary.duration_exceeded = c == Cut::Duration;
+        summary.deletes_refused = !deletes.is_empty();
+    } else {
+        delete_extra(&mut summary, deletes, &opts, &store);
+    }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_resumed = stats
         .bytes_reused
@@ -424,6 +446,7 @@ mod tests {
             stats_interval: Duration::ZERO,
             registry: None,
             include_uploads: false,
+            cutoff: Cutoff::default(),
         };
         let size_only = RestoreOptions {
             size_only: true,

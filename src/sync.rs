@@ -80,9 +80,140 @@ pub struct Cutoff {
 
 /// Why a run was cut off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cut {
+pub enum Cut {
     Transfer,
     Duration,
+}
+
+impl Cut {
+    /// The flag that set the limit.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Cut::Transfer => "--max-transfer",
+            Cut::Duration => "--max-duration",
+        }
+    }
+}
+
+impl Cutoff {
+    /// Start watching the limits: the duration counts from now.
+    pub fn watch(&self) -> CutWatch {
+        CutWatch {
+            cutoff: self.clone(),
+            deadline: self.max_duration.map(|d| tokio::time::Instant::now() + d),
+            started: 0,
+        }
+    }
+}
+
+/// The limits of one run, for commands whose transfers start one by one (restores, bucket
+/// copies): whether the next may start, and when the run has reached a limit.
+pub struct CutWatch {
+    cutoff: Cutoff,
+    deadline: Option<tokio::time::Instant>,
+    started: u64,
+}
+
+impl CutWatch {
+    /// Whether a transfer of `size` bytes may start, `done` bytes being done: not once a
+    /// limit is reached, nor (cautious mode) one that would go past `--max-transfer`.
+    /// Counts it when it may.
+    pub fn admit(&mut self, size: u64, done: u64) -> Result<(), Cut> {
+        if let Some(cut) = self.reached(done) {
+            return Err(cut);
+        }
+        if let Some(max) = self.cutoff.max_transfer
+            && self.cutoff.mode == CutoffMode::Cautious
+            && self.started + size > max
+        {
+            return Err(Cut::Transfer);
+        }
+        self.started += size;
+        Ok(())
+    }
+
+    /// The limit reached, `done` bytes being done: the deadline passed, or `--max-transfer`.
+    pub fn reached(&self, done: u64) -> Option<Cut> {
+        if self
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return Some(Cut::Duration);
+        }
+        match self.cutoff.max_transfer {
+            Some(max) if done >= max => Some(Cut::Transfer),
+            _ => None,
+        }
+    }
+
+    /// Wait until the deadline (for ever without one).
+    pub async fn deadline(&self) {
+        match self.deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Whether transfers in flight stop at once when a limit is reached (`--cutoff-mode hard`).
+    pub fn hard(&self) -> bool {
+        self.cutoff.mode == CutoffMode::Hard
+    }
+}
+
+/// Say that a run stopped at a limit and deleted nothing.
+pub fn stopped(cut: Cut, cutoff: &Cutoff) {
+    tracing::warn!(
+        "stopped at {} ({:?} cutoff); nothing deleted: run again to go on",
+        cut.flag(),
+        cutoff.mode
+    );
+}
+
+/// What waiting for a transfer slot gave.
+pub enum Waited<T> {
+    /// A transfer ended.
+    Done(Result<T, tokio::task::JoinError>),
+    /// A limit was reached first.
+    Cut(Cut),
+}
+
+/// Wait for the next transfer of `tasks` to end, or for the run to reach a limit (`done`:
+/// the bytes done so far), whichever comes first; `tasks` must not be empty.
+pub async fn wait_slot<T: 'static>(
+    tasks: &mut JoinSet<T>,
+    watch: &CutWatch,
+    done: &std::sync::atomic::AtomicU64,
+) -> Waited<T> {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            Some(j) = tasks.join_next() => return Waited::Done(j),
+            _ = watch.deadline() => return Waited::Cut(Cut::Duration),
+            _ = tick.tick() => {
+                if let Some(cut) = watch.reached(done.load(std::sync::atomic::Ordering::Relaxed)) {
+                    return Waited::Cut(cut);
+                }
+            }
+        }
+    }
+}
+
+/// Let the transfers in flight end (or, after a hard cutoff, stop them: a rerun resumes them)
+/// and hand each that ended to `record`.
+pub async fn drain<T: 'static>(
+    tasks: &mut JoinSet<T>,
+    stop: bool,
+    mut record: impl FnMut(Result<T, tokio::task::JoinError>),
+) {
+    if stop {
+        tasks.abort_all();
+    }
+    while let Some(j) = tasks.join_next().await {
+        match j {
+            Err(e) if e.is_cancelled() => {}
+            j => record(j),
+        }
+    }
 }
 
 /// What a sync did, for the exit code, the summary line and `--report`.
@@ -271,10 +402,7 @@ pub async fn run(
     }
     summary.deletes_planned = deletes.len() as u64;
     if let Some(cut) = cut {
-        let why = match cut {
-            Cut::Transfer => "--max-transfer",
-            Cut::Duration => "--max-duration",
-        };
+        let why = cut.flag();
         tracing::warn!(
             "{src_name}: stopped at {why} ({:?} cutoff); nothing deleted: run again to go on",
             opts.cutoff.mode

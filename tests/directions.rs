@@ -682,3 +682,85 @@ fn a_registry_bucket_copy_proves_blobs_and_links_and_leaves_uploads_behind() {
     assert!(get_at(&c, &dr, &link(&bg)) == format!("sha256:{bg}").as_bytes());
     assert!(get_at(&c, &dr, &blob(&bg)) == big);
 }
+
+#[test]
+fn max_transfer_and_max_duration_stop_restores_and_bucket_copies_and_a_rerun_goes_on() {
+    let home = two_remotes();
+    let b = bucket("cutoff");
+    let data = bytes(30 * MIB + 1, 81);
+    put_multipart(&b, "big", &data, 5 * MIB);
+    for i in 0..4 {
+        put(&b, &format!("small{i}"), &bytes(1000, 90 + i));
+    }
+    let remote = format!("harbor-s3:{b}");
+
+    // A restore stopped at --max-transfer (hard): exit 8, nothing under the name, extra local
+    // files kept (no deletes after a cutoff); the rerun resumes what was proven.
+    let dst = tempfile::tempdir().unwrap();
+    let d = dst.path().to_str().unwrap();
+    write(dst.path(), "extra", b"kept");
+    let (out, r) = s3ferry_reported(
+        &home,
+        &[
+            "sync",
+            &remote,
+            d,
+            "--max-transfer",
+            "12M",
+            "--cutoff-mode",
+            "hard",
+            "--bwlimit",
+            "8M",
+            "--s3-upload-concurrency",
+            "1",
+            "--transfers",
+            "1",
+        ],
+    );
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped at --max-transfer"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(r["transfer_exceeded"].as_bool().unwrap(), "{r}");
+    assert!(!dst.path().join("big").exists());
+    assert!(
+        dst.path().join("extra").exists(),
+        "nothing deleted after a cutoff"
+    );
+    let (out, r) = s3ferry_reported(&home, &["sync", &remote, d]);
+    ok(&out);
+    assert!(
+        r["bytes_resumed"].as_u64().unwrap() >= 5 * MIB as u64,
+        "{r}"
+    );
+    assert!(std::fs::read(dst.path().join("big")).unwrap() == data);
+    assert!(!dst.path().join("extra").exists());
+
+    // A bucket copy stopped at --max-duration: exit 10, the rerun copies the rest.
+    let dr = bucket_at(&client_at(&s3s_endpoint()), "cutoff-dr");
+    let to = format!("dr:{dr}");
+    let (out, r) = s3ferry_reported(
+        &home,
+        &[
+            "sync",
+            &remote,
+            &to,
+            "--max-duration",
+            "1s",
+            "--bwlimit",
+            "4M",
+            "--transfers",
+            "1",
+        ],
+    );
+    assert_eq!(code(&out), 10, "{}", stderr(&out));
+    assert!(r["duration_exceeded"].as_bool().unwrap(), "{r}");
+    let copied = r["objects_copied"].as_u64().unwrap();
+    assert!(copied < 5, "{r}");
+    let (out, r) = s3ferry_reported(&home, &["sync", &remote, &to]);
+    ok(&out);
+    assert_eq!(r["objects_copied"].as_u64().unwrap() + copied, 5, "{r}");
+    assert!(get_at(&client_at(&s3s_endpoint()), &dr, "big") == data);
+}
