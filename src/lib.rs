@@ -34,6 +34,7 @@ pub mod restore;
 pub mod s3;
 pub mod shard;
 pub mod sync;
+pub mod transfers;
 pub mod units;
 pub mod upload;
 pub mod verify;

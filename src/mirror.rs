@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::task::JoinSet;
 
 use crate::class::Class;
 use crate::download;
@@ -31,7 +30,8 @@ use crate::registry::{Kind, Layout};
 use crate::relay::{self, Expect, Proof, Relay};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store};
-use crate::sync::{self, Cut, Cutoff, Mode, Waited, stopped};
+use crate::sync::{Cut, Cutoff, Mode};
+use crate::transfers::Transfers;
 
 /// How to run a bucket-to-bucket sync or copy.
 #[derive(Debug, Clone)]
@@ -205,21 +205,14 @@ pub async fn run(
             dst_blobs: known_blobs.clone(),
         }),
     );
-    // Registry mode: links wait for every blob before them (`blobs/` sorts first).
-    let mut links_open = false;
-    let mut tasks: JoinSet<(String, Result<Done, UploadError>)> = JoinSet::new();
+    let mut transfers: Transfers<Copied> = Transfers::new(limits.transfers, &opts.cutoff);
     let mut deletes: Vec<String> = Vec::new();
     let mut failed: Option<S3Error> = None;
-    let mut watch = opts.cutoff.watch();
-    let mut cut: Option<Cut> = None;
     loop {
-        while tasks.len() >= limits.transfers.max(1) && cut.is_none() {
-            match sync::wait_slot(&mut tasks, &watch, &stats.bytes_done).await {
-                Waited::Done(j) => record(&mut summary, &stats, j),
-                Waited::Cut(c) => cut = Some(c),
-            }
-        }
-        if cut.is_some() {
+        if !transfers
+            .room(&stats.bytes_done, |j| record(&mut summary, &stats, j))
+            .await
+        {
             break;
         }
         let step = match march.next().await {
@@ -232,11 +225,10 @@ pub async fn run(
         };
         let Marched { step, kind } = step;
         let is_link = matches!(kind, Some(Kind::Link { .. }));
-        if is_link && !links_open {
-            while let Some(j) = tasks.join_next().await {
-                record(&mut summary, &stats, j);
-            }
-            links_open = true;
+        if is_link {
+            transfers
+                .before_link(|j| record(&mut summary, &stats, j))
+                .await;
         }
         let (obj, there) = match step {
             Step::SrcOnly(o) => (o, None),
@@ -280,21 +272,19 @@ pub async fn run(
             Some(Kind::Link { path_digest }) => Expect::Link(path_digest),
             _ => Expect::Nothing,
         };
-        if let Err(c) = watch.admit(obj.size, Stats::get(&stats.bytes_done)) {
-            cut = Some(c);
-            break;
-        }
-        let (r, known) = (relay.clone(), known_blobs.clone());
-        tasks.spawn(async move {
+        let (r, known, size) = (relay.clone(), known_blobs.clone(), obj.size);
+        let copy = async move {
             let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
             if let (Ok(_), Expect::Blob(d)) = (&out, expect) {
                 known.lock().expect("known blobs").insert(d);
             }
             (obj.rel, out)
-        });
+        };
+        if !transfers.start(size, &stats.bytes_done, copy) {
+            break;
+        }
     }
-    let stop = cut.is_some() && watch.hard();
-    sync::drain(&mut tasks, stop, |j| record(&mut summary, &stats, j)).await;
+    let cut = transfers.finish(|j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -304,7 +294,6 @@ pub async fn run(
     summary.deletes_planned = deletes.len() as u64;
     let src_name = format!("bucket {}", src.shown(&src.path.prefix));
     if let Some(c) = cut {
-        stopped(c, &opts.cutoff);
         summary.transfer_exceeded = c == Cut::Transfer;
         summary.duration_exceeded = c == Cut::Duration;
         summary.deletes_refused = !deletes.is_empty();
@@ -385,10 +374,13 @@ async fn copy_one(
     Ok(Done::Copied(obj.size, proof))
 }
 
+/// A copy's outcome: the key, and what became of it.
+type Copied = (String, Result<Done, UploadError>);
+
 fn record(
     summary: &mut MirrorSummary,
     stats: &Stats,
-    joined: Result<(String, Result<Done, UploadError>), tokio::task::JoinError>,
+    joined: Result<Copied, tokio::task::JoinError>,
 ) {
     match joined {
         Ok((_, Ok(Done::Unchanged))) => {

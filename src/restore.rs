@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::task::JoinSet;
 
 use crate::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
 use crate::filter::Filter;
@@ -26,7 +25,8 @@ use crate::read::Budget;
 use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
-use crate::sync::{self, Cut, Cutoff, Waited, stopped};
+use crate::sync::{Cut, Cutoff};
+use crate::transfers::Transfers;
 use crate::walk::{self, SrcEntry};
 
 /// How to run a restore.
@@ -175,20 +175,14 @@ pub async fn run(
     // Registry mode: links wait until every blob before them is written (keys come in order,
     // and `blobs/` sorts before `repositories/`), so a reader of the directory never finds a
     // link to a blob that is not there yet; after a failed blob, no link is written.
-    let mut links_open = false;
-    let mut tasks: JoinSet<(String, Result<Done, DownloadError>)> = JoinSet::new();
+    let mut transfers: Transfers<Restored> = Transfers::new(limits.transfers, &opts.cutoff);
     let mut failed: Option<S3Error> = None;
-    let mut watch = opts.cutoff.watch();
-    let mut cut: Option<Cut> = None;
     let mut deletes: Vec<SrcEntry> = Vec::new();
     loop {
-        while tasks.len() >= limits.transfers.max(1) && cut.is_none() {
-            match sync::wait_slot(&mut tasks, &watch, &stats.bytes_done).await {
-                Waited::Done(j) => record(&mut summary, &stats, j),
-                Waited::Cut(c) => cut = Some(c),
-            }
-        }
-        if cut.is_some() {
+        if !transfers
+            .room(&stats.bytes_done, |j| record(&mut summary, &stats, j))
+            .await
+        {
             break;
         }
         let step = match march.next().await {
@@ -200,11 +194,10 @@ pub async fn run(
             Some(Ok(m)) => m,
         };
         let Marched { step, kind } = step;
-        if matches!(kind, Some(Kind::Link { .. })) && !links_open {
-            while let Some(j) = tasks.join_next().await {
-                record(&mut summary, &stats, j);
-            }
-            links_open = true;
+        if matches!(kind, Some(Kind::Link { .. })) {
+            transfers
+                .before_link(|j| record(&mut summary, &stats, j))
+                .await;
         }
         let (obj, local) = match step {
             Step::SrcOnly(obj) => (obj, None),
@@ -266,18 +259,16 @@ pub async fn run(
             tracing::warn!("{}: would restore (dry run)", obj.rel);
             continue;
         }
-        if let Err(c) = watch.admit(obj.size, Stats::get(&stats.bytes_done)) {
-            cut = Some(c);
-            break;
-        }
-        let (f, local_mtime) = (fetcher.clone(), local.map(|l| l.mtime));
-        tasks.spawn(async move {
+        let (f, local_mtime, size) = (fetcher.clone(), local.map(|l| l.mtime), obj.size);
+        let restore = async move {
             let r = restore_one(&f, &obj, &target, decision, local_mtime, &expect).await;
             (obj.rel, r)
-        });
+        };
+        if !transfers.start(size, &stats.bytes_done, restore) {
+            break;
+        }
     }
-    let stop = cut.is_some() && watch.hard();
-    sync::drain(&mut tasks, stop, |j| record(&mut summary, &stats, j)).await;
+    let cut = transfers.finish(|j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -285,7 +276,6 @@ pub async fn run(
         return Err(e.into());
     }
     if let Some(c) = cut {
-        stopped(c, &opts.cutoff);
         summary.transfer_exceeded = c == Cut::Transfer;
         summary.duration_exceeded = c == Cut::Duration;
         summary.deletes_refused = !deletes.is_empty();
@@ -382,10 +372,13 @@ async fn restore_one(
     Ok(Done::Restored(obj.size, proof))
 }
 
+/// A restore's outcome: the key, and what became of it.
+type Restored = (String, Result<Done, DownloadError>);
+
 fn record(
     summary: &mut RestoreSummary,
     stats: &Stats,
-    joined: Result<(String, Result<Done, DownloadError>), tokio::task::JoinError>,
+    joined: Result<Restored, tokio::task::JoinError>,
 ) {
     match joined {
         Ok((_, Ok(Done::Unchanged))) => {
