@@ -148,8 +148,7 @@ fn cutoff(g: &Global) -> crate::sync::Cutoff {
 
 /// How a run that moved data ended, for its exit code.
 struct Ended {
-    errors_temporary: u64,
-    errors_permanent: u64,
+    errors: Exit,
     max_delete_exceeded: bool,
     transfer_exceeded: bool,
     duration_exceeded: bool,
@@ -163,9 +162,8 @@ fn exit_of(g: &Global, e: Ended) -> Exit {
     if e.max_delete_exceeded {
         return Exit::Fatal;
     }
-    let code = crate::class::exit_for_file_errors(e.errors_temporary, e.errors_permanent);
-    if code != Exit::Success {
-        return code;
+    if e.errors != Exit::Success {
+        return e.errors;
     }
     if e.transfer_exceeded {
         return Exit::TransferExceeded;
@@ -253,8 +251,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
     Ok(exit_of(
         g,
         Ended {
-            errors_temporary: summary.errors_temporary,
-            errors_permanent: summary.errors_permanent,
+            errors: summary.failures.exit(),
             max_delete_exceeded: summary.max_delete_exceeded,
             transfer_exceeded: summary.transfer_exceeded,
             duration_exceeded: summary.duration_exceeded,
@@ -303,8 +300,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     Ok(exit_of(
         g,
         Ended {
-            errors_temporary: summary.errors_temporary,
-            errors_permanent: summary.errors_permanent,
+            errors: summary.failures.exit(),
             max_delete_exceeded: summary.max_delete_exceeded,
             transfer_exceeded: summary.transfer_exceeded,
             duration_exceeded: summary.duration_exceeded,
@@ -705,8 +701,10 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     Ok(exit_of(
         g,
         Ended {
-            errors_temporary: summary.errors_temporary,
-            errors_permanent: summary.errors_permanent,
+            errors: crate::class::exit_for_file_errors(
+                summary.errors_temporary,
+                summary.errors_permanent,
+            ),
             max_delete_exceeded: summary.max_delete_exceeded,
             transfer_exceeded: summary.transfer_exceeded,
             duration_exceeded: summary.duration_exceeded,

@@ -3,6 +3,8 @@
 //! for the operator — fix the configuration, rerun, or look at the data — and so to the exit
 //! code. Everything here is pure and table-tested; the README's exit-code table is its contract.
 
+use serde::Serialize;
+
 use crate::exit::Exit;
 use crate::s3::http::TransportKind;
 
@@ -39,6 +41,39 @@ impl Class {
     /// Whether a rerun, with nothing changed, could succeed.
     pub fn is_temporary(self) -> bool {
         matches!(self, Class::Temporary | Class::Integrity)
+    }
+}
+
+/// The file errors of a run, by whether a rerun could get past them, with the first
+/// [`crate::sync::ERRORS_KEPT`] messages for the report (every one is logged).
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    pub errors_temporary: u64,
+    pub errors_permanent: u64,
+    pub errors: Vec<String>,
+}
+
+impl Tally {
+    pub fn count(&self) -> u64 {
+        self.errors_temporary + self.errors_permanent
+    }
+
+    /// Log one error and count it.
+    pub fn add(&mut self, class: Class, message: String) {
+        tracing::error!("{message}");
+        if class.is_temporary() {
+            self.errors_temporary += 1;
+        } else {
+            self.errors_permanent += 1;
+        }
+        if self.errors.len() < crate::sync::ERRORS_KEPT {
+            self.errors.push(message);
+        }
+    }
+
+    /// The exit code these errors call for, if any.
+    pub fn exit(&self) -> Exit {
+        exit_for_file_errors(self.errors_temporary, self.errors_permanent)
     }
 }
 

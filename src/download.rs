@@ -466,10 +466,12 @@ async fn fetch(
         let d = dir.to_path_buf();
         blocking(dir, move || std::fs::create_dir_all(&d)).await?;
     }
-    // Parts an interrupted attempt already wrote and proved (only where each part's MD5 is
-    // part of the proof).
+    // Parts an interrupted attempt already wrote and proved: only where each part's MD5 is
+    // part of the proof, and only for objects of more than one part (for the rest, mostly
+    // registry links, a ledger would be a file created and removed per object for nothing).
     let header = ledger_header(&obj.etag, size, part);
-    let have = if hash_parts {
+    let resumable_parts = hash_parts && plan.count > 1;
+    let have = if resumable_parts {
         let (p, h, pl) = (partial.to_path_buf(), header.clone(), plan);
         blocking(partial, move || Ok(resumable(&p, &h, &pl, size))).await?
     } else {
@@ -493,7 +495,7 @@ async fn fetch(
         );
         Arc::new(blocking(partial, move || PartialFile::create(&p, size, direct, keep)).await?)
     };
-    let ledger = if hash_parts {
+    let mut ledger = if resumable_parts {
         let (path, header, keep) = (ledger_path(partial), header.clone(), !have.is_empty());
         let l = blocking(partial, move || {
             let mut f = std::fs::OpenOptions::new()
@@ -683,11 +685,13 @@ async fn fetch(
         .await?;
     }
     drop(file);
-    drop(ledger);
+    let had_ledger = ledger.take().is_some();
     let (from, to) = (partial.to_path_buf(), target.to_path_buf());
     blocking(target, move || {
         std::fs::rename(&from, &to)?;
-        let _ = std::fs::remove_file(ledger_path(&from));
+        if had_ledger {
+            let _ = std::fs::remove_file(ledger_path(&from));
+        }
         // The rename itself is durable once its directory is.
         match to.parent() {
             Some(dir) => std::fs::File::open(dir)?.sync_all(),

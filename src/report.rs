@@ -77,11 +77,6 @@ impl Stats {
         a.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// A counter's value.
-    pub fn get(a: &AtomicU64) -> u64 {
-        get(a)
-    }
-
     /// Stats whose `retries` also count the store's request retries.
     pub fn for_requests(requests: Arc<crate::s3::RequestCounts>) -> Stats {
         Stats {

@@ -73,29 +73,20 @@ pub struct RestoreSummary {
     /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
     pub transfer_exceeded: bool,
     pub duration_exceeded: bool,
-    pub errors_temporary: u64,
-    pub errors_permanent: u64,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests: crate::s3::RequestSnapshot,
-    pub errors: Vec<String>,
+    #[serde(flatten)]
+    pub failures: crate::class::Tally,
 }
 
 impl RestoreSummary {
     pub fn errors(&self) -> u64 {
-        self.errors_temporary + self.errors_permanent
+        self.failures.count()
     }
 
     fn error(&mut self, class: crate::class::Class, message: String) {
-        tracing::error!("{message}");
-        if class == crate::class::Class::Temporary {
-            self.errors_temporary += 1;
-        } else {
-            self.errors_permanent += 1;
-        }
-        if self.errors.len() < crate::sync::ERRORS_KEPT {
-            self.errors.push(message);
-        }
+        self.failures.add(class, message);
     }
 }
 
