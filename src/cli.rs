@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::sync::CutoffMode;
 use crate::units::{parse_duration, parse_size};
@@ -30,6 +30,35 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub global: Global,
+}
+
+impl Cli {
+    /// The command line as rclone reads its own: a flag that takes a value takes the next
+    /// argument whatever it starts with, so `--filter '- *.log'` (two items of a Job's
+    /// `args:`), `--exclude '-x*'` and negative numbers work.
+    pub fn command_line() -> clap::Command {
+        fn hyphens(c: clap::Command) -> clap::Command {
+            c.mut_args(|a| {
+                if !a.is_positional() && a.get_action().takes_values() {
+                    a.allow_hyphen_values(true)
+                } else {
+                    a
+                }
+            })
+            .mut_subcommands(hyphens)
+        }
+        hyphens(<Cli as CommandFactory>::command())
+    }
+
+    /// Parse `args` (the program's name first) with [`Cli::command_line`].
+    pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut matches = Self::command_line().try_get_matches_from(args)?;
+        Cli::from_arg_matches_mut(&mut matches)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -702,7 +731,33 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("s3ferry").chain(args.iter().copied()))
+        Cli::parse_args(std::iter::once("s3ferry").chain(args.iter().copied()))
+    }
+
+    /// A value that starts with `-` is the flag's value, as with rclone: a filter rule given
+    /// as its own argument (a Job's YAML `args:` list), an exclude glob, a negative number.
+    #[test]
+    fn values_may_start_with_a_hyphen() {
+        let c = parse(&[
+            "sync",
+            "--filter",
+            "- *.log",
+            "/d",
+            "r:b",
+            "--exclude",
+            "-x*",
+            "-f",
+            "+ keep",
+        ])
+        .unwrap();
+        assert_eq!(c.global.filter.filter, ["- *.log", "+ keep"]);
+        assert_eq!(c.global.filter.exclude, ["-x*"]);
+        assert!(matches!(c.command, Command::Sync(ref t) if t.src == "/d" && t.dst == "r:b"));
+        // Flags without values, and unknown flags, are still flags.
+        let c = parse(&["sync", "/d", "r:b", "--dry-run", "-v"]).unwrap();
+        assert!(c.global.transfer.dry_run);
+        let e = parse(&["sync", "/d", "r:b", "--no-such-flag"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 
     #[test]

@@ -27,10 +27,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::confine::{self, Dir, Refused, Root};
 use crate::etag::{ETag, Md5Digest, PartPlan};
 use crate::limits::Limits;
 use crate::list::DstEntry;
-use crate::read::{Budget, ReadError, Stamp};
+use crate::read::{Budget, ReadError};
 use crate::report::Stats;
 use crate::s3::{self, Head, S3Error, Store};
 
@@ -109,34 +110,63 @@ pub fn local_path(root: &Path, rel: &str, size: u64) -> Result<PathBuf, KeyError
     Ok(path)
 }
 
-/// Where the download of `target` is written until it is proven: a hidden name in the same
-/// directory (so the final rename is atomic), `.NAME.s3ferry-partial`; for a name too long to
-/// take the prefix and suffix, its MD5 in their place.
-pub fn partial_path(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = if 1 + name.len() + PARTIAL_SUFFIX.len() <= NAME_MAX {
+/// The name the download of the file `name` is written under until it is proven: a hidden
+/// name in the same directory (so the final rename is atomic), `.NAME.s3ferry-partial`; for a
+/// name too long to take the prefix and suffix, its MD5 in their place.
+pub fn partial_name(name: &str) -> String {
+    if 1 + name.len() + PARTIAL_SUFFIX.len() <= NAME_MAX {
         format!(".{name}{PARTIAL_SUFFIX}")
     } else {
         format!(
             ".{}{PARTIAL_SUFFIX}",
             hex::encode(crate::etag::md5_of(name.as_bytes()))
         )
-    };
-    target.with_file_name(partial)
+    }
 }
 
-/// The ledger of the partial file `partial`: which parts it holds, with their MD5s, for a
-/// rerun to resume from.
-pub fn ledger_path(partial: &Path) -> PathBuf {
-    let name = partial
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name);
-    partial.with_file_name(format!("{stem}{LEDGER_SUFFIX}"))
+/// The name of the ledger of the partial file `partial` (a [`partial_name`]): which parts it
+/// holds, with their MD5s, for a rerun to resume from.
+pub fn ledger_name(partial: &str) -> String {
+    let stem = partial.strip_suffix(PARTIAL_SUFFIX).unwrap_or(partial);
+    format!("{stem}{LEDGER_SUFFIX}")
+}
+
+/// Where a download's files are: the target's directory, held open, and the three names in it.
+struct Place {
+    dir: Dir,
+    name: String,
+    partial: String,
+    ledger: String,
+    /// The partial file's path, for messages.
+    shown: PathBuf,
+}
+
+impl Place {
+    fn new(dir: Dir, name: &str) -> Place {
+        let partial = partial_name(name);
+        Place {
+            ledger: ledger_name(&partial),
+            shown: dir.shown(&partial),
+            name: name.to_string(),
+            partial,
+            dir,
+        }
+    }
+
+    /// Whether the ledger records at least one proven part.
+    fn ledger_has_parts(&self, key: &str) -> bool {
+        let Ok(Some(mut f)) = self.dir.open(&self.ledger, false, key) else {
+            return false;
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).is_ok() && text.lines().count() > 1
+    }
+
+    /// Remove the partial file and its ledger.
+    fn clean(&self) {
+        let _ = self.dir.remove(&self.partial);
+        let _ = self.dir.remove(&self.ledger);
+    }
 }
 
 /// The ledger's first line: the object version and part layout its parts belong to.
@@ -148,19 +178,24 @@ fn ledger_header(etag: &str, size: u64, part: u64) -> String {
 /// records whose bytes, read back, still hash to the recorded MD5 (a part torn by a crash is
 /// fetched again). Anything else (no ledger, another version) is nothing.
 fn resumable(
-    partial: &Path,
+    place: &Place,
+    key: &str,
     header: &str,
     plan: &PartPlan,
     size: u64,
 ) -> std::collections::HashMap<u64, Md5Digest> {
     let mut out = std::collections::HashMap::new();
-    let Ok(text) = std::fs::read_to_string(ledger_path(partial)) else {
+    let Ok(Some(mut ledger)) = place.dir.open(&place.ledger, false, key) else {
         return out;
     };
+    let mut text = String::new();
+    if std::io::Read::read_to_string(&mut ledger, &mut text).is_err() {
+        return out;
+    }
     let Some(rest) = text.strip_prefix(header) else {
         return out;
     };
-    let Ok(file) = std::fs::File::open(partial) else {
+    let Ok(Some(file)) = place.dir.open(&place.partial, false, key) else {
         return out;
     };
     if file.metadata().map(|m| m.len()).ok() != Some(size) {
@@ -195,6 +230,10 @@ pub enum DownloadError {
     S3(#[from] S3Error),
     #[error("{path}: {message}")]
     Io { path: String, message: String },
+    /// The destination directory has something in the way (a symlink, a file where a
+    /// directory must be): never followed, never replaced.
+    #[error(transparent)]
+    Local(#[from] Refused),
     #[error(
         "{key:?}: {got} bytes received where {want} were expected: the object changed while it was read; rerun"
     )]
@@ -216,7 +255,7 @@ impl DownloadError {
             DownloadError::Short { .. } | DownloadError::Integrity { .. } => {
                 crate::class::Class::Temporary
             }
-            DownloadError::Io { .. } => crate::class::Class::Permanent,
+            DownloadError::Io { .. } | DownloadError::Local(_) => crate::class::Class::Permanent,
         }
     }
 }
@@ -245,10 +284,11 @@ pub enum Expect {
     /// A blob: its bytes hash to this SHA-256 (hex).
     Blob(String),
     /// A link: it holds a valid reference (to the digest its path names, if any) to a blob
-    /// already in the directory, at the path `blob_file` gives for a digest.
+    /// already in the directory, at the path (relative to the directory) `blob_rel` gives for
+    /// a digest.
     Link {
         path_digest: Option<String>,
-        blob_file: Box<dyn Fn(&str) -> PathBuf + Send + Sync>,
+        blob_rel: Box<dyn Fn(&str) -> String + Send + Sync>,
     },
 }
 
@@ -277,29 +317,50 @@ struct PartialFile {
 
 impl PartialFile {
     /// Create the file, or with `keep` open it as an earlier attempt left it.
-    fn create(path: &Path, size: u64, direct: bool, keep: bool) -> std::io::Result<PartialFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(!keep)
-            .open(path)?;
-        file.set_len(size)?;
+    fn create(
+        place: &Place,
+        key: &str,
+        size: u64,
+        direct: bool,
+        keep: bool,
+    ) -> Result<PartialFile, DownloadError> {
+        let kept = if keep {
+            place.dir.open(&place.partial, true, key)?
+        } else {
+            None
+        };
+        let file = match kept {
+            Some(f) => f,
+            None => place.dir.create(&place.partial, key)?,
+        };
+        file.set_len(size).map_err(|e| io(&place.shown, e))?;
         let direct = direct
-            .then(|| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_DIRECT)
-                    .open(path)
-                    .ok()
-            })
+            .then(|| place.dir.open_direct(&place.partial, &file))
             .flatten();
         Ok(PartialFile {
             file,
             direct,
             refused: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Hash what the file holds now, as [`crate::verify::hash_file`] does.
+    async fn hash(
+        &self,
+        shown: &Path,
+        md5: bool,
+        part_sizes: &[u64],
+        sha256: bool,
+    ) -> Result<crate::verify::Hashes, DownloadError> {
+        let file = self.file.try_clone().map_err(|e| io(shown, e))?;
+        let (p, part_sizes) = (shown.to_path_buf(), part_sizes.to_vec());
+        let name = shown.display().to_string();
+        crate::read::blocking(&name, move || {
+            let f = crate::read::SourceFile::from_file(file, &p)?;
+            crate::verify::hash_open(&f, md5, &part_sizes, sha256)
+        })
+        .await
+        .map_err(|e: ReadError| io(shown, e))
     }
 
     fn write_at(&self, data: &[u8], off: u64) -> std::io::Result<()> {
@@ -413,31 +474,44 @@ pub async fn layout_head(
 /// not is never written under its name.
 pub async fn restore(
     f: &Fetcher,
+    root: &Arc<Root>,
     obj: &DstEntry,
-    target: &Path,
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
-    let partial = partial_path(target);
-    let r = fetch(f, obj, target, &partial, expect).await;
-    // A failure a rerun can get past keeps the parts proven so far, for that rerun to resume
-    // from; any other failure, or one before any part was proven, removes the partial file.
-    let keep = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary())
-        && std::fs::read_to_string(ledger_path(&partial)).is_ok_and(|l| l.lines().count() > 1);
-    if r.is_err() && !keep {
-        let _ = std::fs::remove_file(&partial);
-        let _ = std::fs::remove_file(ledger_path(&partial));
+    let (dir, name) = confine::split(&obj.rel);
+    let place = {
+        let (root, dir, key) = (root.clone(), dir.to_string(), obj.rel.clone());
+        let shown = root.shown(&obj.rel);
+        let dir = confined(&shown, move || Ok(root.dir(&dir, true, &key)?)).await?;
+        Arc::new(Place::new(dir, name))
+    };
+    let r = fetch(f, root, obj, &place, expect).await;
+    if r.is_err() {
+        // A failure a rerun can get past keeps the parts proven so far, for that rerun to
+        // resume from; any other failure, or one before any part was proven, removes the
+        // partial file.
+        let temporary = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary());
+        let (p, key) = (place.clone(), obj.rel.clone());
+        let _ = confined(&place.shown, move || {
+            if !(temporary && p.ledger_has_parts(&key)) {
+                p.clean();
+            }
+            Ok(())
+        })
+        .await;
     }
     r
 }
 
 async fn fetch(
     f: &Fetcher,
+    root: &Arc<Root>,
     obj: &DstEntry,
-    target: &Path,
-    partial: &Path,
+    place: &Arc<Place>,
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
     let rel = &obj.rel;
+    let partial = place.shown.as_path();
     let obj = &with_listed_etag(&f.store, obj).await?;
     let blob_digest = match expect {
         Expect::Blob(d) => Some(d.as_str()),
@@ -462,18 +536,14 @@ async fn fetch(
     let plan = PartPlan::with_part_size(size, part);
     let hash_parts = layout == Some(part);
 
-    if let Some(dir) = target.parent() {
-        let d = dir.to_path_buf();
-        blocking(dir, move || std::fs::create_dir_all(&d)).await?;
-    }
     // Parts an interrupted attempt already wrote and proved: only where each part's MD5 is
     // part of the proof, and only for objects of more than one part (for the rest, mostly
     // registry links, a ledger would be a file created and removed per object for nothing).
     let header = ledger_header(&obj.etag, size, part);
     let resumable_parts = hash_parts && plan.count > 1;
     let have = if resumable_parts {
-        let (p, h, pl) = (partial.to_path_buf(), header.clone(), plan);
-        blocking(partial, move || Ok(resumable(&p, &h, &pl, size))).await?
+        let (p, k, h, pl) = (place.clone(), rel.clone(), header.clone(), plan);
+        blocking(partial, move || Ok(resumable(&p, &k, &h, &pl, size))).await?
     } else {
         Default::default()
     };
@@ -488,24 +558,41 @@ async fn fetch(
         Stats::add(&f.stats.bytes_reused, reused);
     }
     let file = {
-        let (p, direct, keep) = (
-            partial.to_path_buf(),
+        let (p, key, direct, keep) = (
+            place.clone(),
+            rel.clone(),
             f.direct && size >= crate::read::DIRECT_FROM,
             !have.is_empty(),
         );
-        Arc::new(blocking(partial, move || PartialFile::create(&p, size, direct, keep)).await?)
+        Arc::new(
+            confined(partial, move || {
+                PartialFile::create(&p, &key, size, direct, keep)
+            })
+            .await?,
+        )
     };
     let mut ledger = if resumable_parts {
-        let (path, header, keep) = (ledger_path(partial), header.clone(), !have.is_empty());
-        let l = blocking(partial, move || {
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)?;
-            if !keep {
-                f.set_len(0)?;
-                f.write_all(header.as_bytes())?;
-            }
+        let (p, key, header, keep) = (place.clone(), rel.clone(), header.clone(), !have.is_empty());
+        let l = confined(partial, move || {
+            let kept = if keep {
+                p.dir.open(&p.ledger, true, &key)?
+            } else {
+                None
+            };
+            let mut f = match kept {
+                Some(mut f) => {
+                    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))
+                        .map_err(|e| io(&p.shown, e))?;
+                    f
+                }
+                None => {
+                    let mut f = p.dir.create(&p.ledger, &key)?;
+                    f.write_all(header.as_bytes())
+                        .map_err(|e| io(&p.shown, e))?;
+                    f
+                }
+            };
+            f.flush().map_err(|e| io(&p.shown, e))?;
             Ok(f)
         })
         .await?;
@@ -628,13 +715,7 @@ async fn fetch(
         }
     }
     if let (true, Some(expected)) = (!have.is_empty(), blob_digest) {
-        let p = partial.to_path_buf();
-        let stamp = Stamp::of(&p).map_err(|e| io(&p, e))?;
-        let h = crate::read::blocking(rel, move || {
-            crate::verify::hash_file(&p, stamp, false, &[], true)
-        })
-        .await
-        .map_err(|e: ReadError| io(partial, e))?;
+        let h = file.hash(partial, false, &[], true).await?;
         let actual = h.sha256.unwrap_or_default();
         if actual != expected {
             return Err(DownloadError::Integrity {
@@ -646,16 +727,13 @@ async fn fetch(
     }
     if let Expect::Link {
         path_digest,
-        blob_file,
+        blob_rel,
     } = expect
     {
-        let p = partial.to_path_buf();
+        let f = file.clone();
         let content = blocking(partial, move || {
-            let mut v = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(std::fs::File::open(&p)?, 4096),
-                &mut v,
-            )?;
+            let mut v = vec![0u8; 4096.min(size as usize)];
+            f.file.read_exact_at(&mut v, 0)?;
             Ok(v)
         })
         .await?;
@@ -665,15 +743,21 @@ async fn fetch(
         };
         let target = crate::registry::parse_link(&content, path_digest.as_deref())
             .map_err(|e| fail(format!("invalid link: {e}; not written")))?;
-        let blob = blob_file(&target);
-        if !blob.is_file() {
+        let blob = blob_rel(&target);
+        let (r, b, key) = (root.clone(), blob.clone(), rel.clone());
+        let there = confined(partial, move || {
+            let (dir, name) = confine::split(&b);
+            Ok(r.dir(dir, false, &key).is_ok_and(|d| d.is_file(name)))
+        })
+        .await?;
+        if !there {
             return Err(fail(format!(
                 "link to sha256:{target}, whose blob is not in {}: not writing a dangling link",
-                blob.display()
+                root.shown(&blob).display()
             )));
         }
     }
-    let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, partial).await?;
+    let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, &file, partial).await?;
 
     let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
     {
@@ -686,17 +770,14 @@ async fn fetch(
     }
     drop(file);
     let had_ledger = ledger.take().is_some();
-    let (from, to) = (partial.to_path_buf(), target.to_path_buf());
-    blocking(target, move || {
-        std::fs::rename(&from, &to)?;
+    let (p, key) = (place.clone(), rel.clone());
+    confined(partial, move || {
+        p.dir.replace(&p.partial, &p.name, &key)?;
         if had_ledger {
-            let _ = std::fs::remove_file(ledger_path(&from));
+            let _ = p.dir.remove(&p.ledger);
         }
         // The rename itself is durable once its directory is.
-        match to.parent() {
-            Some(dir) => std::fs::File::open(dir)?.sync_all(),
-            None => Ok(()),
-        }
+        Ok(p.dir.sync()?)
     })
     .await?;
     Ok(proof)
@@ -749,6 +830,7 @@ async fn prove(
     not_md5: bool,
     md5s: &[Md5Digest],
     hashed: bool,
+    file: &PartialFile,
     partial: &Path,
 ) -> Result<Proof, DownloadError> {
     if not_md5 || matches!(etag, ETag::Opaque(_)) {
@@ -772,13 +854,7 @@ async fn prove(
             ),
             ETag::Opaque(_) => unreachable!(),
         };
-        let p = partial.to_path_buf();
-        let stamp = Stamp::of(&p).map_err(|e| io(&p, e))?;
-        let h = crate::read::blocking(&obj.rel, move || {
-            crate::verify::hash_file(&p, stamp, single, &cands, false)
-        })
-        .await
-        .map_err(|e: ReadError| io(partial, e))?;
+        let h = file.hash(partial, single, &cands, false).await?;
         let mut got: Vec<ETag> = h.md5.map(ETag::Md5).into_iter().collect();
         got.extend(h.composites);
         got
@@ -804,11 +880,18 @@ async fn blocking<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, DownloadError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(io(path, e)),
-        Err(e) => Err(io(path, e)),
-    }
+    let p = path.to_path_buf();
+    confined(path, move || f().map_err(|e| io(&p, e))).await
+}
+
+/// Work in the destination directory on a blocking thread.
+async fn confined<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, DownloadError> + Send + 'static,
+) -> Result<T, DownloadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io(path, e))?
 }
 
 #[cfg(test)]
@@ -904,17 +987,15 @@ mod tests {
 
     #[test]
     fn downloads_in_progress_sit_beside_their_target_under_a_hidden_name() {
-        let t = Path::new("/r/blobs/data");
-        let p = partial_path(t);
-        assert_eq!(p, Path::new("/r/blobs/.data.s3ferry-partial"));
-        assert!(is_partial(&p.file_name().unwrap().to_string_lossy()));
+        let p = partial_name("data");
+        assert_eq!(p, ".data.s3ferry-partial");
+        assert_eq!(ledger_name(&p), ".data.s3ferry-parts");
+        assert!(is_partial(&p) && is_partial(&ledger_name(&p)));
         assert!(!is_partial("data"));
-        // A name at the limit still gets a partial name within it, in the same directory.
-        let long = Path::new("/r").join("n".repeat(NAME_MAX));
-        let p = partial_path(&long);
-        assert_eq!(p.parent(), Some(Path::new("/r")));
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.len() <= NAME_MAX && is_partial(&name), "{name}");
-        assert_ne!(partial_path(&Path::new("/r").join("m".repeat(NAME_MAX))), p);
+        // A name at the limit still gets a partial name within it.
+        let long = "n".repeat(NAME_MAX);
+        let p = partial_name(&long);
+        assert!(p.len() <= NAME_MAX && is_partial(&p), "{p}");
+        assert_ne!(partial_name(&"m".repeat(NAME_MAX)), p);
     }
 }

@@ -13,6 +13,7 @@ pub mod check;
 pub mod class;
 pub mod cleanup;
 pub mod cli;
+pub mod confine;
 pub mod download;
 pub mod etag;
 pub mod exit;

@@ -4,13 +4,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use s3ferry::exit::Exit;
 use s3ferry::{app, cli, report};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::parse_args(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => return usage_error(e),
     };

@@ -245,6 +245,11 @@ fn from_download(e: DownloadError) -> UploadError {
             }
         }
         DownloadError::Io { path, message } => UploadError::Internal { path, message },
+        // Bucket copies write no local file.
+        DownloadError::Local(e) => UploadError::Internal {
+            path: String::new(),
+            message: e.to_string(),
+        },
     }
 }
 

@@ -9,12 +9,13 @@
 //! only what is missing or different. Files only in the directory are left alone by `copy`;
 //! `sync` deletes them once every object was restored, under the rules every sync follows.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::confine::Root;
 use crate::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
 use crate::filter::Filter;
 use crate::limits::Limits;
@@ -27,7 +28,7 @@ use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
 use crate::sync::{Cut, Cutoff};
 use crate::transfers::Transfers;
-use crate::walk::{self, SrcEntry};
+use crate::walk::{self, SrcEntry, WalkError};
 
 /// How to run a restore.
 #[derive(Debug, Clone)]
@@ -128,14 +129,14 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..RestoreSummary::default()
     };
-    if !opts.dry_run {
-        std::fs::create_dir_all(&root).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the destination directory {}: {e}",
-                root.display()
-            )
-        })?;
-    }
+    // Every write goes through the directory held open here, never through a symlink.
+    let dest = if opts.dry_run {
+        None
+    } else {
+        Some(Arc::new(Root::open(&root, true).map_err(|e| {
+            anyhow::anyhow!("cannot create or open the destination directory: {e}")
+        })?))
+    };
     let listing = list::start(&store, &filter, limits.checkers).await?;
     let walked = walk::spawn(
         root.clone(),
@@ -200,8 +201,20 @@ pub async fn run(
                 continue;
             }
             Step::Error(e) => {
-                // A file of the directory that cannot be used (a symlink, a bad name).
-                summary.error(crate::class::Class::Permanent, e.to_string());
+                // Something in the directory that no object can be: a symlink (an object
+                // that needs its name is refused when it gets there), a name that is not
+                // UTF-8. Left alone, as the files only the directory has are by `copy`.
+                match e {
+                    WalkError::Symlink { path } => tracing::warn!(
+                        "{}: a symlink in the destination: left alone (a restore never writes through one)",
+                        root.join(path).display()
+                    ),
+                    WalkError::NotUtf8 { path } => tracing::warn!(
+                        "{}: a name that is not UTF-8, which no key can be: left alone",
+                        root.join(path).display()
+                    ),
+                    e => summary.error(crate::class::Class::Permanent, e.to_string()),
+                }
                 continue;
             }
         };
@@ -209,16 +222,16 @@ pub async fn run(
         let expect = match (&kind, &opts.registry) {
             (Some(Kind::Blob { digest }), _) => Expect::Blob(digest.clone()),
             (Some(Kind::Link { path_digest }), Some(layout)) => {
-                let (root, layout) = (root.clone(), layout.clone());
+                let layout = layout.clone();
                 Expect::Link {
                     path_digest: path_digest.clone(),
-                    blob_file: Box::new(move |d| root.join(layout.blob_path(d))),
+                    blob_rel: Box::new(move |d| layout.blob_path(d)),
                 }
             }
             _ => Expect::Nothing,
         };
-        let target = match download::local_path(&root, &obj.rel, obj.size) {
-            Ok(t) => t,
+        match download::local_path(&root, &obj.rel, obj.size) {
+            Ok(_) => {}
             Err(KeyError::FolderMarker { .. }) => {
                 summary.folder_markers += 1;
                 continue;
@@ -246,13 +259,13 @@ pub async fn run(
         }
         Stats::add(&stats.files_total, 1);
         Stats::add(&stats.bytes_total, obj.size);
-        if opts.dry_run {
+        let Some(dest) = dest.clone() else {
             tracing::warn!("{}: would restore (dry run)", obj.rel);
             continue;
-        }
+        };
         let (f, local_mtime, size) = (fetcher.clone(), local.map(|l| l.mtime), obj.size);
         let restore = async move {
-            let r = restore_one(&f, &obj, &target, decision, local_mtime, &expect).await;
+            let r = restore_one(&f, &dest, &obj, decision, local_mtime, &expect).await;
             (obj.rel, r)
         };
         if !transfers.start(size, &stats.bytes_done, restore) {
@@ -271,7 +284,7 @@ pub async fn run(
         summary.duration_exceeded = c == Cut::Duration;
         summary.deletes_refused = !deletes.is_empty();
     } else {
-        delete_extra(&mut summary, deletes, &opts, &store);
+        delete_extra(&mut summary, deletes, &opts, &store, dest.as_deref());
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_resumed = stats
@@ -298,14 +311,15 @@ fn delete_extra(
     deletes: Vec<SrcEntry>,
     opts: &RestoreOptions,
     store: &Store,
+    dest: Option<&Root>,
 ) {
     summary.deletes_planned = deletes.len() as u64;
-    if opts.dry_run {
+    let Some(dest) = dest.filter(|_| !opts.dry_run) else {
         for d in &deletes {
             tracing::warn!("{}: Skipped delete as --dry-run is set", d.rel);
         }
         return;
-    }
+    };
     let src_name = format!("bucket {}", store.shown(&store.path.prefix));
     match crate::plan::may_delete(
         summary.errors(),
@@ -314,16 +328,22 @@ fn delete_extra(
         opts.max_delete,
     ) {
         Ok(()) => {
+            // Each file is removed in its directory, reached without following a symlink.
             for d in deletes {
-                match std::fs::remove_file(&d.path) {
-                    Ok(()) => {
+                let (dir, name) = crate::confine::split(&d.rel);
+                match dest
+                    .dir(dir, false, &d.rel)
+                    .and_then(|dir| dir.remove(name))
+                {
+                    Ok(true) => {
                         summary.deleted += 1;
                         tracing::info!("{}: Deleted", d.rel);
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // Gone, or no longer a regular file: nothing to delete.
+                    Ok(false) => {}
                     Err(e) => summary.error(
                         crate::class::Class::Permanent,
-                        format!("{}: Failed to delete: {e}", d.path.display()),
+                        format!("Failed to delete: {e}"),
                     ),
                 }
             }
@@ -343,8 +363,8 @@ fn delete_extra(
 
 async fn restore_one(
     f: &Fetcher,
+    dest: &Arc<Root>,
     obj: &DstEntry,
-    target: &Path,
     decision: Decision,
     local_mtime: Option<SystemTime>,
     expect: &Expect,
@@ -359,7 +379,7 @@ async fn restore_one(
             return Ok(Done::Unchanged);
         }
     }
-    let proof = download::restore(f, obj, target, expect).await?;
+    let proof = download::restore(f, dest, obj, expect).await?;
     Ok(Done::Restored(obj.size, proof))
 }
 

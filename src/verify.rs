@@ -66,6 +66,16 @@ pub fn hash_file(
     part_sizes: &[u64],
     sha256: bool,
 ) -> Result<Hashes, ReadError> {
+    hash_open(&SourceFile::open(path, walked)?, md5, part_sizes, sha256)
+}
+
+/// [`hash_file`] of a file already open.
+pub fn hash_open(
+    f: &SourceFile,
+    md5: bool,
+    part_sizes: &[u64],
+    sha256: bool,
+) -> Result<Hashes, ReadError> {
     struct Cand {
         part: u64,
         filled: u64,
@@ -83,7 +93,6 @@ pub fn hash_file(
         .collect();
     let mut whole = md5.then(Md5::new);
     let mut sha = sha256.then(Sha256::new);
-    let f = SourceFile::open(path, walked)?;
     f.for_each_block(HASH_BLOCK, |all| {
         if let Some(h) = whole.as_mut() {
             h.update(all);

@@ -172,3 +172,91 @@ fn a_destination_that_is_a_file_or_inside_the_source_is_refused_with_a_usage_err
     assert!(stderr(&out).contains("overlap"), "{}", stderr(&out));
     assert_eq!(list(&b).len(), 1, "nothing written");
 }
+
+/// A restore never writes outside its directory through a symlink, wherever the symlink sits:
+/// on a directory of a key's path, at the hidden name of a download in progress, or at the
+/// key's own name. Each is one error naming the symlink (exit 6), nothing outside changes,
+/// and the rest of the restore goes on. A bucket holding both `a` and `a/b` gets one error
+/// naming the way out. A symlink no object needs is left alone, and `sync` deletes around it.
+#[test]
+fn a_restore_never_writes_through_a_symlink() {
+    use std::os::unix::fs::symlink;
+    let home = Home::new();
+    let b = bucket("restore-symlinks");
+    for (key, data) in [
+        ("link/passwd", &b"evil"[..]),
+        ("ok/a.txt", b"object a"),
+        ("plain", b"object plain"),
+        ("fine.txt", b"fine"),
+        ("dup", b"a file"),
+        ("dup/inner", b"under it"),
+    ] {
+        put(&b, key, data);
+    }
+    let outside = tempfile::tempdir().unwrap();
+    let victim = write(outside.path(), "victim", b"precious");
+    let dst = tempfile::tempdir().unwrap();
+    symlink(outside.path(), dst.path().join("link")).unwrap();
+    std::fs::create_dir(dst.path().join("ok")).unwrap();
+    symlink(&victim, dst.path().join("ok/.a.txt.s3ferry-partial")).unwrap();
+    symlink(&victim, dst.path().join("plain")).unwrap();
+    symlink(&victim, dst.path().join("stray")).unwrap();
+    let d = dst.path().to_str().unwrap();
+    let src = format!("harbor-s3:{b}");
+
+    let (out, r) = s3ferry_reported(&home, &["copy", &src, d]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 6, "{err}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let mut left: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["victim"], "nothing written outside");
+    for shown in [
+        "/link: is a symlink",
+        "/ok/.a.txt.s3ferry-partial: is a symlink",
+        "/plain: is a symlink",
+    ] {
+        assert!(err.contains(shown), "{shown}: {err}");
+    }
+    assert!(err.contains("\"dup") && err.contains("--exclude"), "{err}");
+    assert!(
+        err.contains("stray: a symlink in the destination: left alone"),
+        "{err}"
+    );
+    assert!(!err.contains("--copy-links"), "{err}");
+    assert_eq!(r["errors_permanent"], 4, "{r}");
+    assert_eq!(std::fs::read(dst.path().join("fine.txt")).unwrap(), b"fine");
+    for link in ["link", "plain", "stray", "ok/.a.txt.s3ferry-partial"] {
+        assert!(
+            std::fs::symlink_metadata(dst.path().join(link))
+                .unwrap()
+                .is_symlink(),
+            "{link} left as it was"
+        );
+    }
+
+    // sync with nothing in the way: the extra file goes, the stray symlink and its target stay.
+    let clean = bucket("restore-symlinks-sync");
+    put(&clean, "fine.txt", b"fine");
+    let dst2 = tempfile::tempdir().unwrap();
+    write(dst2.path(), "extra.txt", b"extra");
+    symlink(&victim, dst2.path().join("stray")).unwrap();
+    let err = ok(&s3ferry(
+        &home,
+        &[
+            "sync",
+            &format!("harbor-s3:{clean}"),
+            dst2.path().to_str().unwrap(),
+        ],
+    ));
+    assert!(!dst2.path().join("extra.txt").exists(), "{err}");
+    assert!(
+        std::fs::symlink_metadata(dst2.path().join("stray"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}

@@ -44,7 +44,9 @@ pub enum ReadError {
         "{path}: changed while being read (size or mtime moved, or removed): stop writers, then rerun"
     )]
     Changed { path: String },
-    #[error("{path}: file is shorter than its size ({got} of {want} bytes read)")]
+    #[error(
+        "{path}: changed while being read (it ended at byte {got}, where {want} were expected): stop writers, then rerun"
+    )]
     Short { path: String, got: u64, want: u64 },
 }
 
@@ -119,6 +121,19 @@ impl SourceFile {
                 path: path.display().to_string(),
             });
         }
+        Ok(SourceFile {
+            file,
+            direct: None,
+            direct_refused: AtomicBool::new(false),
+            path: path.to_path_buf(),
+            stamp,
+        })
+    }
+
+    /// A file opened elsewhere (a download's partial file, reached without following a
+    /// symlink), as it is now; `path` names it in errors.
+    pub fn from_file(file: File, path: &Path) -> Result<SourceFile, ReadError> {
+        let stamp = stamp_of(&file, path)?;
         Ok(SourceFile {
             file,
             direct: None,

@@ -211,9 +211,18 @@ enum Op {
         done: usize,
         /// The READ in flight bypasses the page cache (see [`SourceFile::direct_fd`]).
         direct: bool,
+        /// A READ past the page cache was tried: every later one goes through the cache,
+        /// where each either makes progress or ends the read (at most one direct READ per
+        /// range, so a file cut short can never send it round again).
+        direct_tried: bool,
+        /// READs answered with `EINTR` or `EAGAIN`, which are retried up to [`RETRIES`].
+        retries: u8,
         reply: Reply,
     },
 }
+
+/// A READ interrupted this many times in a row ends the read with the error.
+const RETRIES: u8 = 8;
 
 // Stages in the low bits of user_data.
 const OPEN: u64 = 0;
@@ -342,6 +351,8 @@ impl Worker {
                     buf,
                     done: 0,
                     direct: false,
+                    direct_tried: false,
+                    retries: 0,
                     reply,
                 });
                 self.push_range(slot);
@@ -356,6 +367,7 @@ impl Worker {
             buf,
             done,
             direct,
+            direct_tried,
             ..
         }) = &mut self.ops[slot]
         else {
@@ -364,7 +376,7 @@ impl Worker {
         // The first READ goes past the page cache when it can: one aligned span covering
         // the range. Anything after it (a retry, a short read) goes through the cache.
         let past_cache = match file.direct_fd(*offset) {
-            Some(fd) if *done == 0 => buf
+            Some(fd) if !std::mem::replace(direct_tried, true) => buf
                 .aligned_mut(super::DIRECT_ALIGN)
                 .map(|span| (fd, span.as_mut_ptr(), span.len())),
             _ => None,
@@ -515,13 +527,15 @@ impl Worker {
             buf,
             done,
             direct,
+            retries,
             ..
         }) = &mut self.ops[slot]
         else {
             unreachable!()
         };
         let display = file.path.display().to_string();
-        if res == -libc::EINTR || res == -libc::EAGAIN {
+        if (res == -libc::EINTR || res == -libc::EAGAIN) && *retries < RETRIES {
+            *retries += 1;
             return self.push_range(slot);
         }
         if std::mem::take(direct) {
@@ -557,6 +571,7 @@ impl Worker {
                 }),
             );
         }
+        *retries = 0;
         *done += res as usize;
         if *done < buf.len() {
             return self.push_range(slot);
@@ -665,5 +680,49 @@ mod tests {
             r.read_at(f, 2000, budget.buffer(1000).await).await,
             Err(ReadError::Short { .. })
         ));
+    }
+
+    /// A file cut short after it was opened for ranges (past the page cache where the
+    /// filesystem allows it) ends every read of it: with the bytes that are still there, or
+    /// a short read. Each read is bounded by a timer here only so that a regression fails
+    /// instead of hanging the suite.
+    #[tokio::test]
+    async fn reads_of_a_file_cut_short_end() {
+        if probe().is_err() {
+            eprintln!("io_uring unavailable here: covered by the pread tests");
+            return;
+        }
+        let r = Readers::start(1).unwrap();
+        let budget = super::super::Budget::new(64 << 20);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("big");
+        let size = 2 * super::super::DIRECT_FROM;
+        std::fs::write(&p, vec![7u8; size as usize]).unwrap();
+        let mut f = SourceFile::open(&p, stamp(&p)).unwrap();
+        f.add_direct(&p);
+        let f = Arc::new(f);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(size / 2 + 100)
+            .unwrap();
+        let part = super::super::DIRECT_FROM;
+        for (offset, want_short) in [(0, false), (part, true), (size - 4096, true)] {
+            let read = r.read_at(
+                f.clone(),
+                offset,
+                budget.buffer(part.min(size - offset)).await,
+            );
+            let got = tokio::time::timeout(Duration::from_secs(20), read)
+                .await
+                .unwrap_or_else(|_| panic!("the read at {offset} never ended"));
+            assert_eq!(
+                matches!(got, Err(ReadError::Short { .. })),
+                want_short,
+                "at {offset}: {:?}",
+                got.map(|b| b.len())
+            );
+        }
     }
 }
