@@ -550,7 +550,7 @@ pub async fn run(
                     let _f = stats.start_one();
                     let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
                     Stats::add(&stats.checks_done, 1);
-                    Stats::add(&stats.bytes_done, src.size);
+                    stats.skipped(src.size);
                     Found::Verdict(src.rel, src.size, Some(v), blob.is_some())
                 });
             }
@@ -651,7 +651,7 @@ pub async fn run_buckets(
                     let _f = stats.start_one();
                     let v = verify::verify_objects(&src, &a, &dst, &b, vopts).await;
                     Stats::add(&stats.checks_done, 1);
-                    Stats::add(&stats.bytes_done, a.size);
+                    stats.skipped(a.size);
                     Found::Verdict(a.rel, a.size, Some(v), false)
                 });
             }

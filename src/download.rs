@@ -554,8 +554,7 @@ async fn fetch(
             plan.count
         );
         let reused: u64 = have.keys().map(|&i| plan.range(i).1).sum();
-        Stats::add(&f.stats.bytes_done, reused);
-        Stats::add(&f.stats.bytes_reused, reused);
+        f.stats.reused(reused);
     }
     let file = {
         let (p, key, direct, keep) = (
@@ -809,7 +808,7 @@ pub async fn get_into(
         dst[got..end].copy_from_slice(&chunk);
         got = end;
         if let Some(stats) = progress {
-            Stats::add(&stats.bytes_done, chunk.len() as u64);
+            stats.moved(chunk.len() as u64);
         }
     }
     if got as u64 != len {

@@ -196,14 +196,12 @@ pub async fn run(
             dst_blobs: known_blobs.clone(),
         }),
     );
-    let mut transfers: Transfers<Copied> = Transfers::new(limits.transfers, &opts.cutoff);
+    let mut transfers: Transfers<Copied> =
+        Transfers::new(limits.transfers, &opts.cutoff, stats.clone());
     let mut deletes: Vec<String> = Vec::new();
     let mut failed: Option<S3Error> = None;
     loop {
-        if !transfers
-            .room(&stats.bytes_done, |j| record(&mut summary, &stats, j))
-            .await
-        {
+        if !transfers.room(|j| record(&mut summary, &stats, j)).await {
             break;
         }
         let step = match march.next().await {
@@ -271,7 +269,7 @@ pub async fn run(
             }
             (obj.rel, out)
         };
-        if !transfers.start(size, &stats.bytes_done, copy) {
+        if !transfers.start(size, copy) {
             break;
         }
     }

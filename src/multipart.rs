@@ -148,7 +148,7 @@ pub fn prove_composite(
 /// deleted, so no later run skips it.
 pub async fn put_proven(
     store: &Store,
-    stats: &Stats,
+    stats: &Arc<Stats>,
     retry: Retry,
     rel: &str,
     data: bytes::Bytes,
@@ -159,17 +159,19 @@ pub async fn put_proven(
     let len = data.len() as u64;
     let mut attempt = 0;
     loop {
-        let result = match store.put_object(rel, data.clone(), &md5, meta).await {
+        let sent = store.put_object(rel, data.clone(), &md5, meta, stats.clone());
+        let result = match sent.await {
             Ok(w) => with_etag(store, rel, w).await.map(|(w, _)| w),
             Err(e) => Err(e),
         };
         let failure = match result {
             Ok(w) => match prove_single(&w, &md5, kms) {
-                Ok(proof) => {
-                    Stats::add(&stats.bytes_done, len);
-                    return Ok(proof);
+                Ok(proof) => return Ok(proof),
+                Err(message) => {
+                    // Sent again below: these bytes do not count twice.
+                    stats.unmoved(len);
+                    message
                 }
-                Err(message) => message,
             },
             Err(e) if is_bad_digest(&e) => e.to_string(),
             Err(e) => return Err(e.into()),
@@ -242,8 +244,7 @@ impl Session {
             && p.size == len
             && ETag::parse(&p.etag) == ETag::Md5(md5)
         {
-            Stats::add(&self.stats.bytes_done, len);
-            Stats::add(&self.stats.bytes_reused, len);
+            self.stats.reused(len);
             return Ok((p.etag.clone(), true));
         }
         let kms = self.store.put.etag_not_md5();
@@ -251,16 +252,24 @@ impl Session {
         loop {
             let failure = match self
                 .store
-                .upload_part(&self.rel, &self.upload_id, number, data.clone(), &md5)
+                .upload_part(
+                    &self.rel,
+                    &self.upload_id,
+                    number,
+                    data.clone(),
+                    &md5,
+                    self.stats.clone(),
+                )
                 .await
             {
                 Ok(etag) => {
                     let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
                     let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
                     if ok || opaque {
-                        Stats::add(&self.stats.bytes_done, len);
                         return Ok((etag, false));
                     }
+                    // Sent again below: these bytes do not count twice.
+                    self.stats.unmoved(len);
                     format!(
                         "part {number}: server ETag {etag} is not the MD5 we sent ({})",
                         hex::encode(md5)

@@ -180,8 +180,7 @@ async fn start(
                 plan.count
             );
             let reused: u64 = kept.keys().map(|&n| plan.range(n as u64 - 1).1).sum();
-            Stats::add(&r.stats.bytes_done, reused);
-            Stats::add(&r.stats.bytes_reused, reused);
+            r.stats.reused(reused);
             let s = Session::adopt(r.dst.clone(), r.stats.clone(), r.retry, rel, id);
             return Ok((s, kept, stale));
         }
@@ -353,7 +352,7 @@ async fn server_copy(
                 return Box::pin(server_copy(r, obj, etag, head, layout, resume)).await;
             }
         }
-        Stats::add(&r.stats.bytes_done, obj.size);
+        r.stats.skipped(obj.size);
         return same_etag(r, obj, etag, &w).await;
     }
     let plan =
@@ -388,7 +387,7 @@ async fn server_copy(
                     &obj.etag,
                 )
                 .await?;
-            Stats::add(&r.stats.bytes_done, len);
+            r.stats.skipped(len);
             Ok::<_, UploadError>((i as u32 + 1, etag))
         }
     });

@@ -24,10 +24,17 @@ pub struct Stats {
     pub files_total: AtomicU64,
     pub bytes_total: AtomicU64,
     pub files_done: AtomicU64,
-    /// Bytes read and sent, or reused from an interrupted upload.
+    /// Bytes done, for progress: moved, reused from an interrupted transfer, or found
+    /// unchanged after the plan counted them.
     pub bytes_done: AtomicU64,
     /// Bytes of parts reused from an interrupted multipart upload.
     pub bytes_reused: AtomicU64,
+    /// Bytes that went over the network (sent, or received by a restore): what
+    /// `--max-transfer` caps. Counted as they go ([`Stats::moved`]).
+    pub bytes_moved: AtomicU64,
+    /// `--max-transfer`, once set; [`Stats::cap_reached`] wakes when `bytes_moved` gets there.
+    cap: std::sync::OnceLock<u64>,
+    reached: tokio::sync::Notify,
     pub checks_total: AtomicU64,
     pub checks_done: AtomicU64,
     pub in_flight: AtomicI64,
@@ -39,6 +46,15 @@ pub struct Stats {
     pub requests: Option<Arc<crate::s3::RequestCounts>>,
 }
 
+impl crate::s3::body::Tally for Stats {
+    fn sent(&self, n: u64) {
+        self.moved(n);
+    }
+    fn unsent(&self, n: u64) {
+        self.unmoved(n);
+    }
+}
+
 impl Default for Stats {
     fn default() -> Self {
         Stats {
@@ -48,6 +64,9 @@ impl Default for Stats {
             files_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             bytes_reused: AtomicU64::new(0),
+            bytes_moved: AtomicU64::new(0),
+            cap: std::sync::OnceLock::new(),
+            reached: tokio::sync::Notify::new(),
             checks_total: AtomicU64::new(0),
             checks_done: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
@@ -82,6 +101,60 @@ impl Stats {
         Stats {
             requests: Some(requests),
             ..Stats::default()
+        }
+    }
+
+    /// `n` bytes went over the network.
+    pub fn moved(&self, n: u64) {
+        self.bytes_done.fetch_add(n, Ordering::Relaxed);
+        let before = self.bytes_moved.fetch_add(n, Ordering::Relaxed);
+        if let Some(&cap) = self.cap.get()
+            && before <= cap
+            && before + n > cap
+        {
+            self.reached.notify_one();
+        }
+    }
+
+    /// `n` bytes counted as moved did not arrive (a failed request, or one sent again).
+    pub fn unmoved(&self, n: u64) {
+        self.bytes_done.fetch_sub(n, Ordering::Relaxed);
+        self.bytes_moved.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// `n` bytes an interrupted transfer had already moved: done, not moved again.
+    pub fn reused(&self, n: u64) {
+        Stats::add(&self.bytes_done, n);
+        Stats::add(&self.bytes_reused, n);
+    }
+
+    /// `n` bytes the plan counted are done without moving (unchanged after all, copied by
+    /// the server, or checked).
+    pub fn skipped(&self, n: u64) {
+        Stats::add(&self.bytes_done, n);
+    }
+
+    /// Set `--max-transfer` (once, before any byte moves).
+    pub fn set_cap(&self, max: Option<u64>) {
+        if let Some(max) = max {
+            let _ = self.cap.set(max);
+        }
+    }
+
+    /// Whether `--max-transfer` is reached: more bytes moved than it allows.
+    pub fn over_cap(&self) -> bool {
+        self.cap
+            .get()
+            .is_some_and(|&cap| get(&self.bytes_moved) > cap)
+    }
+
+    /// Wait until `--max-transfer` is reached (for ever without one).
+    pub async fn cap_reached(&self) {
+        if self.cap.get().is_none() {
+            return std::future::pending().await;
+        }
+        while !self.over_cap() {
+            self.reached.notified().await;
         }
     }
 

@@ -167,14 +167,12 @@ pub async fn run(
     // Registry mode: links wait until every blob before them is written (keys come in order,
     // and `blobs/` sorts before `repositories/`), so a reader of the directory never finds a
     // link to a blob that is not there yet; after a failed blob, no link is written.
-    let mut transfers: Transfers<Restored> = Transfers::new(limits.transfers, &opts.cutoff);
+    let mut transfers: Transfers<Restored> =
+        Transfers::new(limits.transfers, &opts.cutoff, stats.clone());
     let mut failed: Option<S3Error> = None;
     let mut deletes: Vec<SrcEntry> = Vec::new();
     loop {
-        if !transfers
-            .room(&stats.bytes_done, |j| record(&mut summary, &stats, j))
-            .await
-        {
+        if !transfers.room(|j| record(&mut summary, &stats, j)).await {
             break;
         }
         let step = match march.next().await {
@@ -268,7 +266,7 @@ pub async fn run(
             let r = restore_one(&f, &dest, &obj, decision, local_mtime, &expect).await;
             (obj.rel, r)
         };
-        if !transfers.start(size, &stats.bytes_done, restore) {
+        if !transfers.start(size, restore) {
             break;
         }
     }
@@ -375,7 +373,7 @@ async fn restore_one(
     {
         let head = f.store.head(&obj.rel, None).await?;
         if same_mtime(download::object_mtime([&head], obj.last_modified), local) {
-            Stats::add(&f.stats.bytes_done, obj.size);
+            f.stats.skipped(obj.size);
             return Ok(Done::Unchanged);
         }
     }

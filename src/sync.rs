@@ -375,24 +375,17 @@ impl Run {
         let mut links_in_flight = 0usize;
         let mut merging = true;
         let mut failed = None;
-        let cutoff = self.opts.cutoff.clone();
-        let deadline = cutoff.max_duration.map(|d| tokio::time::Instant::now() + d);
+        let mut watch = self.opts.cutoff.watch(self.ctx.stats.clone());
         let mut cut: Option<Cut> = None;
-        let mut started_bytes = 0u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             while uploads.len() < slots && failed.is_none() && cut.is_none() {
                 let Some((entry, reason)) = self.queue.next(links_in_flight, slots) else {
                     break;
                 };
-                if let Some(max) = cutoff.max_transfer
-                    && cutoff.mode == CutoffMode::Cautious
-                    && started_bytes + entry.size > max
-                {
-                    cut = Some(Cut::Transfer);
+                if let Err(c) = watch.admit(entry.size) {
+                    cut = Some(c);
                     break;
                 }
-                started_bytes += entry.size;
                 let link = self.queue.is_link(&entry.rel);
                 links_in_flight += usize::from(link);
                 let ctx = self.ctx.clone();
@@ -406,7 +399,7 @@ impl Run {
             }
             if cut.is_some() {
                 merging = false;
-                if cutoff.mode == CutoffMode::Hard {
+                if watch.hard() {
                     uploads.abort_all();
                     compares.abort_all();
                 }
@@ -415,8 +408,7 @@ impl Run {
                 && self.queue.ahead() < QUEUED_AHEAD
                 && compares.len() < limits.checkers.max(1);
             let busy = !uploads.is_empty() || !compares.is_empty() || merging;
-            let watching =
-                busy && cut.is_none() && (deadline.is_some() || cutoff.max_transfer.is_some());
+            let watching = busy && cut.is_none() && watch.any();
             tokio::select! {
                 Some(r) = uploads.join_next(), if !uploads.is_empty() => {
                     match r {
@@ -458,16 +450,7 @@ impl Run {
                         }
                     }
                 },
-                _ = tick.tick(), if watching => {
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        cut = Some(Cut::Duration);
-                    } else if let Some(max) = cutoff.max_transfer {
-                        let sent = self.ctx.stats.bytes_done.load(std::sync::atomic::Ordering::Relaxed);
-                        if sent >= max {
-                            cut = Some(Cut::Transfer);
-                        }
-                    }
-                }
+                c = watch.next(), if watching => cut = Some(c),
                 else => {
                     if failed.is_none() && cut.is_none() && self.queue.release_last() {
                         continue;
@@ -475,6 +458,9 @@ impl Run {
                     break;
                 }
             }
+        }
+        if cut.is_none() && failed.is_none() {
+            cut = watch.reached_at_end();
         }
         (failed, cut)
     }

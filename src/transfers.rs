@@ -5,38 +5,42 @@
 //! it has ended. (`sync` interleaves its own queue and content comparisons with the march.)
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
 
 use tokio::task::{JoinError, JoinSet};
 
+use crate::report::Stats;
 use crate::sync::{Cut, Cutoff, CutoffMode};
 
 impl Cutoff {
-    /// Start watching the limits: the duration counts from now.
-    pub fn watch(&self) -> CutWatch {
+    /// Start watching the limits of a run whose bytes `stats` counts: the duration counts
+    /// from now, and `--max-transfer` is set on `stats`.
+    pub fn watch(&self, stats: Arc<Stats>) -> CutWatch {
+        stats.set_cap(self.max_transfer);
         CutWatch {
             cutoff: self.clone(),
             deadline: self.max_duration.map(|d| tokio::time::Instant::now() + d),
             started: 0,
+            stats,
         }
     }
 }
 
-/// The limits of one run, for commands whose transfers start one by one (restores, bucket
-/// copies): whether the next may start, and when the run has reached a limit.
+/// The limits of one run: whether the next transfer may start, and when the run has reached
+/// a limit. `--max-transfer` counts bytes as they move ([`Stats::moved`]), so a limit is seen
+/// the moment it is reached, not when a transfer ends.
 pub struct CutWatch {
     cutoff: Cutoff,
     deadline: Option<tokio::time::Instant>,
     started: u64,
+    stats: Arc<Stats>,
 }
 
 impl CutWatch {
-    /// Whether a transfer of `size` bytes may start, `done` bytes being done: not once a
-    /// limit is reached, nor (cautious mode) one that would go past `--max-transfer`.
-    /// Counts it when it may.
-    pub fn admit(&mut self, size: u64, done: u64) -> Result<(), Cut> {
-        if let Some(cut) = self.reached(done) {
+    /// Whether a transfer of `size` bytes may start: not once a limit is reached, nor
+    /// (cautious mode) one that would go past `--max-transfer`. Counts it when it may.
+    pub fn admit(&mut self, size: u64) -> Result<(), Cut> {
+        if let Some(cut) = self.reached() {
             return Err(cut);
         }
         if let Some(max) = self.cutoff.max_transfer
@@ -49,31 +53,47 @@ impl CutWatch {
         Ok(())
     }
 
-    /// The limit reached, `done` bytes being done: the deadline passed, or `--max-transfer`.
-    pub fn reached(&self, done: u64) -> Option<Cut> {
+    /// The limit reached, if any: the deadline passed, or more bytes moved than
+    /// `--max-transfer` allows.
+    pub fn reached(&self) -> Option<Cut> {
         if self
             .deadline
             .is_some_and(|d| tokio::time::Instant::now() >= d)
         {
             return Some(Cut::Duration);
         }
-        match self.cutoff.max_transfer {
-            Some(max) if done >= max => Some(Cut::Transfer),
-            _ => None,
-        }
+        self.stats.over_cap().then_some(Cut::Transfer)
     }
 
-    /// Wait until the deadline (for ever without one).
-    pub async fn deadline(&self) {
-        match self.deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
+    /// The limit a run that went to its end still reached: `--max-transfer` (a transfer
+    /// that went past it, in soft mode). A deadline that passes as the last transfer ends
+    /// stopped nothing.
+    pub fn reached_at_end(&self) -> Option<Cut> {
+        self.stats.over_cap().then_some(Cut::Transfer)
+    }
+
+    /// Wait until a limit is reached (for ever without one).
+    pub async fn next(&self) -> Cut {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = deadline => Cut::Duration,
+            _ = self.stats.cap_reached() => Cut::Transfer,
         }
     }
 
     /// Whether transfers in flight stop at once when a limit is reached (`--cutoff-mode hard`).
     pub fn hard(&self) -> bool {
         self.cutoff.mode == CutoffMode::Hard
+    }
+
+    /// Whether there is a limit to watch.
+    pub fn any(&self) -> bool {
+        self.deadline.is_some() || self.cutoff.max_transfer.is_some()
     }
 }
 
@@ -94,24 +114,12 @@ enum Waited<T> {
     Cut(Cut),
 }
 
-/// Wait for the next transfer of `tasks` to end, or for the run to reach a limit (`done`:
-/// the bytes done so far), whichever comes first; `tasks` must not be empty.
-async fn wait_slot<T: 'static>(
-    tasks: &mut JoinSet<T>,
-    watch: &CutWatch,
-    done: &AtomicU64,
-) -> Waited<T> {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            Some(j) = tasks.join_next() => return Waited::Done(j),
-            _ = watch.deadline() => return Waited::Cut(Cut::Duration),
-            _ = tick.tick() => {
-                if let Some(cut) = watch.reached(done.load(Ordering::Relaxed)) {
-                    return Waited::Cut(cut);
-                }
-            }
-        }
+/// Wait for the next transfer of `tasks` to end, or for the run to reach a limit, whichever
+/// comes first; `tasks` must not be empty.
+async fn wait_slot<T: 'static>(tasks: &mut JoinSet<T>, watch: &CutWatch) -> Waited<T> {
+    tokio::select! {
+        Some(j) = tasks.join_next() => Waited::Done(j),
+        cut = watch.next() => Waited::Cut(cut),
     }
 }
 
@@ -144,25 +152,25 @@ pub struct Transfers<T> {
 }
 
 impl<T: Send + 'static> Transfers<T> {
-    pub fn new(slots: usize, cutoff: &Cutoff) -> Transfers<T> {
+    /// `stats` counts the run's bytes, for `--max-transfer`.
+    pub fn new(slots: usize, cutoff: &Cutoff, stats: Arc<Stats>) -> Transfers<T> {
         Transfers {
             tasks: JoinSet::new(),
             slots: slots.max(1),
-            watch: cutoff.watch(),
+            watch: cutoff.watch(stats),
             cut: None,
             links_open: false,
         }
     }
 
-    /// Wait for a free slot, handing each transfer that ends to `record` (`done`: the bytes
-    /// done so far). False once a limit is reached: start nothing more.
-    pub async fn room(
-        &mut self,
-        done: &AtomicU64,
-        mut record: impl FnMut(Result<T, JoinError>),
-    ) -> bool {
+    /// Wait for a free slot, handing each transfer that ends to `record`. False once a limit
+    /// is reached: start nothing more.
+    pub async fn room(&mut self, mut record: impl FnMut(Result<T, JoinError>)) -> bool {
+        if self.cut.is_none() {
+            self.cut = self.watch.reached();
+        }
         while self.tasks.len() >= self.slots && self.cut.is_none() {
-            match wait_slot(&mut self.tasks, &self.watch, done).await {
+            match wait_slot(&mut self.tasks, &self.watch).await {
                 Waited::Done(j) => record(j),
                 Waited::Cut(c) => self.cut = Some(c),
             }
@@ -183,15 +191,10 @@ impl<T: Send + 'static> Transfers<T> {
         self.links_open = true;
     }
 
-    /// Start a transfer of `size` bytes (`done`: the bytes done so far), unless a limit
-    /// forbids it. False then: start nothing more.
-    pub fn start(
-        &mut self,
-        size: u64,
-        done: &AtomicU64,
-        transfer: impl Future<Output = T> + Send + 'static,
-    ) -> bool {
-        match self.watch.admit(size, done.load(Ordering::Relaxed)) {
+    /// Start a transfer of `size` bytes, unless a limit forbids it. False then: start
+    /// nothing more.
+    pub fn start(&mut self, size: u64, transfer: impl Future<Output = T> + Send + 'static) -> bool {
+        match self.watch.admit(size) {
             Ok(()) => {
                 self.tasks.spawn(transfer);
                 true
@@ -205,7 +208,17 @@ impl<T: Send + 'static> Transfers<T> {
 
     /// Let the transfers in flight end (after a hard cutoff, stop them), handing each to
     /// `record`. Returns the limit that stopped the run, if any, having said so.
-    pub async fn finish(mut self, record: impl FnMut(Result<T, JoinError>)) -> Option<Cut> {
+    pub async fn finish(mut self, mut record: impl FnMut(Result<T, JoinError>)) -> Option<Cut> {
+        if self.cut.is_none() {
+            // A hard cutoff stops what is in flight the moment the limit is reached.
+            while !self.tasks.is_empty() && self.cut.is_none() {
+                match wait_slot(&mut self.tasks, &self.watch).await {
+                    Waited::Done(j) => record(j),
+                    Waited::Cut(c) => self.cut = Some(c),
+                }
+            }
+            self.cut = self.cut.or_else(|| self.watch.reached_at_end());
+        }
         let stop = self.cut.is_some() && self.watch.hard();
         drain(&mut self.tasks, stop, record).await;
         if let Some(c) = self.cut {

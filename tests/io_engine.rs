@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
-
 use support::*;
 
 /// Small files of many sizes (0 and 71 bytes among them) and one multipart file.
@@ -26,60 +24,6 @@ fn objects(b: &str) -> Vec<(String, u64, String)> {
         .into_iter()
         .map(|o| (o.key, o.size, o.etag))
         .collect()
-}
-
-/// A seccomp filter that makes io_uring_setup fail with EPERM, installed in the child before
-/// exec (what a container runtime's default profile does).
-fn block_io_uring(cmd: &mut std::process::Command) {
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
-    const NR_IO_URING_SETUP: u32 = 425; // the same on x86_64 and aarch64
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
-    let ret = libc::BPF_RET | libc::BPF_K;
-    let filter = [
-        stmt(ld, 4), // seccomp_data.arch
-        jeq(ARCH, 0, 3),
-        stmt(ld, 0), // seccomp_data.nr
-        jeq(NR_IO_URING_SETUP, 0, 1),
-        stmt(ret, RET_ERRNO | libc::EPERM as u32),
-        stmt(ret, RET_ALLOW),
-    ];
-    // SAFETY: only async-signal-safe calls (prctl) between fork and exec; the filter outlives
-    // them (moved into the closure).
-    unsafe {
-        cmd.pre_exec(move || {
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr() as *mut libc::sock_filter,
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Whether io_uring works on this machine (outside any filter of ours).

@@ -594,3 +594,77 @@ fn tight_memory_budgets_with_many_large_files_finish_and_prove_every_part() {
         }
     }
 }
+
+/// `--max-transfer` caps the bytes that move, counted as they are sent (rclone's meaning):
+/// a hard cutoff stops the transfers in flight the moment the limit is passed, a soft one lets
+/// them end but starts nothing more; either way the run exits 8 and deletes nothing. Six
+/// 10 MiB files with 25 MiB allowed and 64 transfers used to be uploaded whole, exit 0.
+#[test]
+fn max_transfer_caps_the_bytes_sent_in_every_cutoff_mode() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        write_old(src.path(), &format!("f{i}.bin"), &bytes(10 * MIB, 40 + i));
+    }
+    let s = src.path().to_str().unwrap();
+    for (mode, transfers, most) in [("hard", "64", 2), ("hard", "2", 2), ("soft", "64", 6)] {
+        let b = bucket(&format!("cap-{mode}-{transfers}"));
+        put(&b, "extra", b"never deleted by a cut-off run");
+        let dst = format!("harbor-s3:{b}");
+        let args = [
+            "sync",
+            s,
+            &dst,
+            "--max-transfer",
+            "25M",
+            "--cutoff-mode",
+            mode,
+        ];
+        let (out, r) = s3ferry_reported(&home, &[&args[..], &["--transfers", transfers]].concat());
+        let err = stderr(&out);
+        assert_eq!(code(&out), 8, "{mode} {transfers}: {err}");
+        assert!(err.contains("stopped at --max-transfer"), "{err}");
+        let uploaded = list(&b).iter().filter(|o| o.key != "extra").count();
+        assert!(
+            uploaded <= most,
+            "{mode} {transfers}: {uploaded} files uploaded: {err}"
+        );
+        if mode == "soft" {
+            assert_eq!(uploaded, 6, "soft: what started ends");
+        }
+        assert!(list(&b).iter().any(|o| o.key == "extra"), "nothing deleted");
+        assert_eq!(r["transfer_exceeded"], true, "{r}");
+    }
+}
+
+/// Progress counts the bytes of a single PUT as they are sent, not when it ends: at
+/// `--bwlimit 4M`, a 12 MiB file shows bytes moving within its first seconds.
+#[test]
+fn progress_counts_a_put_as_it_goes() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    write_old(src.path(), "one.bin", &bytes(12 * MIB, 77));
+    let b = bucket("progress-put");
+    let out = s3ferry(
+        &home,
+        &[
+            "copy",
+            src.path().to_str().unwrap(),
+            &format!("harbor-s3:{b}"),
+            "--bwlimit",
+            "4M",
+            "--stats",
+            "1s",
+        ],
+    );
+    let err = ok(&out);
+    let moving: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("Transferred:") && l.contains("files 0/1"))
+        .filter(|l| !l.contains("Transferred: 0 B"))
+        .collect();
+    assert!(
+        !moving.is_empty(),
+        "no progress before the file ended:\n{err}"
+    );
+}

@@ -6,6 +6,7 @@
 //! only one that retries transport and 5xx errors; an error returned from here is final.
 //! No message produced here contains credentials or signed URLs.
 
+pub mod body;
 pub mod dns;
 pub mod http;
 pub mod timeout;
@@ -902,23 +903,28 @@ impl Store {
     }
 
     /// Single-request upload with Content-MD5.
+    /// PUT `body` as `rel`; its bytes are counted into `tally` as they are sent (all of them
+    /// when this returns Ok, none when it fails).
     pub async fn put_object(
         &self,
         rel: &str,
         body: Bytes,
         md5: &Md5Digest,
         meta: &ObjectMeta,
+        tally: Arc<dyn body::Tally>,
     ) -> Result<Written, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.put);
         let len = body.len() as u64;
         let p = &self.put;
+        let (counted, stream) = self.counted(body, tally);
         let req = self
             .client
             .put_object()
             .bucket(self.bucket())
             .key(&key)
-            .body(ByteStream::from(body))
+            .body(stream)
+            .content_length(len as i64)
             .content_md5(content_md5(md5));
         let req = object_headers!(req, p, meta, None)
             .customize()
@@ -928,10 +934,9 @@ impl Store {
         } else {
             req.disable_payload_signing()
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| classify("put", self.bucket(), &key, e))?;
+        let out = req.send().await;
+        counted.settle(out.is_ok());
+        let out = out.map_err(|e| classify("put", self.bucket(), &key, e))?;
         self.requests.bytes_sent.fetch_add(len, Ordering::Relaxed);
         Ok(Written {
             etag: out.e_tag().unwrap_or_default().to_string(),
@@ -972,10 +977,12 @@ impl Store {
         number: u32,
         body: Bytes,
         md5: &Md5Digest,
+        tally: Arc<dyn body::Tally>,
     ) -> Result<String, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.upload_part);
         let len = body.len() as u64;
+        let (counted, stream) = self.counted(body, tally);
         let req = self
             .client
             .upload_part()
@@ -983,7 +990,8 @@ impl Store {
             .key(&key)
             .upload_id(upload_id)
             .part_number(number as i32)
-            .body(ByteStream::from(body))
+            .body(stream)
+            .content_length(len as i64)
             .content_md5(content_md5(md5))
             .customize()
             .config_override(self.ceiling(len));
@@ -992,12 +1000,21 @@ impl Store {
         } else {
             req.disable_payload_signing()
         };
-        let out = req
-            .send()
-            .await
-            .map_err(|e| classify("upload part", self.bucket(), &key, e))?;
+        let out = req.send().await;
+        counted.settle(out.is_ok());
+        let out = out.map_err(|e| classify("upload part", self.bucket(), &key, e))?;
         self.requests.bytes_sent.fetch_add(len, Ordering::Relaxed);
         Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+
+    /// A request body whose bytes go to `tally` as they are sent; with signed payloads,
+    /// whose hash the SDK takes over the whole buffer, when the request succeeded.
+    fn counted(&self, data: Bytes, tally: Arc<dyn body::Tally>) -> (body::Counted, ByteStream) {
+        if self.put.sign_payload {
+            body::Counted::at_end(data, tally)
+        } else {
+            body::Counted::new(data, tally)
+        }
     }
 
     pub async fn complete_multipart(
