@@ -273,6 +273,9 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         ))
         .into());
     }
+    if !g.transfer.dry_run {
+        writable(&root)?;
+    }
     let (path, settings) = resolve_s3(g, src)?;
     let aws = path.remote.is_none();
     let limits = limits(g, &settings);
@@ -307,6 +310,27 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
             nothing: summary.files_restored == 0 && summary.deleted == 0,
         },
     ))
+}
+
+/// A restore's destination (or, while it does not exist, the directory it will be made in)
+/// must be writable: one line naming the fix before anything is fetched, not an error per
+/// file.
+fn writable(root: &Path) -> anyhow::Result<()> {
+    let Some(there) = root.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    match rustix::fs::access(there, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let e = std::io::Error::from(e);
+            Err(UsageError(format!(
+                "destination {}: {e}{}",
+                there.display(),
+                crate::confine::hint(&e)
+            ))
+            .into())
+        }
+    }
 }
 
 fn source_dir(text: &str) -> anyhow::Result<PathBuf> {

@@ -39,11 +39,30 @@ pub enum Refused {
         "{path}: is a directory where the key {key:?} needs a file (a bucket can hold both a key and keys under it, a directory cannot): move the directory away, or leave one of the keys out with --exclude"
     )]
     IsDir { path: String, key: String },
-    #[error("{path}: {source}")]
+    #[error(
+        "{path}: was replaced while the restore wrote it: nothing was put under its name; remove whatever writes there, then rerun"
+    )]
+    Replaced { path: String },
+    #[error("{path}: {source}{}", hint(source))]
     Io {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// What to do about a write the destination refused, for the errors that have a fix: a full
+/// or read-only filesystem, a directory we may not write.
+pub fn hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            ": the destination is full: free space there (or restore into a larger volume), then rerun"
+        }
+        Some(libc::EROFS) => ": the destination is read-only: mount it read-write, then rerun",
+        Some(libc::EACCES | libc::EPERM) => {
+            ": no permission to write there: fix the ownership, or run as a user who may write it"
+        }
+        _ => "",
+    }
 }
 
 fn io(path: &Path, e: impl Into<std::io::Error>) -> Refused {
@@ -262,9 +281,20 @@ impl Dir {
             .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
     }
 
-    /// Rename `from` over `to`, both in this directory: `to` may be a regular file (replaced
-    /// at once) or absent; a symlink or a directory there is refused.
-    pub fn replace(&self, from: &str, to: &str, key: &str) -> Result<(), Refused> {
+    /// Rename `from` (still the file `written`) over `to`, both in this directory: `to` may
+    /// be a regular file (replaced at once) or absent; a symlink or a directory there is
+    /// refused, and so is a `from` that is no longer `written` (something was put in its
+    /// place while it was written).
+    pub fn replace(&self, from: &str, to: &str, key: &str, written: &File) -> Result<(), Refused> {
+        let ours = written.metadata().map_err(|e| io(&self.shown(from), e))?;
+        match rustix::fs::statat(&self.fd, from, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == ours.dev() && st.st_ino == ours.ino() => {}
+            _ => {
+                return Err(Refused::Replaced {
+                    path: self.shown(from).display().to_string(),
+                });
+            }
+        }
         if let Some(e) = explain(&self.fd, to, &self.shown(to), key, true) {
             return Err(e);
         }
@@ -287,6 +317,14 @@ impl Dir {
             Ok(()) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(io(&self.shown(name), e)),
+        }
+    }
+
+    /// Remove `name` only if it is still the file `(device, inode)`.
+    pub fn remove_same(&self, name: &str, (dev, ino): (u64, u64)) -> Result<bool, Refused> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev == dev && st.st_ino == ino => self.remove(name),
+            _ => Ok(false),
         }
     }
 
@@ -378,7 +416,7 @@ mod tests {
         let f = dir.create(".k.partial", "k").unwrap();
         assert_eq!(f.metadata().unwrap().len(), 0);
         symlink(&victim, d.path().join("k")).unwrap();
-        let e = dir.replace(".k.partial", "k", "k").unwrap_err();
+        let e = dir.replace(".k.partial", "k", "k", &f).unwrap_err();
         assert!(matches!(e, Refused::Symlink { .. }), "{e}");
         assert!(
             std::fs::symlink_metadata(d.path().join("k"))
@@ -387,10 +425,17 @@ mod tests {
         );
         std::fs::remove_file(d.path().join("k")).unwrap();
         std::fs::create_dir(d.path().join("k")).unwrap();
-        let e = dir.replace(".k.partial", "k", "k").unwrap_err();
+        let e = dir.replace(".k.partial", "k", "k", &f).unwrap_err();
         assert!(matches!(e, Refused::IsDir { .. }), "{e}");
         std::fs::remove_dir(d.path().join("k")).unwrap();
-        dir.replace(".k.partial", "k", "k").unwrap();
+        // Another file put at the hidden name is never renamed into place.
+        std::fs::rename(d.path().join(".k.partial"), d.path().join("mine")).unwrap();
+        std::fs::write(d.path().join(".k.partial"), b"planted").unwrap();
+        let e = dir.replace(".k.partial", "k", "k", &f).unwrap_err();
+        assert!(matches!(e, Refused::Replaced { .. }), "{e}");
+        assert!(!d.path().join("k").exists());
+        std::fs::rename(d.path().join("mine"), d.path().join(".k.partial")).unwrap();
+        dir.replace(".k.partial", "k", "k", &f).unwrap();
         assert!(dir.is_file("k"));
         assert!(dir.open("k", false, "k").unwrap().is_some());
         assert!(dir.open("none", false, "none").unwrap().is_none());

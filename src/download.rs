@@ -139,6 +139,9 @@ struct Place {
     ledger: String,
     /// The partial file's path, for messages.
     shown: PathBuf,
+    /// The partial file this download made or took over (device, inode): only that one is
+    /// ever removed or renamed into place.
+    made: std::sync::OnceLock<(u64, u64)>,
 }
 
 impl Place {
@@ -150,6 +153,7 @@ impl Place {
             name: name.to_string(),
             partial,
             dir,
+            made: std::sync::OnceLock::new(),
         }
     }
 
@@ -162,9 +166,11 @@ impl Place {
         std::io::Read::read_to_string(&mut f, &mut text).is_ok() && text.lines().count() > 1
     }
 
-    /// Remove the partial file and its ledger.
+    /// Remove the partial file (if it is still the one this download wrote) and its ledger.
     fn clean(&self) {
-        let _ = self.dir.remove(&self.partial);
+        if let Some(&made) = self.made.get() {
+            let _ = self.dir.remove_same(&self.partial, made);
+        }
         let _ = self.dir.remove(&self.ledger);
     }
 }
@@ -267,6 +273,11 @@ fn io(path: &Path, e: impl std::fmt::Display) -> DownloadError {
     }
 }
 
+/// A filesystem error writing `path`, with what to do about it where there is a fix.
+fn fs(path: &Path, e: std::io::Error) -> DownloadError {
+    io(path, format!("{e}{}", confine::hint(&e)))
+}
+
 /// How a restored file was proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
@@ -333,7 +344,11 @@ impl PartialFile {
             Some(f) => f,
             None => place.dir.create(&place.partial, key)?,
         };
-        file.set_len(size).map_err(|e| io(&place.shown, e))?;
+        if let Ok(m) = file.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            let _ = place.made.set((m.dev(), m.ino()));
+        }
+        file.set_len(size).map_err(|e| fs(&place.shown, e))?;
         let direct = direct
             .then(|| place.dir.open_direct(&place.partial, &file))
             .flatten();
@@ -489,8 +504,9 @@ pub async fn restore(
     if r.is_err() {
         // A failure a rerun can get past keeps the parts proven so far, for that rerun to
         // resume from; any other failure, or one before any part was proven, removes the
-        // partial file.
-        let temporary = matches!(&r, Err(DownloadError::S3(e)) if e.is_temporary());
+        // partial file. So does a new version of the object: its parts are not these.
+        let temporary = matches!(&r, Err(DownloadError::S3(e))
+            if e.is_temporary() && !matches!(e, S3Error::Changed { .. }));
         let (p, key) = (place.clone(), obj.rel.clone());
         let _ = confined(&place.shown, move || {
             if !(temporary && p.ledger_has_parts(&key)) {
@@ -581,17 +597,17 @@ async fn fetch(
             let mut f = match kept {
                 Some(mut f) => {
                     std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))
-                        .map_err(|e| io(&p.shown, e))?;
+                        .map_err(|e| fs(&p.shown, e))?;
                     f
                 }
                 None => {
                     let mut f = p.dir.create(&p.ledger, &key)?;
                     f.write_all(header.as_bytes())
-                        .map_err(|e| io(&p.shown, e))?;
+                        .map_err(|e| fs(&p.shown, e))?;
                     f
                 }
             };
-            f.flush().map_err(|e| io(&p.shown, e))?;
+            f.flush().map_err(|e| fs(&p.shown, e))?;
             Ok(f)
         })
         .await?;
@@ -759,19 +775,13 @@ async fn fetch(
     let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, &file, partial).await?;
 
     let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
-    {
-        let file = file.clone();
-        blocking(partial, move || {
-            file.file.sync_all()?;
-            file.file.set_modified(mtime)
-        })
-        .await?;
-    }
-    drop(file);
     let had_ledger = ledger.take().is_some();
     let (p, key) = (place.clone(), rel.clone());
     confined(partial, move || {
-        p.dir.replace(&p.partial, &p.name, &key)?;
+        file.file.sync_all().map_err(|e| fs(&p.shown, e))?;
+        file.file.set_modified(mtime).map_err(|e| fs(&p.shown, e))?;
+        // Only the file written and proven goes under the name, never one put in its place.
+        p.dir.replace(&p.partial, &p.name, &key, &file.file)?;
         if had_ledger {
             let _ = p.dir.remove(&p.ledger);
         }
@@ -880,7 +890,7 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> Result<T, DownloadError> {
     let p = path.to_path_buf();
-    confined(path, move || f().map_err(|e| io(&p, e))).await
+    confined(path, move || f().map_err(|e| fs(&p, e))).await
 }
 
 /// Work in the destination directory on a blocking thread.

@@ -25,6 +25,9 @@ pub enum UploadError {
     Parts { path: String, source: PartError },
     #[error("{path}: internal error: {message}")]
     Internal { path: String, message: String },
+    /// A bucket copy's read of its source failed, as a restore's would.
+    #[error(transparent)]
+    Download(Arc<crate::download::DownloadError>),
     /// A corrupt blob or an invalid or dangling link in registry mode: never uploaded.
     #[error("{path}: {message}")]
     Registry { path: String, message: String },
@@ -40,6 +43,7 @@ impl UploadError {
             UploadError::Integrity { .. } => Class::Integrity,
             UploadError::Parts { .. } | UploadError::Registry { .. } => Class::Permanent,
             UploadError::Internal { .. } => Class::Permanent,
+            UploadError::Download(e) => e.class(),
         }
     }
 

@@ -237,18 +237,7 @@ pub enum Proof {
 fn from_download(e: DownloadError) -> UploadError {
     match e {
         DownloadError::S3(e) => UploadError::S3(e),
-        DownloadError::Short { ref key, .. } | DownloadError::Integrity { ref key, .. } => {
-            UploadError::Integrity {
-                path: key.clone(),
-                message: e.to_string(),
-            }
-        }
-        DownloadError::Io { path, message } => UploadError::Internal { path, message },
-        // Bucket copies write no local file.
-        DownloadError::Local(e) => UploadError::Internal {
-            path: String::new(),
-            message: e.to_string(),
-        },
+        e => UploadError::Download(Arc::new(e)),
     }
 }
 

@@ -134,6 +134,14 @@ fn no_credentials(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn find_transport(err: &(dyn std::error::Error + 'static)) -> Option<http::TransportError> {
+    find_transport_as("the server", err)
+}
+
+/// [`find_transport`], its message led by `what` (who failed, or what broke).
+fn find_transport_as(
+    what: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> Option<http::TransportError> {
     let below_http = |c: &(dyn std::error::Error + 'static)| {
         c.is::<http::TransportError>()
             || c.is::<timeout::TimedOut>()
@@ -142,7 +150,7 @@ fn find_transport(err: &(dyn std::error::Error + 'static)) -> Option<http::Trans
     };
     std::iter::successors(Some(err), |c| c.source())
         .any(below_http)
-        .then(|| http::transport_error("the server", err))
+        .then(|| http::transport_error(what, err))
 }
 
 fn transport(op: &'static str, key: String, t: http::TransportError) -> S3Error {
@@ -587,9 +595,12 @@ impl Body {
             None => next.await,
         }?;
         Some(r.map_err(|e| {
-            let t = find_transport(&e).unwrap_or_else(|| http::TransportError {
-                kind: http::TransportKind::Broken,
-                message: "the download broke off".into(),
+            // Mid-body: the answer broke off (the connection closed, reset, or timed out).
+            let t = find_transport_as("the download broke off", &e).unwrap_or_else(|| {
+                http::TransportError {
+                    kind: http::TransportKind::Broken,
+                    message: "the download broke off".into(),
+                }
             });
             transport("get", self.key.clone(), t)
         }))

@@ -59,6 +59,13 @@ pub enum Reply {
     /// Send the status line and headers promising `len` bytes, then one byte every `every`:
     /// never idle, never done.
     Drip { len: usize, every: Duration },
+    /// Send a 200 with these headers promising `len` body bytes, then only `sent`, and close
+    /// the connection: a body cut short.
+    Cut {
+        headers: Vec<(String, String)>,
+        len: usize,
+        sent: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -271,6 +278,17 @@ fn serve(conn: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) {
                         return;
                     }
                 }
+                return;
+            }
+            Reply::Cut { headers, len, sent } => {
+                let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n");
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(&sent);
+                let _ = out.shutdown(std::net::Shutdown::Both);
                 return;
             }
             Reply::Stall { status, len, sent } => {
