@@ -41,7 +41,9 @@ impl SrcEntry {
 /// Why one entry of the walk could not be used.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum WalkError {
-    #[error("{path}: is a symlink: pass --copy-links to upload what it points to")]
+    #[error(
+        "{path}: is a symlink, which s3ferry does not follow: pass --copy-links to use what it points to"
+    )]
     Symlink { path: String },
     #[error("{path}: name is not valid UTF-8: rename it (S3 keys are UTF-8)")]
     NotUtf8 { path: String },
