@@ -245,6 +245,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         registry: remote_registry(g, &src_store).await?,
         include_uploads: g.registry.registry_uploads,
         cutoff: cutoff(g),
+        delete_excluded: g.filter.delete_excluded,
     };
     let summary = crate::mirror::run(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;
@@ -290,6 +291,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         include_uploads: g.registry.registry_uploads,
         cutoff: cutoff(g),
         delete: mode == Mode::Sync,
+        delete_excluded: g.filter.delete_excluded,
         max_delete: u64::try_from(t.max_delete).ok(),
         dry_run: t.dry_run,
         size_only: t.size_only,
@@ -622,6 +624,7 @@ fn filter(g: &Global, aws: bool) -> anyhow::Result<Filter> {
             Vec::new()
         },
         filter: f.filter.clone(),
+        exclude_if_present: f.exclude_if_present.clone(),
         include_from: f.include_from.clone(),
         exclude_from: f.exclude_from.clone(),
         filter_from: f.filter_from.clone(),
@@ -702,11 +705,17 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
             SkipRule::Checksum
         } else if t.size_only {
             SkipRule::SizeOnly
+        } else if t.update && t.use_server_modtime {
+            SkipRule::UpdateServerTime
         } else if t.update {
             SkipRule::Update
+        } else if t.use_server_modtime {
+            SkipRule::ServerTime
         } else {
             SkipRule::SizeAndTime
         },
+        update_modtime: !t.no_update_modtime,
+        delete_excluded: g.filter.delete_excluded,
         max_delete: u64::try_from(t.max_delete).ok(),
         copy_links: t.copy_links,
         create_bucket: t.create_bucket,

@@ -178,9 +178,10 @@ fn link_error(path: String, e: String) -> Difference {
 
 /// What one check task found.
 enum Found {
-    /// A file's verdict: its path, size, verdict (`None`: not in the destination), and whether
-    /// its blob digest was checked.
-    Verdict(String, u64, Option<Verdict>, bool),
+    /// A file's verdict: its path, size, verdict (`None`: not in the destination), whether
+    /// its blob digest was checked, and whether the object was written after the file last
+    /// changed (so a difference means another writer replaced it).
+    Verdict(String, u64, Option<Verdict>, bool, bool),
     /// A link's check.
     Link(Option<Difference>),
 }
@@ -215,14 +216,14 @@ impl CheckSummary {
     /// Count what a task found; differences are logged as found, matches go to the output
     /// files.
     fn found(&mut self, found: Found, outputs: &mut Outputs, dst_name: &str) {
-        let (rel, size, v, blob) = match found {
+        let (rel, size, v, blob, replaced) = match found {
             Found::Link(d) => {
                 if let Some(d) = d {
                     self.differ(d, outputs);
                 }
                 return;
             }
-            Found::Verdict(rel, size, v, blob) => (rel, size, v, blob),
+            Found::Verdict(rel, size, v, blob, replaced) => (rel, size, v, blob, replaced),
         };
         if blob && !matches!(v, Some(Verdict::CorruptSource(_) | Verdict::Error(_))) {
             self.blobs_digest_verified += 1;
@@ -236,6 +237,10 @@ impl CheckSummary {
                 return;
             }
             Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
+            Some(Verdict::HashDiffers) if replaced => (
+                "hash",
+                "md5 differ: the object is newer than its file and differs (another writer replaced it): `sync --checksum` uploads the file again".to_string(),
+            ),
             Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
             Some(Verdict::Unverified(why)) => {
                 ("unverified", format!("hash could not be checked: {why}"))
@@ -363,6 +368,7 @@ fn local_of(d: list::DstEntry, root: &Path) -> walk::SrcEntry {
         rel: d.rel,
         size: d.size,
         mtime: d.last_modified,
+        ctime: d.last_modified,
     }
 }
 
@@ -538,11 +544,12 @@ pub async fn run(
                 s.differ(d, &mut outputs);
             }
             (Compare::MissingOnDst, Some(src), _) => s.found(
-                Found::Verdict(src.rel, 0, None, false),
+                Found::Verdict(src.rel, 0, None, false, false),
                 &mut outputs,
                 &dst_name,
             ),
             (Compare::Verify { blob }, Some(src), Some(d)) => {
+                let reversed = opts.reversed;
                 Stats::add(&stats.checks_total, 1);
                 Stats::add(&stats.bytes_total, src.size);
                 let (store, stats) = (store.clone(), stats.clone());
@@ -551,7 +558,8 @@ pub async fn run(
                     let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
                     Stats::add(&stats.checks_done, 1);
                     stats.skipped(src.size);
-                    Found::Verdict(src.rel, src.size, Some(v), blob.is_some())
+                    let replaced = !reversed && crate::plan::untouched_since(&src, &d);
+                    Found::Verdict(src.rel, src.size, Some(v), blob.is_some(), replaced)
                 });
             }
             (what, ..) => unreachable!("{what:?} without its sides"),
@@ -639,7 +647,7 @@ pub async fn run_buckets(
                 s.differ(d, &mut outputs);
             }
             (Compare::MissingOnDst, Some(a), _) => s.found(
-                Found::Verdict(a.rel, 0, None, false),
+                Found::Verdict(a.rel, 0, None, false, false),
                 &mut outputs,
                 &dst_name,
             ),
@@ -652,7 +660,7 @@ pub async fn run_buckets(
                     let v = verify::verify_objects(&src, &a, &dst, &b, vopts).await;
                     Stats::add(&stats.checks_done, 1);
                     stats.skipped(a.size);
-                    Found::Verdict(a.rel, a.size, Some(v), false)
+                    Found::Verdict(a.rel, a.size, Some(v), false, false)
                 });
             }
             (what, ..) => unreachable!("{what:?} without its sides"),

@@ -149,9 +149,20 @@ pub struct TransferFlags {
     /// Skip every file that already exists in the destination, whatever it holds.
     #[arg(long, global = true)]
     pub ignore_existing: bool,
-    /// Skip files whose object is newer than the file (by LastModified).
+    /// Skip files whose object is newer than the file (by the mtime it records, else its
+    /// LastModified).
     #[arg(short = 'u', long, global = true)]
     pub update: bool,
+    /// Compare the file's mtime with the object's LastModified, not the mtime it records:
+    /// no request per object, but a file set back in time (cp -p, rsync -a, tar) of the same
+    /// size is not seen.
+    #[arg(long, global = true)]
+    pub use_server_modtime: bool,
+    /// Leave the object as it is when a file's mtime changed but not its content (by default
+    /// the object gets the file's mtime, a server-side copy onto itself, so the next run needs
+    /// no request for it).
+    #[arg(long, global = true)]
+    pub no_update_modtime: bool,
     /// sync: do not delete more than N objects (if more are needed, none are deleted).
     #[arg(long, global = true, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     pub max_delete: i64,
@@ -427,6 +438,15 @@ pub struct FilterFlags {
     /// Read filter rules from a file, one per line.
     #[arg(long, global = true, value_name = "FILE")]
     pub filter_from: Vec<PathBuf>,
+    /// Leave out every directory that holds a file of this name, and all under it
+    /// (repeatable). As with rclone, what the destination holds there is then extra to a
+    /// sync.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub exclude_if_present: Vec<String>,
+    /// sync: also delete what the filters leave out in the destination (after a run without
+    /// errors, within --max-delete), as rclone's does.
+    #[arg(long, global = true)]
+    pub delete_excluded: bool,
     /// Only files at least this large, e.g. 1M (a bare number is KiB).
     #[arg(long, global = true, value_name = "SIZE", value_parser = size_arg)]
     pub min_size: Option<u64>,
@@ -544,10 +564,6 @@ pub struct CompatFlags {
     #[arg(long, global = true, hide = true)]
     pub track_renames: bool,
     #[arg(long, global = true, hide = true)]
-    pub no_update_modtime: bool,
-    #[arg(long, global = true, hide = true)]
-    pub use_server_modtime: bool,
-    #[arg(long, global = true, hide = true)]
     pub check_first: bool,
     #[arg(long, global = true, hide = true)]
     pub ignore_errors: bool,
@@ -569,7 +585,7 @@ pub type FlagNote = (&'static str, &'static str);
 /// The accepted and refused compatibility flags that were given: (flag, why it has no effect)
 /// and (flag, why it is refused and what to use instead).
 pub fn compat(c: &CompatFlags) -> (Vec<FlagNote>, Vec<FlagNote>) {
-    let no_effect: [(bool, &str, &str); 10] = [
+    let no_effect: [(bool, &str, &str); 8] = [
         (
             c.fast_list,
             "--fast-list",
@@ -599,16 +615,6 @@ pub fn compat(c: &CompatFlags) -> (Vec<FlagNote>, Vec<FlagNote>) {
             c.track_renames,
             "--track-renames",
             "S3 has no rename; a renamed file is uploaded and the old object deleted",
-        ),
-        (
-            c.no_update_modtime,
-            "--no-update-modtime",
-            "s3ferry never rewrites an object only to change its mtime",
-        ),
-        (
-            c.use_server_modtime,
-            "--use-server-modtime",
-            "the skip rule already uses the listing's LastModified",
         ),
         (
             c.check_first,

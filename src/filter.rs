@@ -59,6 +59,8 @@ pub struct FilterSpec {
     pub max_size: Option<u64>,
     pub min_age: Option<Duration>,
     pub max_age: Option<Duration>,
+    /// `--exclude-if-present`: directories holding a file of one of these names are left out.
+    pub exclude_if_present: Vec<String>,
 }
 
 /// Compiled filter rules.
@@ -75,6 +77,8 @@ pub struct Filter {
     oldest: Option<SystemTime>,
     /// With `--shard`, only this shard's paths.
     shard: Option<crate::shard::Shard>,
+    /// `--exclude-if-present`.
+    markers: Vec<String>,
 }
 
 /// One rule compiles to one or two globs (the pattern itself and `**/pattern` when unanchored).
@@ -201,7 +205,24 @@ impl Filter {
             newest: spec.min_age.and_then(|a| now.checked_sub(a)),
             oldest: spec.max_age.and_then(|a| now.checked_sub(a)),
             shard: None,
+            markers: spec.exclude_if_present.clone(),
         })
+    }
+
+    /// The names of the files whose presence leaves their directory out
+    /// (`--exclude-if-present`).
+    pub fn exclude_if_present(&self) -> &[String] {
+        &self.markers
+    }
+
+    /// The shard alone, none of the rules: what `--delete-excluded` lists the destination
+    /// with, so that what the rules leave out there is deleted (another shard's keys never
+    /// are).
+    pub fn shard_only(&self) -> Filter {
+        Filter {
+            shard: self.shard,
+            ..Filter::default()
+        }
     }
 
     /// Restrict to one shard's paths.

@@ -343,6 +343,7 @@ mod tests {
             path: rel.into(),
             size,
             mtime: t(0),
+            ctime: t(0),
         }
     }
     fn dst(rel: &str, size: u64) -> DstEntry {

@@ -43,6 +43,9 @@ pub struct MirrorOptions {
     /// `--checksum`: objects whose ETags cannot be compared are copied, not judged by mtime.
     pub checksum: bool,
     pub max_delete: Option<u64>,
+    /// `--delete-excluded`: the destination is listed without the filters' rules, so what
+    /// they leave out there is extra and deleted with the rest.
+    pub delete_excluded: bool,
     /// Copy through us even on one endpoint (`--disable copy`, or two sets of credentials).
     pub server_side: bool,
     pub create_bucket: bool,
@@ -151,7 +154,12 @@ pub async fn run(
         ..MirrorSummary::default()
     };
     let src_listing = list::start(&src, &filter, limits.checkers).await?;
-    let dst_listing = match list::start(&dst, &filter, limits.checkers).await {
+    let dst_filter = if opts.delete_excluded {
+        filter.shard_only()
+    } else {
+        filter.clone()
+    };
+    let dst_listing = match list::start(&dst, &dst_filter, limits.checkers).await {
         Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
             dst.create_bucket(opts.location_constraint.as_deref())
                 .await?;
@@ -423,6 +431,7 @@ mod tests {
             ignore_existing: false,
             checksum: false,
             max_delete: None,
+            delete_excluded: false,
             server_side: true,
             create_bucket: false,
             location_constraint: None,

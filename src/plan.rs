@@ -1,9 +1,11 @@
 //! Stage 3: decide, per key of the march ([`crate::march`]), what `sync` and `copy` do with
 //! it: upload, compare content, skip, or delete.
 //!
-//! The decisions are pure functions of their inputs: no I/O, no clocks. In particular the skip
-//! rule uses only what the listing returned (size, LastModified), so a rerun sends no HEAD per
-//! object.
+//! The decisions are pure functions of their inputs: no I/O, no clocks. The skip rule is
+//! rclone's (same size and same mtime, else the content decides), decided from the listing
+//! alone for every file nothing has touched since its object was written, so a rerun of an
+//! untouched tree sends no request per object; only a file touched since (its ctime, which no
+//! tool can set back, says so) costs a HEAD for the mtime its object records ([`after_head`]).
 
 use std::time::SystemTime;
 
@@ -34,19 +36,27 @@ impl<'a> Pair<'a> {
 /// How `sync`/`copy` decide that an existing object is already up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SkipRule {
-    /// Same size and the object was written in a later second than the file's mtime
-    /// (listing only).
+    /// rclone's rule: same size and the same mtime as the object records, else the same
+    /// content (whose object then gets the file's mtime). Decided from the listing when the
+    /// object was written in a later second than the file's mtime and ctime (nothing touched
+    /// the file since); otherwise from the object's recorded mtime (a HEAD), then the content.
     #[default]
     SizeAndTime,
+    /// `--use-server-modtime`: same size and the object written in a later second than the
+    /// file's mtime (the listing only, and blind to files set back in time).
+    ServerTime,
     /// Same size alone (`--size-only`).
     SizeOnly,
     /// Same size and same content hash (`--checksum`): needs the file hashed.
     Checksum,
     /// The object exists at all (`--ignore-existing`).
     Exists,
-    /// The object is newer than the file (`--update`): its LastModified is in a later second
-    /// than the file's mtime. Otherwise the size and time rule decides.
+    /// `--update`: the object is kept when its mtime (recorded, else LastModified) is newer
+    /// than the file's; otherwise [`SkipRule::SizeAndTime`] decides.
     Update,
+    /// `--update --use-server-modtime`: the object is kept when its LastModified is in a later
+    /// second than the file's mtime; otherwise [`SkipRule::ServerTime`] decides.
+    UpdateServerTime,
 }
 
 /// Why a file is uploaded.
@@ -56,6 +66,9 @@ pub enum Reason {
     SizeDiffers,
     /// The file was modified after the object was written.
     Newer,
+    /// The file's mtime is not the one its object records, and the content differs (or
+    /// cannot be compared).
+    MtimeDiffers,
     /// `--checksum` found different content (decided after hashing).
     ContentDiffers,
 }
@@ -66,6 +79,7 @@ impl Reason {
             Reason::New => "new file",
             Reason::SizeDiffers => "size differs",
             Reason::Newer => "source is newer",
+            Reason::MtimeDiffers => "modification time and content differ",
             Reason::ContentDiffers => "content differs",
         }
     }
@@ -75,8 +89,10 @@ impl Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Upload(Reason),
-    /// Same size; decide after hashing (only with `--checksum`).
+    /// Same size; decide after hashing (`--checksum`, or after [`Decision::ReadMtime`]).
     CompareContent,
+    /// Read the mtime the object records (a HEAD), then decide with [`after_head`].
+    ReadMtime,
     Skip,
     /// Only in the destination: deleted by `sync` when the run had no errors.
     Delete,
@@ -88,17 +104,73 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
         Pair::SrcOnly(_) => Decision::Upload(Reason::New),
         Pair::DstOnly(_) => Decision::Delete,
         Pair::Both(s, d) => {
-            let object_newer = whole_seconds(d.last_modified) > whole_seconds(s.mtime);
+            let written = whole_seconds(d.last_modified);
+            let untouched = untouched_since(s, d);
+            let same_size = s.size == d.size;
             match rule {
                 SkipRule::Exists => Decision::Skip,
-                SkipRule::Update if object_newer => Decision::Skip,
-                _ if s.size != d.size => Decision::Upload(Reason::SizeDiffers),
+                SkipRule::UpdateServerTime if written > whole_seconds(s.mtime) => Decision::Skip,
+                _ if !same_size && rule != SkipRule::Update => {
+                    Decision::Upload(Reason::SizeDiffers)
+                }
                 SkipRule::SizeOnly => Decision::Skip,
                 SkipRule::Checksum => Decision::CompareContent,
-                SkipRule::SizeAndTime | SkipRule::Update if object_newer => Decision::Skip,
-                SkipRule::SizeAndTime | SkipRule::Update => Decision::Upload(Reason::Newer),
+                SkipRule::ServerTime | SkipRule::UpdateServerTime => {
+                    if written > whole_seconds(s.mtime) {
+                        Decision::Skip
+                    } else {
+                        Decision::Upload(Reason::Newer)
+                    }
+                }
+                SkipRule::SizeAndTime if untouched => Decision::Skip,
+                SkipRule::SizeAndTime => Decision::ReadMtime,
+                // --update: an object written no later than the file's mtime records an mtime
+                // no newer than the file's (it was the file's then): the plain rule decides.
+                SkipRule::Update if written <= whole_seconds(s.mtime) => {
+                    if same_size {
+                        Decision::ReadMtime
+                    } else {
+                        Decision::Upload(Reason::SizeDiffers)
+                    }
+                }
+                SkipRule::Update if untouched && same_size => Decision::Skip,
+                SkipRule::Update => Decision::ReadMtime,
             }
         }
+    }
+}
+
+/// Whether nothing has touched the file `s` since its object `d` was written: the object's
+/// LastModified is in a later second than both the file's mtime and its ctime, so the object
+/// holds what the file holds, with its mtime (unless another writer replaced the object).
+pub fn untouched_since(s: &SrcEntry, d: &DstEntry) -> bool {
+    whole_seconds(d.last_modified) > whole_seconds(s.mtime).max(whole_seconds(s.ctime))
+}
+
+/// The decision for a pair whose object records the mtime `recorded` (`None`: it records
+/// none), once a HEAD has read it ([`Decision::ReadMtime`]): rclone's rules. With
+/// [`SkipRule::Update`] an object whose mtime (recorded, else its LastModified) is newer than
+/// the file's is kept, and one of the same mtime unless the sizes differ. Otherwise a file of
+/// the same size and mtime is unchanged, and the content decides the rest: an upload if it
+/// differs, else the object only needs the file's mtime.
+pub fn after_head(
+    s: &SrcEntry,
+    d: &DstEntry,
+    recorded: Option<SystemTime>,
+    rule: SkipRule,
+) -> Decision {
+    let same_size = s.size == d.size;
+    let same = recorded.is_some_and(|r| same_mtime(r, s.mtime));
+    if rule == SkipRule::Update {
+        let theirs = recorded.unwrap_or(d.last_modified);
+        if !same && theirs > s.mtime {
+            return Decision::Skip;
+        }
+    }
+    match (same_size, same) {
+        (false, _) => Decision::Upload(Reason::SizeDiffers),
+        (true, true) => Decision::Skip,
+        (true, false) => Decision::CompareContent,
     }
 }
 
@@ -191,6 +263,7 @@ mod tests {
             path: rel.into(),
             size,
             mtime,
+            ctime: mtime,
         }
     }
     fn dst(rel: &str, size: u64, lm: SystemTime) -> DstEntry {
@@ -202,112 +275,135 @@ mod tests {
         }
     }
 
+    /// A pair: the file (size, mtime, ctime in seconds) and its object (size, LastModified).
+    fn pair(f: (u64, u64, u64), o: (u64, u64)) -> (SrcEntry, DstEntry) {
+        let mut s = src("f", f.0, t(f.1));
+        s.ctime = t(f.2);
+        (s, dst("f", o.0, t(o.1)))
+    }
+
+    /// Every rule on the listing alone: which pairs are settled without a request, and which
+    /// need the object's recorded mtime.
     #[test]
-    fn ignore_existing_and_update() {
-        let d = dst("f", 5, t(0));
-        let both = |size, mtime, lm| {
+    fn decisions_from_the_listing() {
+        use Decision::*;
+        use SkipRule::*;
+        let up = Upload;
+        // (file (size, mtime, ctime), object (size, LastModified), rule, decision)
+        let table = [
+            // Untouched since the upload: no request.
+            ((5, 100, 100), (5, 101), SizeAndTime, Skip),
+            // Written in the same second as the file: its recorded mtime decides (a HEAD,
+            // not an upload).
+            ((5, 100, 100), (5, 100), SizeAndTime, ReadMtime),
+            // Set back in time (touch -d, cp -p, rsync -a, tar): the ctime says so.
+            ((5, 50, 300), (5, 200), SizeAndTime, ReadMtime),
+            ((5, 300, 300), (5, 200), SizeAndTime, ReadMtime),
+            ((6, 50, 50), (5, 200), SizeAndTime, up(Reason::SizeDiffers)),
+            // --use-server-modtime: the LastModified rule, blind to ctimes.
+            ((5, 50, 300), (5, 200), ServerTime, Skip),
+            ((5, 300, 300), (5, 200), ServerTime, up(Reason::Newer)),
+            ((5, 100, 100), (5, 100), ServerTime, up(Reason::Newer)),
+            ((6, 50, 50), (5, 200), ServerTime, up(Reason::SizeDiffers)),
+            ((5, 1, 999), (5, 1), SizeOnly, Skip),
+            ((6, 1, 1), (5, 999), SizeOnly, up(Reason::SizeDiffers)),
+            ((5, 1, 1), (5, 999), Checksum, CompareContent),
+            ((6, 1, 1), (5, 999), Checksum, up(Reason::SizeDiffers)),
+            ((6, 999, 999), (5, 1), Exists, Skip),
+            // --update: an object written after the file's mtime may be newer (a HEAD says),
+            // unless nothing touched the file since; one written before it is not.
+            ((5, 100, 100), (5, 200), Update, Skip),
+            ((9, 100, 100), (5, 200), Update, ReadMtime),
+            ((5, 100, 300), (5, 200), Update, ReadMtime),
+            ((9, 300, 300), (5, 200), Update, up(Reason::SizeDiffers)),
+            ((5, 300, 300), (5, 200), Update, ReadMtime),
+            ((9, 100, 100), (5, 200), UpdateServerTime, Skip),
+            ((5, 300, 300), (5, 200), UpdateServerTime, up(Reason::Newer)),
             (
-                src("f", size, t(mtime)),
-                DstEntry {
-                    last_modified: t(lm),
-                    ..d.clone()
-                },
-            )
-        };
-        let cases = [
-            // (file size, file mtime, object LastModified, rule, decision)
-            (9, 100, 50, SkipRule::Exists, Decision::Skip),
-            (9, 100, 200, SkipRule::Update, Decision::Skip),
-            (
-                9,
-                200,
-                100,
-                SkipRule::Update,
-                Decision::Upload(Reason::SizeDiffers),
+                (9, 300, 300),
+                (5, 200),
+                UpdateServerTime,
+                up(Reason::SizeDiffers),
             ),
-            (
-                5,
-                200,
-                100,
-                SkipRule::Update,
-                Decision::Upload(Reason::Newer),
-            ),
-            (5, 100, 200, SkipRule::Update, Decision::Skip),
         ];
-        for (size, mtime, lm, rule, want) in cases {
-            let (s, d) = both(size, mtime, lm);
+        for (f, o, rule, want) in table {
+            let (s, d) = pair(f, o);
             assert_eq!(
                 decide(&Pair::Both(&s, &d), rule),
                 want,
-                "{rule:?} {size} {mtime} {lm}"
+                "{f:?} {o:?} {rule:?}"
             );
         }
         let new = src("f", 1, t(1));
-        assert_eq!(
-            decide(&Pair::SrcOnly(&new), SkipRule::Exists),
-            Decision::Upload(Reason::New)
-        );
+        for rule in [SizeAndTime, Exists, Update, ServerTime] {
+            assert_eq!(decide(&Pair::SrcOnly(&new), rule), up(Reason::New));
+        }
+        let d = dst("x", 1, t(0));
+        assert_eq!(decide(&Pair::DstOnly(&d), SizeAndTime), Delete);
     }
 
+    /// Once the recorded mtime is known: rclone's rule (and `--update`'s).
     #[test]
-    fn decisions() {
-        let s = src(
-            "k",
-            10,
-            SystemTime::UNIX_EPOCH + Duration::from_millis(100_500),
-        );
-        // (dst size, dst last modified, rule, decision)
-        let cases = [
+    fn decisions_after_reading_the_recorded_mtime() {
+        use Decision::*;
+        use SkipRule::*;
+        let ns = |s, n| SystemTime::UNIX_EPOCH + Duration::new(s, n);
+        // (file (size, mtime, ctime), object (size, LastModified), recorded, rule, decision)
+        let table = [
+            ((5, 100, 300), (5, 200), Some(t(100)), SizeAndTime, Skip),
             (
-                10,
-                t(100),
-                SkipRule::SizeAndTime,
-                Decision::Upload(Reason::Newer),
-            ), // same second
-            (10, t(101), SkipRule::SizeAndTime, Decision::Skip),
-            (
-                10,
-                t(99),
-                SkipRule::SizeAndTime,
-                Decision::Upload(Reason::Newer),
+                (5, 50, 300),
+                (5, 200),
+                Some(t(100)),
+                SizeAndTime,
+                CompareContent,
             ),
             (
-                11,
-                t(200),
-                SkipRule::SizeAndTime,
-                Decision::Upload(Reason::SizeDiffers),
+                (5, 150, 300),
+                (5, 200),
+                Some(t(100)),
+                SizeAndTime,
+                CompareContent,
             ),
-            (10, t(1), SkipRule::SizeOnly, Decision::Skip),
+            // Another tool's object records no mtime: the content decides.
+            ((5, 100, 300), (5, 200), None, SizeAndTime, CompareContent),
+            ((5, 100, 100), (5, 200), Some(t(300)), Update, Skip),
+            ((9, 100, 100), (5, 200), Some(t(300)), Update, Skip),
+            ((9, 100, 100), (5, 200), None, Update, Skip),
             (
-                9,
-                t(1),
-                SkipRule::SizeOnly,
-                Decision::Upload(Reason::SizeDiffers),
+                (9, 100, 100),
+                (5, 200),
+                Some(t(100)),
+                Update,
+                Upload(Reason::SizeDiffers),
             ),
-            (10, t(200), SkipRule::Checksum, Decision::CompareContent),
+            ((5, 100, 100), (5, 200), Some(t(100)), Update, Skip),
+            ((5, 100, 300), (5, 200), Some(t(50)), Update, CompareContent),
             (
-                0,
-                t(200),
-                SkipRule::Checksum,
-                Decision::Upload(Reason::SizeDiffers),
+                (9, 100, 300),
+                (5, 200),
+                Some(t(50)),
+                Update,
+                Upload(Reason::SizeDiffers),
             ),
         ];
-        for (size, lm, rule, want) in cases {
-            let d = dst("k", size, lm);
+        for (f, o, recorded, rule, want) in table {
+            let (s, d) = pair(f, o);
             assert_eq!(
-                decide(&Pair::Both(&s, &d), rule),
+                after_head(&s, &d, recorded, rule),
                 want,
-                "size={size} lm={lm:?} {rule:?}"
+                "{f:?} {o:?} {recorded:?} {rule:?}"
             );
         }
+        // To the precision of the filesystem: a whole-second mtime matches its recorded
+        // nanoseconds.
+        let (mut s, d) = pair((5, 0, 0), (5, 9));
+        s.mtime = ns(100, 0);
+        assert_eq!(after_head(&s, &d, Some(ns(100, 123)), SizeAndTime), Skip);
+        s.mtime = ns(100, 5);
         assert_eq!(
-            decide(&Pair::SrcOnly(&s), SkipRule::SizeOnly),
-            Decision::Upload(Reason::New)
-        );
-        let d = dst("x", 1, t(0));
-        assert_eq!(
-            decide(&Pair::DstOnly(&d), SkipRule::SizeAndTime),
-            Decision::Delete
+            after_head(&s, &d, Some(ns(100, 6)), SizeAndTime),
+            CompareContent
         );
     }
 

@@ -35,6 +35,9 @@ use crate::walk::{self, SrcEntry, WalkError};
 pub struct RestoreOptions {
     /// `sync`: files only in the directory are deleted once every object was restored.
     pub delete: bool,
+    /// `--delete-excluded`: the directory is walked without the filters' rules, so what they
+    /// leave out there is extra and deleted with the rest.
+    pub delete_excluded: bool,
     pub max_delete: Option<u64>,
     pub dry_run: bool,
     /// Keep any file of the same size (`--size-only`), or any file at all
@@ -141,7 +144,11 @@ pub async fn run(
     let walked = walk::spawn(
         root.clone(),
         String::new(),
-        filter.clone(),
+        if opts.delete_excluded {
+            filter.shard_only()
+        } else {
+            filter.clone()
+        },
         false,
         limits.walk_threads,
     );
@@ -432,6 +439,7 @@ mod tests {
             path: PathBuf::from("/d/a"),
             size,
             mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -439,6 +447,7 @@ mod tests {
     fn decisions() {
         let plain = RestoreOptions {
             delete: false,
+            delete_excluded: false,
             max_delete: None,
             dry_run: false,
             size_only: false,

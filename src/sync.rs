@@ -38,6 +38,12 @@ pub struct SyncOptions {
     pub mode: Mode,
     pub dry_run: bool,
     pub skip_rule: SkipRule,
+    /// A file whose mtime changed but not its content gives its mtime to its object (rclone's
+    /// default; off with `--no-update-modtime`).
+    pub update_modtime: bool,
+    /// `--delete-excluded`: the bucket is listed without the filters' rules, so what they
+    /// leave out there is extra and deleted with the rest.
+    pub delete_excluded: bool,
     pub max_delete: Option<u64>,
     pub copy_links: bool,
     pub create_bucket: bool,
@@ -104,6 +110,12 @@ pub struct SyncSummary {
     pub bytes_reused: u64,
     pub files_resumed: u64,
     pub files_skipped: u64,
+    /// Skipped files whose object needed a HEAD to show it unchanged (a file touched since
+    /// its upload: its ctime is newer), and of those, the objects given the file's mtime
+    /// again by a server-side copy onto themselves, so that the next run skips them from
+    /// the listing alone.
+    pub files_checked_by_head: u64,
+    pub objects_refreshed: u64,
     pub hash_not_comparable: u64,
     /// Files or parts sent again after an integrity failure.
     pub retries: u64,
@@ -202,7 +214,12 @@ pub async fn run(
         opts.copy_links,
         limits.walk_threads,
     );
-    let listing = match list::start(&store, &filter, limits.checkers).await {
+    let listed_by = if opts.delete_excluded {
+        filter.shard_only()
+    } else {
+        filter.clone()
+    };
+    let listing = match list::start(&store, &listed_by, limits.checkers).await {
         Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
             store
                 .create_bucket(opts.location_constraint.as_deref())
@@ -358,7 +375,20 @@ struct Run {
     opts: SyncOptions,
 }
 
-type Compared = (SrcEntry, Verdict);
+type Compared = (SrcEntry, Settled);
+
+/// What a comparison that needed requests found.
+#[derive(Debug)]
+enum Settled {
+    /// Nothing to send: the same mtime, or the same content (`mtime_set`: the object was
+    /// given the file's mtime). `headed`: a HEAD read the recorded mtime.
+    Same {
+        headed: bool,
+        mtime_set: bool,
+    },
+    Send(Reason),
+    Error(String),
+}
 
 impl Run {
     /// Plan and upload until the merge ends and the queue is empty, or a cutoff. Returns the
@@ -428,10 +458,14 @@ impl Run {
                         Err(e) => panic!("compare task: {e}"),
                     };
                     match v {
-                        Verdict::Match => self.summary.files_skipped += 1,
-                        Verdict::Error(e) => self.summary.error(true, format!("{}: {e}", s.rel)),
-                        _ => {
-                            if let Err(e) = self.plan_upload(s, Reason::ContentDiffers).await {
+                        Settled::Same { headed, mtime_set } => {
+                            self.summary.files_skipped += 1;
+                            self.summary.files_checked_by_head += u64::from(headed);
+                            self.summary.objects_refreshed += u64::from(mtime_set);
+                        }
+                        Settled::Error(e) => self.summary.error(true, format!("{}: {e}", s.rel)),
+                        Settled::Send(reason) => {
+                            if let Err(e) = self.plan_upload(s, reason).await {
                                 failed = Some(e);
                             }
                         }
@@ -488,14 +522,18 @@ impl Run {
             }
             (Decision::CompareContent, Step::Both(s, d)) => {
                 // --checksum: hash the file, upload it if its content differs.
-                let vopts = VerifyOptions {
-                    download: false,
-                    always_download: false,
-                    parallel_parts: self.ctx.limits.parts_per_file,
-                };
-                let store = self.ctx.store.clone();
+                let ctx = self.ctx.clone();
                 compares.spawn(async move {
-                    let v = verify::verify(&store, &s, &d, vopts, None).await;
+                    let v = compare_content(&ctx, &s, &d, None).await;
+                    (s, v)
+                });
+            }
+            (Decision::ReadMtime, Step::Both(s, d)) => {
+                // Touched since its upload: the object's recorded mtime, then the content.
+                let (ctx, rule) = (self.ctx.clone(), self.opts.skip_rule);
+                let set = self.opts.update_modtime && !self.opts.dry_run;
+                compares.spawn(async move {
+                    let v = read_mtime(&ctx, &s, &d, rule, set).await;
                     (s, v)
                 });
             }
@@ -553,6 +591,96 @@ impl Run {
         }
         self.queue.finished(&rel, ok);
     }
+}
+
+/// Whether `s` holds what its object `d` holds (`head`: what a HEAD of it said, if one was
+/// made): the same content is nothing to send, another is an upload, and one that cannot be
+/// proven (an encrypted object's ETag, an unknown part layout) is sent again rather than
+/// trusted.
+async fn compare_content(
+    ctx: &UploadCtx,
+    s: &SrcEntry,
+    d: &DstEntry,
+    head: Option<crate::s3::Head>,
+) -> Settled {
+    let vopts = VerifyOptions {
+        download: false,
+        always_download: false,
+        parallel_parts: ctx.limits.parts_per_file,
+    };
+    let verdict = match head {
+        Some(h) => verify::verify_headed(&ctx.store, s, d, vopts, h).await,
+        None => verify::verify(&ctx.store, s, d, vopts, None).await,
+    };
+    match verdict {
+        Verdict::Match => Settled::Same {
+            headed: false,
+            mtime_set: false,
+        },
+        Verdict::Error(e) => Settled::Error(e),
+        _ => Settled::Send(Reason::ContentDiffers),
+    }
+}
+
+/// A file touched since its object was written ([`Decision::ReadMtime`]): read the mtime the
+/// object records, and decide as rclone does ([`plan::after_head`]). When the file turns out
+/// unchanged (the same mtime, or the same content), its object is given the file's mtime with
+/// a server-side copy onto itself (when `set`; pinned to the listed ETag), which also makes it
+/// newer than the file's ctime: the next run skips it from the listing alone, with no request.
+async fn read_mtime(
+    ctx: &UploadCtx,
+    s: &SrcEntry,
+    d: &DstEntry,
+    rule: SkipRule,
+    set: bool,
+) -> Settled {
+    let head = match ctx.store.head(&s.rel, None).await {
+        Ok(h) => h,
+        Err(e) => return Settled::Error(e.to_string()),
+    };
+    let recorded = head
+        .metadata
+        .get(crate::s3::META_MTIME)
+        .and_then(|v| crate::download::parse_mtime(v));
+    let same_mtime = recorded.is_some_and(|r| plan::same_mtime(r, s.mtime));
+    let unchanged = match plan::after_head(s, d, recorded, rule) {
+        // Kept: the same mtime, or (--update) an object newer than the file, which keeps its own.
+        Decision::Skip => same_mtime,
+        Decision::Upload(r) => return Settled::Send(r),
+        Decision::CompareContent => match compare_content(ctx, s, d, Some(head.clone())).await {
+            Settled::Same { .. } => true,
+            Settled::Send(_) => return Settled::Send(Reason::MtimeDiffers),
+            e => return e,
+        },
+        d => unreachable!("after a HEAD: {d:?}"),
+    };
+    let mut settled = Settled::Same {
+        headed: true,
+        mtime_set: false,
+    };
+    if !(unchanged && set) {
+        return settled;
+    }
+    match ctx
+        .store
+        .set_mtime(&s.rel, &head, &d.etag, s.mtime, s.size)
+        .await
+    {
+        Ok(_) => {
+            if !same_mtime {
+                tracing::info!("{}: Updated modification time in destination", s.rel);
+            }
+            settled = Settled::Same {
+                headed: true,
+                mtime_set: true,
+            };
+        }
+        Err(e) => tracing::warn!(
+            "{}: unchanged, but its object could not be given the file's mtime ({e}): the next run compares it again",
+            s.rel
+        ),
+    }
+    settled
 }
 
 /// The order files are uploaded in. Without registry mode: as planned. In registry mode,

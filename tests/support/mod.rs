@@ -625,3 +625,14 @@ pub fn block_io_uring(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// Wait for the next second: an object written after this is from a later second than every
+/// file change made before it (S3 keeps whole seconds), so a rerun finds those files
+/// untouched since their upload from the listing alone.
+pub fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let rest = 1_000_000_000 - u64::from(now.subsec_nanos()) + 20_000_000;
+    std::thread::sleep(std::time::Duration::from_nanos(rest));
+}
