@@ -157,13 +157,17 @@ impl Place {
         }
     }
 
+    /// What the ledger says, if there is one to read.
+    fn ledger_text(&self, key: &str) -> Option<String> {
+        let mut f = self.dir.open(&self.ledger, false, key).ok()??;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut f, &mut text).ok()?;
+        Some(text)
+    }
+
     /// Whether the ledger records at least one proven part.
     fn ledger_has_parts(&self, key: &str) -> bool {
-        let Ok(Some(mut f)) = self.dir.open(&self.ledger, false, key) else {
-            return false;
-        };
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut f, &mut text).is_ok() && text.lines().count() > 1
+        self.ledger_text(key).is_some_and(|t| t.lines().count() > 1)
     }
 
     /// Remove the partial file (if it is still the one this download wrote) and its ledger.
@@ -191,13 +195,9 @@ fn resumable(
     size: u64,
 ) -> std::collections::HashMap<u64, Md5Digest> {
     let mut out = std::collections::HashMap::new();
-    let Ok(Some(mut ledger)) = place.dir.open(&place.ledger, false, key) else {
+    let Some(text) = place.ledger_text(key) else {
         return out;
     };
-    let mut text = String::new();
-    if std::io::Read::read_to_string(&mut ledger, &mut text).is_err() {
-        return out;
-    }
     let Some(rest) = text.strip_prefix(header) else {
         return out;
     };

@@ -400,6 +400,14 @@ impl Run {
     ) -> (Option<S3Error>, Option<Cut>) {
         let limits = self.ctx.limits.clone();
         let slots = limits.transfers.max(1);
+        // Comparisons that hash files (--checksum) run --checkers at once; the rest mostly
+        // wait on the server (a HEAD, and a copy onto itself after a volume was restored), so
+        // they get as many slots as transfers do.
+        let compare_slots = if self.opts.skip_rule == SkipRule::Checksum {
+            limits.checkers.max(1)
+        } else {
+            limits.checkers.max(slots)
+        };
         let mut uploads = JoinSet::new();
         let mut compares: JoinSet<Compared> = JoinSet::new();
         let mut links_in_flight = 0usize;
@@ -434,9 +442,8 @@ impl Run {
                     compares.abort_all();
                 }
             }
-            let want = merging
-                && self.queue.ahead() < QUEUED_AHEAD
-                && compares.len() < limits.checkers.max(1);
+            let want =
+                merging && self.queue.ahead() < QUEUED_AHEAD && compares.len() < compare_slots;
             let busy = !uploads.is_empty() || !compares.is_empty() || merging;
             let watching = busy && cut.is_none() && watch.any();
             tokio::select! {

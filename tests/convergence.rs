@@ -174,12 +174,18 @@ fn rclone(home: &Home, args: &[&str]) {
     assert!(out.status.success(), "rclone {args:?}: {}", stderr(&out));
 }
 
-/// The changes of the table, against rclone on the same tree: after one rerun s3ferry's bucket
-/// equals the tree wherever rclone's does; the files nothing touched, and the ones touched
-/// without a change of content, are not sent again; and a second rerun sends nothing and asks
-/// nothing of any object.
+/// The changes of the table, against rclone on the same tree, with `sync` and with `copy`:
+/// after one rerun s3ferry's bucket equals the tree wherever rclone's does; the files nothing
+/// touched, and the ones touched without a change of content, are not sent again; and a
+/// second rerun sends nothing and asks nothing of any object.
 #[test]
 fn reruns_see_what_rclone_sees_and_then_ask_nothing() {
+    for command in ["sync", "copy"] {
+        reruns_against_rclone(command);
+    }
+}
+
+fn reruns_against_rclone(command: &str) {
     let home = Home::new();
     let (ours, theirs) = (bucket("converge-s3ferry"), bucket("converge-rclone"));
     let dir = tempfile::tempdir().unwrap();
@@ -188,21 +194,21 @@ fn reruns_see_what_rclone_sees_and_then_ask_nothing() {
     let s = root.to_str().unwrap();
     let (dst, rdst) = (format!("harbor-s3:{ours}"), format!("harbor-s3:{theirs}"));
     next_second();
-    ok(&s3ferry(&home, &["sync", s, &dst]));
-    rclone(&home, &["sync", s, &rdst]);
+    ok(&s3ferry(&home, &[command, s, &dst]));
+    rclone(&home, &[command, s, &rdst]);
     for c in CHANGES {
         apply(&root, c);
     }
     next_second();
-    let (out, r) = s3ferry_reported(&home, &["sync", s, &dst, "-v"]);
+    let (out, r) = s3ferry_reported(&home, &[command, s, &dst, "-v"]);
     let err = ok(&out);
-    rclone(&home, &["sync", s, &rdst]);
+    rclone(&home, &[command, s, &rdst]);
 
     let (mine, rclones) = (converged(&ours, &root), converged(&theirs, &root));
     for (rel, theirs_ok) in &rclones {
         assert!(
             !theirs_ok || mine[rel],
-            "{rel}: rclone's bucket holds the file, s3ferry's does not\n{err}"
+            "{command} {rel}: rclone's bucket holds the file, s3ferry's does not\n{err}"
         );
     }
     let want_uploaded = [
@@ -233,7 +239,7 @@ fn reruns_see_what_rclone_sees_and_then_ask_nothing() {
     );
 
     next_second();
-    let (out, r) = s3ferry_reported(&home, &["sync", s, &dst]);
+    let (out, r) = s3ferry_reported(&home, &[command, s, &dst]);
     ok(&out);
     assert_eq!(r["files_uploaded"], 0, "{r}");
     for kind in ["head", "put", "copy", "get"] {
