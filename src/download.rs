@@ -25,7 +25,7 @@ use futures::{FutureExt, StreamExt};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::confine::{self, Dir, Refused, Root};
 use crate::etag::{ETag, Md5Digest, PartPlan};
@@ -39,6 +39,7 @@ use crate::s3::{self, Head, S3Error, Store};
 pub const NAME_MAX: usize = 255;
 /// The longest path the kernel takes in one call (`PATH_MAX`, with its NUL), in bytes.
 pub const PATH_MAX: usize = 4095;
+pub use crate::s3::parse_mtime;
 pub use crate::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
 
 /// Why a key cannot be restored as a file.
@@ -411,21 +412,6 @@ pub fn object_mtime<'a>(
         .find_map(|h| s3::recorded_mtime(&h.metadata))
         .and_then(parse_mtime)
         .unwrap_or(last_modified)
-}
-
-/// `1609459200.000000005` (and rclone's shorter fractions) as a time.
-pub fn parse_mtime(v: &str) -> Option<SystemTime> {
-    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
-    let secs: u64 = secs.parse().ok()?;
-    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let nanos: u32 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().ok()?
-    };
-    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
 }
 
 /// The object's part size, when it can be known before any byte is read: the size we record,
@@ -980,7 +966,7 @@ mod tests {
 
     #[test]
     fn mtimes_read_back_as_rclone_and_s3ferry_write_them() {
-        let t = |s, n| Some(SystemTime::UNIX_EPOCH + Duration::new(s, n));
+        let t = |s, n| Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(s, n));
         assert_eq!(parse_mtime("1609459200.000000005"), t(1_609_459_200, 5));
         assert_eq!(
             parse_mtime(&s3::format_mtime(t(7, 123_456_789).unwrap())),

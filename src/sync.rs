@@ -645,10 +645,7 @@ async fn read_mtime(
         Ok(h) => h,
         Err(e) => return Settled::Error(e.to_string()),
     };
-    let recorded = head
-        .metadata
-        .get(crate::s3::META_MTIME)
-        .and_then(|v| crate::download::parse_mtime(v));
+    let recorded = crate::s3::recorded_mtime(&head.metadata).and_then(crate::s3::parse_mtime);
     let same_mtime = recorded.is_some_and(|r| plan::same_mtime(r, s.mtime));
     let unchanged = match plan::after_head(s, d, recorded, rule) {
         // Kept: the same mtime, or (--update) an object newer than the file, which keeps its own.

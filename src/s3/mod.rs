@@ -1533,6 +1533,21 @@ pub fn recorded_mtime(m: &HashMap<String, String>) -> Option<&str> {
     meta(m, META_MTIME)
 }
 
+/// `1609459200.000000005` (and rclone's shorter fractions) as a time.
+pub fn parse_mtime(v: &str) -> Option<SystemTime> {
+    let (secs, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let secs: u64 = secs.parse().ok()?;
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
