@@ -250,18 +250,47 @@ fn reruns_against_rclone(command: &str) {
     }
 }
 
+/// A tree synced into a fresh bucket, in a later second than the tree was made.
+struct Synced {
+    home: Home,
+    b: String,
+    dst: String,
+    root: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Synced {
+    fn new(tag: &str) -> Synced {
+        let home = Home::new();
+        let b = bucket(tag);
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("volume");
+        tree(&root);
+        let dst = format!("harbor-s3:{b}");
+        next_second();
+        ok(&s3ferry(&home, &["sync", root.to_str().unwrap(), &dst]));
+        Synced {
+            home,
+            b,
+            dst,
+            root,
+            _dir: dir,
+        }
+    }
+}
+
 /// The seed Job's loop: sync, a file replaced by an older copy of the same size, sync, and
 /// `check --one-way` passes.
 #[test]
 fn the_seed_loop_converges_in_one_rerun() {
-    let home = Home::new();
-    let b = bucket("converge-seed");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("volume");
-    tree(&root);
+    let Synced {
+        home,
+        b: _,
+        dst,
+        root,
+        _dir: _kept,
+    } = Synced::new("converge-seed");
     let s = root.to_str().unwrap();
-    let dst = format!("harbor-s3:{b}");
-    ok(&s3ferry(&home, &["sync", s, &dst]));
     apply(&root, Change::CopiedBack);
     ok(&s3ferry(&home, &["sync", s, &dst]));
     let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
@@ -273,15 +302,14 @@ fn the_seed_loop_converges_in_one_rerun() {
 /// and the repair, and `sync --checksum` performs it.
 #[test]
 fn another_writer_is_named_by_check_and_repaired_by_sync_checksum() {
-    let home = Home::new();
-    let b = bucket("converge-writer");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("volume");
-    tree(&root);
+    let Synced {
+        home,
+        b,
+        dst,
+        root,
+        _dir: _kept,
+    } = Synced::new("converge-writer");
     let s = root.to_str().unwrap();
-    let dst = format!("harbor-s3:{b}");
-    next_second();
-    ok(&s3ferry(&home, &["sync", s, &dst]));
     next_second();
     put(&b, "links/edited", &link(999));
     let (out, r) = s3ferry_reported(&home, &["sync", s, &dst]);
@@ -305,15 +333,14 @@ fn another_writer_is_named_by_check_and_repaired_by_sync_checksum() {
 /// set back in time); `--no-update-modtime` leaves an object's mtime as it is.
 #[test]
 fn use_server_modtime_and_no_update_modtime_keep_their_meaning() {
-    let home = Home::new();
-    let b = bucket("converge-flags");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("volume");
-    tree(&root);
+    let Synced {
+        home,
+        b: _,
+        dst,
+        root,
+        _dir: _kept,
+    } = Synced::new("converge-flags");
     let s = root.to_str().unwrap();
-    let dst = format!("harbor-s3:{b}");
-    next_second();
-    ok(&s3ferry(&home, &["sync", s, &dst]));
     apply(&root, Change::CopiedBack);
     apply(&root, Change::Touched);
     next_second();

@@ -307,14 +307,11 @@ fn an_object_replaced_between_ranged_gets_is_restored_whole_on_the_rerun() {
         "--max-buffer-memory",
         "10M",
     ];
-    let child = command(&home, &args, &[])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = Bounded::start(&mut command(&home, &args, &[]));
     std::thread::sleep(Duration::from_millis(1200));
     let new = bytes(20 * MIB, 7);
     put(&b, "mp", &new);
-    let out = child.wait_with_output().unwrap();
+    let out = run.wait(BOUND, "the restore");
     let err = stderr(&out);
     assert_eq!(code(&out), 5, "{err}");
     assert!(

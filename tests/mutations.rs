@@ -10,7 +10,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -153,29 +152,13 @@ fn run_mutated(
     if matches!(case.engine, Engine::Refused) {
         block_io_uring(&mut cmd);
     }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run s3ferry");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
+    let run = Bounded::start(&mut cmd);
     let started = Instant::now();
     std::thread::sleep(case.delay);
     let new = mutate(file, old, case.mutation);
-    match rx.recv_timeout(BOUND.saturating_sub(started.elapsed())) {
-        Ok(out) => {
-            let out = out.expect("run s3ferry");
-            (code(&out), stderr(&out), new)
-        }
-        Err(_) => {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{case:?}: {args:?} still running after {BOUND:?}: it hung");
-        }
-    }
+    let what = format!("{case:?}: {args:?} (it hung)");
+    let out = run.wait(BOUND.saturating_sub(started.elapsed()), &what);
+    (code(&out), stderr(&out), new)
 }
 
 /// Run `each` over the cases, a few at a time; every failure is collected, then reported,

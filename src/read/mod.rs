@@ -115,19 +115,13 @@ impl SourceFile {
     /// Open read-only and check the file is still the version that was walked.
     pub fn open(path: &Path, walked: Stamp) -> Result<SourceFile, ReadError> {
         let file = File::open(path).map_err(|e| io_err(path, e))?;
-        let stamp = stamp_of(&file, path)?;
-        if stamp != walked {
+        let f = SourceFile::from_file(file, path)?;
+        if f.stamp != walked {
             return Err(ReadError::Changed {
                 path: path.display().to_string(),
             });
         }
-        Ok(SourceFile {
-            file,
-            direct: None,
-            direct_refused: AtomicBool::new(false),
-            path: path.to_path_buf(),
-            stamp,
-        })
+        Ok(f)
     }
 
     /// A file opened elsewhere (a download's partial file, reached without following a

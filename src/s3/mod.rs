@@ -1093,37 +1093,7 @@ impl Store {
         if_match: &str,
         size: u64,
     ) -> Result<Written, S3Error> {
-        let key = self.key(rel);
-        bump(&self.requests.copy);
-        let p = &self.put;
-        let out = self
-            .client
-            .copy_object()
-            .bucket(self.bucket())
-            .key(&key)
-            .copy_source(Self::copy_source(src, src_rel))
-            .set_copy_source_if_match(pin(Some(if_match)))
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
-            .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
-            .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
-            .set_ssekms_key_id(p.sse_kms_key_id.clone())
-            .set_storage_class(p.storage_class.as_deref().map(StorageClass::from))
-            .customize()
-            .config_override(self.ceiling(size))
-            .send()
-            .await
-            .map_err(|e| changed(classify("copy", self.bucket(), &key, e), &key))?;
-        Ok(Written {
-            etag: out
-                .copy_object_result()
-                .and_then(|r| r.e_tag())
-                .unwrap_or_default()
-                .to_string(),
-            etag_not_md5: kms_or_customer(
-                out.server_side_encryption(),
-                out.sse_customer_algorithm(),
-            ),
-        })
+        self.copy(rel, src, src_rel, if_match, size, None).await
     }
 
     /// Give the object `rel` (the version with ETag `if_match`, [`S3Error::Changed`] otherwise;
@@ -1138,8 +1108,6 @@ impl Store {
         mtime: SystemTime,
         size: u64,
     ) -> Result<Written, S3Error> {
-        let key = self.key(rel);
-        bump(&self.requests.copy);
         let mut metadata = head.metadata.clone();
         metadata.insert(META_MTIME.to_string(), format_mtime(mtime));
         let pinned = if if_match.trim_matches('"').is_empty() {
@@ -1147,17 +1115,42 @@ impl Store {
         } else {
             if_match
         };
+        let replaced = (metadata, head.content_type.clone());
+        self.copy(rel, self, rel, pinned, size, Some(replaced))
+            .await
+    }
+
+    /// CopyObject, pinned to `if_match`, with our ACL, encryption and storage class: the
+    /// source's metadata carried (`replace` is `None`), or replaced by these user metadata and
+    /// content type.
+    async fn copy(
+        &self,
+        rel: &str,
+        src: &Store,
+        src_rel: &str,
+        if_match: &str,
+        size: u64,
+        replace: Option<(HashMap<String, String>, Option<String>)>,
+    ) -> Result<Written, S3Error> {
+        use aws_sdk_s3::types::MetadataDirective;
+        let key = self.key(rel);
+        bump(&self.requests.copy);
         let p = &self.put;
-        let out = self
+        let req = self
             .client
             .copy_object()
             .bucket(self.bucket())
             .key(&key)
-            .copy_source(Self::copy_source(self, rel))
-            .set_copy_source_if_match(pin(Some(pinned)))
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-            .set_metadata(Some(metadata))
-            .set_content_type(head.content_type.clone())
+            .copy_source(Self::copy_source(src, src_rel))
+            .set_copy_source_if_match(pin(Some(if_match)));
+        let req = match replace {
+            None => req.metadata_directive(MetadataDirective::Copy),
+            Some((metadata, content_type)) => req
+                .metadata_directive(MetadataDirective::Replace)
+                .set_metadata(Some(metadata))
+                .set_content_type(content_type),
+        };
+        let out = req
             .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
             .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
             .set_ssekms_key_id(p.sse_kms_key_id.clone())

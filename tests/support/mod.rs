@@ -441,21 +441,42 @@ pub fn s3ferry_bounded(
     env: &[(&str, &str)],
     limit: std::time::Duration,
 ) -> Output {
-    let child = command(home, args, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run s3ferry");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("run s3ferry"),
-        Err(_) => {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("s3ferry {args:?} still running after {limit:?}: killed");
+    let mut cmd = command(home, args, env);
+    Bounded::start(&mut cmd).wait(limit, &format!("s3ferry {args:?}"))
+}
+
+/// A run of s3ferry started, whose output is collected while the test goes on; waiting for it
+/// is bounded.
+pub struct Bounded {
+    pid: u32,
+    rx: std::sync::mpsc::Receiver<std::io::Result<Output>>,
+}
+
+impl Bounded {
+    /// Start `cmd` with its output captured.
+    pub fn start(cmd: &mut Command) -> Bounded {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run s3ferry");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        Bounded { pid, rx }
+    }
+
+    /// Its output, or (killed after `limit`) a failed test naming `what`.
+    #[track_caller]
+    pub fn wait(self, limit: std::time::Duration, what: &str) -> Output {
+        match self.rx.recv_timeout(limit) {
+            Ok(out) => out.expect("run s3ferry"),
+            Err(_) => {
+                unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+                panic!("{what} still running after {limit:?}: killed");
+            }
         }
     }
 }
