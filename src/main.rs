@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use s3ferry::exit::Exit;
-use s3ferry::{app, cli, report};
+use s3ferry::cli::{self, app};
+use s3ferry::report;
+use s3ferry::report::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = match cli::Cli::parse_args(std::env::args_os()) {

@@ -10,7 +10,7 @@
 //! on first touch, and frees them again after the upload. Parts of large files and
 //! blob-sized files are exactly that case, so the pool keeps a bounded set of them: idle
 //! buffers count against the budget (reuse never lets memory grow past it), and a buffer idle
-//! for [`IDLE_FOR`] is freed, so memory follows what the transfers need now. Pooled buffers
+//! for `IDLE_FOR` is freed, so memory follows what the transfers need now. Pooled buffers
 //! are anonymous mappings of their own rather than heap allocations, so freeing one returns
 //! its memory to the system at once instead of leaving it in the allocator's arenas.
 
@@ -22,7 +22,7 @@ use bytes::Bytes;
 use memmap2::MmapMut;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::etag::{KIB, MIB};
+use crate::read::etag::{KIB, MIB};
 
 /// Below this a buffer is an ordinary allocation, freed after use.
 const POOLED_FROM: usize = MIB as usize;

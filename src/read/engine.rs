@@ -14,7 +14,7 @@ use bytes::Bytes;
 use sha2::Digest;
 
 use super::{Buffer, ReadError, SourceFile, Stamp};
-use crate::etag::Md5Digest;
+use crate::read::etag::Md5Digest;
 #[cfg(test)]
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -163,7 +163,7 @@ impl IoEngine {
             return Ok(bufs
                 .into_iter()
                 .map(|b| {
-                    let d = crate::etag::md5_of(b.as_ref());
+                    let d = crate::read::etag::md5_of(b.as_ref());
                     (b.freeze(), d)
                 })
                 .collect());
@@ -221,7 +221,7 @@ pub struct Digests {
 
 fn digests(data: &[u8], sha256: bool) -> Digests {
     Digests {
-        md5: crate::etag::md5_of(data),
+        md5: crate::read::etag::md5_of(data),
         sha256: sha256.then(|| sha2::Sha256::digest(data).into()),
     }
 }
@@ -294,7 +294,7 @@ mod tests {
                 for ((off, len), (bytes, md5)) in offsets.into_iter().zip(got) {
                     let want = &data[off as usize..off as usize + len];
                     assert!(bytes.as_ref() == want, "bytes at {off} (refused {refused})");
-                    assert_eq!(md5, crate::etag::md5_of(want));
+                    assert_eq!(md5, crate::read::etag::md5_of(want));
                 }
             }
             let off = engine.open_for_ranges("big", &p, stamp(&p));

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use crate::etag::Md5Digest;
+use crate::read::etag::Md5Digest;
 
 use super::Buffer;
 

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 pub mod buffers;
 pub mod engine;
+pub mod etag;
 pub mod hasher;
 pub mod sha;
 #[cfg(target_os = "linux")]
@@ -53,10 +54,12 @@ pub enum ReadError {
 impl ReadError {
     /// A file that changed, shrank or vanished while it was read is the same failure whichever
     /// check saw it first: temporary. Anything else the file system says is permanent.
-    pub fn class(&self) -> crate::class::Class {
+    pub fn class(&self) -> crate::report::class::Class {
         match self {
-            ReadError::Changed { .. } | ReadError::Short { .. } => crate::class::SOURCE_CHANGED,
-            ReadError::Io { .. } => crate::class::Class::Permanent,
+            ReadError::Changed { .. } | ReadError::Short { .. } => {
+                crate::report::class::SOURCE_CHANGED
+            }
+            ReadError::Io { .. } => crate::report::class::Class::Permanent,
         }
     }
 }
@@ -309,7 +312,7 @@ mod tests {
             want: 2,
         };
         assert_eq!(changed.class(), short.class());
-        assert_eq!(changed.class(), crate::class::Class::Temporary);
+        assert_eq!(changed.class(), crate::report::class::Class::Temporary);
         // Vanished between the walk and the open: a change too.
         let d = tempfile::tempdir().unwrap();
         let e = SourceFile::open(

@@ -6,7 +6,7 @@
 //! roots, and `--no-check-certificate` (chain not verified, handshake signatures still checked).
 //! Errors from here never contain request URLs, headers or bodies; a failure is turned into a
 //! [`TransportError`] with a one-line message naming the endpoint, and a kind that the error
-//! classes ([`crate::class`]) map to an exit code.
+//! classes ([`crate::report::class`]) map to an exit code.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub struct HttpOptions {
     /// request waits on it (`None`: no limit).
     pub idle_timeout: Option<Duration>,
     /// `--bwlimit`, shared by every connection of the client.
-    pub bwlimit: Option<Arc<crate::bwlimit::Limiter>>,
+    pub bwlimit: Option<Arc<crate::s3::bwlimit::Limiter>>,
 }
 
 /// What went wrong below HTTP, as the error classes need to know it.

@@ -7,6 +7,7 @@
 //! No message produced here contains credentials or signed URLs.
 
 pub mod body;
+pub mod bwlimit;
 pub mod dns;
 pub mod http;
 pub mod timeout;
@@ -39,9 +40,9 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::class::Class;
-use crate::etag::Md5Digest;
-use crate::remote::{Credentials, S3Path, S3Settings};
+use crate::config::remote::{Credentials, S3Path, S3Settings};
+use crate::read::etag::Md5Digest;
+use crate::report::class::Class;
 
 /// User-metadata key holding the file's mtime, in rclone's format (seconds.nanoseconds).
 pub const META_MTIME: &str = "mtime";
@@ -95,7 +96,7 @@ pub enum S3Error {
 }
 
 impl S3Error {
-    /// What this failure means for the run (see [`crate::class`]).
+    /// What this failure means for the run (see [`crate::report::class`]).
     pub fn class(&self) -> Class {
         match self {
             S3Error::NoSuchBucket { .. } => Class::Missing,
@@ -103,10 +104,10 @@ impl S3Error {
             | S3Error::NotFound { .. }
             | S3Error::NoSuchUpload { .. }
             | S3Error::NotImplemented { .. } => Class::Permanent,
-            S3Error::Changed { .. } => crate::class::SOURCE_CHANGED,
+            S3Error::Changed { .. } => crate::report::class::SOURCE_CHANGED,
             S3Error::NoCredentials { .. } => Class::Config,
             S3Error::Service { class, .. } | S3Error::Transport { class, .. } => *class,
-            S3Error::Protocol { .. } => crate::class::PROTOCOL,
+            S3Error::Protocol { .. } => crate::report::class::PROTOCOL,
         }
     }
 
@@ -157,7 +158,7 @@ fn transport(op: &'static str, key: String, t: http::TransportError) -> S3Error 
     S3Error::Transport {
         op,
         key,
-        class: crate::class::of_transport(t.kind),
+        class: crate::report::class::of_transport(t.kind),
         message: t.message,
     }
 }
@@ -243,7 +244,7 @@ where
         Some(m) => one_line(m),
         None => "the server gave no S3 error message".into(),
     };
-    let class = crate::class::of_http(status.unwrap_or(0), &code);
+    let class = crate::report::class::of_http(status.unwrap_or(0), &code);
     match (code.as_str(), status) {
         ("NoSuchBucket", _) => S3Error::NoSuchBucket {
             bucket: bucket.to_string(),
@@ -665,7 +666,7 @@ pub fn format_mtime(t: SystemTime) -> String {
 }
 
 /// Credentials from the default chain (profiles, web identity, metadata), registered with
-/// [`crate::redact`] as they are resolved, so no log line can show them.
+/// [`crate::report::redact`] as they are resolved, so no log line can show them.
 #[derive(Debug)]
 struct Registering(aws_sdk_s3::config::SharedCredentialsProvider);
 
@@ -678,7 +679,7 @@ impl aws_credential_types::provider::ProvideCredentials for Registering {
     {
         aws_credential_types::provider::future::ProvideCredentials::new(async move {
             let c = self.0.provide_credentials().await?;
-            crate::redact::register_credentials(
+            crate::report::redact::register_credentials(
                 c.access_key_id(),
                 c.secret_access_key(),
                 c.session_token(),
@@ -709,7 +710,7 @@ pub async fn build_client(
             secret_access_key,
             session_token,
         } => {
-            crate::redact::register_credentials(
+            crate::report::redact::register_credentials(
                 &access_key_id,
                 secret_access_key.expose(),
                 session_token.as_ref().map(|t| t.expose()),
@@ -1554,7 +1555,7 @@ mod tests {
     #[test]
     fn content_md5_is_base64() {
         assert_eq!(
-            content_md5(&crate::etag::md5_of(b"")),
+            content_md5(&crate::read::etag::md5_of(b"")),
             "1B2M2Y8AsgTpgAmY7PhCfg=="
         );
     }

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::dns::Dns;
-use crate::bwlimit::{Limiter, Way};
+use crate::s3::bwlimit::{Limiter, Way};
 use std::sync::Arc;
 
 /// rclone's defaults: `--contimeout 1m`, `--timeout 5m`.

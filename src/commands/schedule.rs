@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::task::{JoinError, JoinSet};
 
+use crate::commands::sync::{Cut, Cutoff, CutoffMode};
 use crate::report::Stats;
-use crate::sync::{Cut, Cutoff, CutoffMode};
 
 impl Cutoff {
     /// Start watching the limits of a run whose bytes `stats` counts: the duration counts

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::filter::Filter;
+use crate::config::filter::Filter;
 
 /// S3's limit on key length in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
@@ -94,7 +94,7 @@ impl Item {
 }
 
 /// What the walk found, collected (for tests).
-/// What names a download in progress (`crate::download`): `.NAME` + this.
+/// What names a download in progress (`crate::transfer::download`): `.NAME` + this.
 pub const PARTIAL_SUFFIX: &str = ".s3ferry-partial";
 /// What a download in progress has proven so far sits beside it: `.NAME.s3ferry-parts`.
 pub const LEDGER_SUFFIX: &str = ".s3ferry-parts";

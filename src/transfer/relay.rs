@@ -23,16 +23,16 @@ use serde::Serialize;
 use sha2::Sha256;
 use tokio::task::JoinSet;
 
-use crate::download::{self, DownloadError};
-use crate::etag::{ETag, GIB, Md5Digest, PartPlan};
-use crate::limits::Limits;
-use crate::list::DstEntry;
-use crate::multipart::UploadError;
-use crate::multipart::{self, Retry, Session};
+use crate::config::limits::Limits;
+use crate::config::registry::Layout;
+use crate::march::list::DstEntry;
 use crate::read::Budget;
-use crate::registry::Layout;
+use crate::read::etag::{ETag, GIB, Md5Digest, PartPlan};
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, Store, UploadInfo, Written};
+use crate::transfer::download::{self, DownloadError};
+use crate::transfer::multipart::UploadError;
+use crate::transfer::multipart::{self, Retry, Session};
 
 /// The largest object one CopyObject may copy.
 pub const COPY_OBJECT_MAX: u64 = 5 * GIB;
@@ -105,7 +105,7 @@ async fn check_expected(
             Ok(())
         }
         Expect::Link(path_digest) => {
-            let target = crate::registry::parse_link(data, path_digest.as_deref())
+            let target = crate::config::registry::parse_link(data, path_digest.as_deref())
                 .map_err(|e| registry_error(rel, format!("invalid link: {e}; not copied")))?;
             let Some((layout, known)) = &r.registry else {
                 return Ok(());
@@ -153,7 +153,7 @@ async fn start(
         let pending = r
             .pending
             .get_or_init(|| async {
-                crate::sync::pending_uploads(&r.dst)
+                crate::commands::sync::pending_uploads(&r.dst)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::info!("cannot list interrupted uploads ({e}): copies restart");
@@ -161,7 +161,7 @@ async fn start(
                     })
             })
             .await;
-        crate::upload::find_resumable(&r.dst, Some(pending), rel, plan).await
+        crate::transfer::upload::find_resumable(&r.dst, Some(pending), rel, plan).await
     } else {
         (None, Vec::new())
     };

@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::filter::Filter;
+use crate::config::filter::Filter;
 use crate::s3::{Listed, S3Error, Store};
 
 /// An object in a listing.

@@ -3,7 +3,7 @@
 //!
 //! The memory budget itself, and the buffers it pays for, live in `read::buffers`.
 
-use crate::etag::MIB;
+use crate::read::etag::MIB;
 
 /// Concurrency and memory limits (see README "Limits").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +55,13 @@ impl Limits {
         self.transfers = self.transfers.max(1);
         self.checkers = self.checkers.max(1);
         self.parts_per_file = self.parts_per_file.max(1);
-        self.max_parts = self.max_parts.clamp(1, crate::etag::MAX_PARTS);
-        self.chunk_size = self.chunk_size.max(crate::etag::MIN_PART_SIZE);
+        self.max_parts = self.max_parts.clamp(1, crate::read::etag::MAX_PARTS);
+        self.chunk_size = self.chunk_size.max(crate::read::etag::MIN_PART_SIZE);
         self.buffer_memory = self.buffer_memory.max(self.chunk_size).max(8 * MIB);
         self.upload_cutoff = self
             .upload_cutoff
             .min(self.buffer_memory)
-            .min(5 * crate::etag::GIB);
+            .min(5 * crate::read::etag::GIB);
         self
     }
 }

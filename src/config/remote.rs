@@ -7,8 +7,8 @@
 
 use std::path::PathBuf;
 
-use crate::rclone_conf::RemoteSection;
-use crate::units::parse_size;
+use crate::config::rclone_conf::RemoteSection;
+use crate::config::units::parse_size;
 
 /// A parsed command-line location.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::filter::Filter;
-use crate::limits::Limits;
-use crate::list;
+use crate::config::filter::Filter;
+use crate::config::limits::Limits;
+use crate::config::registry::{Kind, Layout, parse_link};
+use crate::march::list;
+use crate::march::walk;
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
-use crate::registry::{Kind, Layout, parse_link};
 use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, Store};
-use crate::verify::{self, Verdict, VerifyOptions};
-use crate::walk;
+use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -344,7 +344,7 @@ impl Outputs {
     /// One path per line: control characters in a name are escaped, so a name cannot add
     /// a line to the list.
     fn write(&mut self, kind: &'static str, path: &str) {
-        let path = crate::redact::escape_controls(path);
+        let path = crate::report::redact::escape_controls(path);
         for (which, f) in self.files.iter_mut() {
             let line = match *which {
                 "combined" => format!("{} {path}\n", marker(kind)),
@@ -558,7 +558,7 @@ pub async fn run(
                     let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
                     Stats::add(&stats.checks_done, 1);
                     stats.skipped(src.size);
-                    let replaced = !reversed && crate::plan::untouched_since(&src, &d);
+                    let replaced = !reversed && crate::march::plan::untouched_since(&src, &d);
                     Found::Verdict(src.rel, src.size, Some(v), blob.is_some(), replaced)
                 });
             }

@@ -13,18 +13,18 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::filter::Filter;
-use crate::limits::Limits;
-use crate::list::{self, DstEntry, Listing};
+use crate::config::filter::Filter;
+use crate::config::limits::Limits;
+use crate::config::registry::{Kind, Layout};
+use crate::march::list::{self, DstEntry, Listing};
+use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
+use crate::march::walk::{self, SrcEntry};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
-use crate::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::read::{Budget, IoEngine};
-use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};
-use crate::upload::{self, Proof, RegistryCtx, UploadCtx};
-use crate::verify::{self, Verdict, VerifyOptions};
-use crate::walk::{self, SrcEntry};
+use crate::transfer::upload::{self, Proof, RegistryCtx, UploadCtx};
+use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
 /// `sync` deletes extraneous objects; `copy` never deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ pub async fn run(
         budget: Budget::new(limits.buffer_memory),
         limits: limits.clone(),
         stats: stats.clone(),
-        retry: crate::multipart::Retry {
+        retry: crate::transfer::multipart::Retry {
             again: opts.integrity_retries,
             sleep: opts.retries_sleep,
         },
@@ -322,7 +322,7 @@ pub async fn run(
     }
 
     if !deletes.is_empty() && cut.is_none() {
-        match crate::plan::may_delete(
+        match crate::march::plan::may_delete(
             summary.errors(),
             summary.files_source,
             deletes.len() as u64,
@@ -331,7 +331,7 @@ pub async fn run(
             Ok(()) => delete_all(&store, &limits, deletes, &stats, &mut summary).await,
             Err(refusal) => {
                 let message = refusal.message(&src_name, "files");
-                if refusal == crate::plan::DeleteRefusal::Errors {
+                if refusal == crate::march::plan::DeleteRefusal::Errors {
                     tracing::error!("{message}");
                 } else {
                     summary.error(false, message);

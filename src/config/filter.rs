@@ -76,7 +76,7 @@ pub struct Filter {
     /// Files modified before this are excluded (`--max-age`).
     oldest: Option<SystemTime>,
     /// With `--shard`, only this shard's paths.
-    shard: Option<crate::shard::Shard>,
+    shard: Option<crate::config::shard::Shard>,
     /// `--exclude-if-present`.
     markers: Vec<String>,
 }
@@ -226,7 +226,7 @@ impl Filter {
     }
 
     /// Restrict to one shard's paths.
-    pub fn with_shard(mut self, shard: Option<crate::shard::Shard>) -> Filter {
+    pub fn with_shard(mut self, shard: Option<crate::config::shard::Shard>) -> Filter {
         self.shard = shard;
         self
     }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::exit::Exit;
+use crate::report::exit::Exit;
 use crate::s3::http::TransportKind;
 
 /// What a failure means for the run.
@@ -45,7 +45,7 @@ impl Class {
 }
 
 /// The file errors of a run, by whether a rerun could get past them, with the first
-/// [`crate::sync::ERRORS_KEPT`] messages for the report (every one is logged).
+/// [`crate::commands::sync::ERRORS_KEPT`] messages for the report (every one is logged).
 #[derive(Debug, Default, Serialize)]
 pub struct Tally {
     pub errors_temporary: u64,
@@ -66,7 +66,7 @@ impl Tally {
         } else {
             self.errors_permanent += 1;
         }
-        if self.errors.len() < crate::sync::ERRORS_KEPT {
+        if self.errors.len() < crate::commands::sync::ERRORS_KEPT {
             self.errors.push(message);
         }
     }

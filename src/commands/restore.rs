@@ -3,7 +3,7 @@
 //! other command: the listing is the source side, a walk of the directory the destination
 //! side, and each key is one decision ([`decide`]).
 //!
-//! Every object written is proven (see [`crate::download`]) and lands under its name only
+//! Every object written is proven (see [`crate::transfer::download`]) and lands under its name only
 //! once whole. A file already there is kept when its size and mtime equal the object's (the
 //! mtime the object records, else its LastModified: what a restore sets), so a rerun fetches
 //! only what is missing or different. Files only in the directory are left alone by `copy`;
@@ -15,20 +15,20 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::confine::Root;
-use crate::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
-use crate::filter::Filter;
-use crate::limits::Limits;
-use crate::list::{self, DstEntry};
+use crate::commands::schedule::Transfers;
+use crate::commands::sync::{Cut, Cutoff};
+use crate::config::filter::Filter;
+use crate::config::limits::Limits;
+use crate::config::registry::{Kind, Layout};
+use crate::march::list::{self, DstEntry};
+use crate::march::plan::same_mtime;
+use crate::march::walk::{self, SrcEntry, WalkError};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
-use crate::plan::same_mtime;
 use crate::read::Budget;
-use crate::registry::{Kind, Layout};
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
-use crate::sync::{Cut, Cutoff};
-use crate::transfers::Transfers;
-use crate::walk::{self, SrcEntry, WalkError};
+use crate::transfer::confine::Root;
+use crate::transfer::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
 
 /// How to run a restore.
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub struct RestoreSummary {
     pub elapsed_seconds: f64,
     pub requests: crate::s3::RequestSnapshot,
     #[serde(flatten)]
-    pub failures: crate::class::Tally,
+    pub failures: crate::report::class::Tally,
 }
 
 impl RestoreSummary {
@@ -89,7 +89,7 @@ impl RestoreSummary {
         self.failures.count()
     }
 
-    fn error(&mut self, class: crate::class::Class, message: String) {
+    fn error(&mut self, class: crate::report::class::Class, message: String) {
         self.failures.add(class, message);
     }
 }
@@ -218,7 +218,7 @@ pub async fn run(
                         "{}: a name that is not UTF-8, which no key can be: left alone",
                         root.join(path).display()
                     ),
-                    e => summary.error(crate::class::Class::Permanent, e.to_string()),
+                    e => summary.error(crate::report::class::Class::Permanent, e.to_string()),
                 }
                 continue;
             }
@@ -242,7 +242,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
-                summary.error(crate::class::Class::Permanent, e.to_string());
+                summary.error(crate::report::class::Class::Permanent, e.to_string());
                 continue;
             }
         };
@@ -253,7 +253,7 @@ pub async fn run(
         }
         if matches!(kind, Some(Kind::Link { .. })) && summary.errors() > 0 {
             summary.error(
-                crate::class::Class::Temporary,
+                crate::report::class::Class::Temporary,
                 format!(
                     "{}: link not restored: {} errors before it (a blob it needs may be missing); rerun",
                     obj.rel,
@@ -309,7 +309,7 @@ pub async fn run(
 }
 
 /// `sync`: delete the files only the directory has, under the rules every sync follows
-/// ([`crate::plan::may_delete`]): only after a run without errors, never because the bucket
+/// ([`crate::march::plan::may_delete`]): only after a run without errors, never because the bucket
 /// looked empty, never more than `--max-delete`.
 fn delete_extra(
     summary: &mut RestoreSummary,
@@ -326,7 +326,7 @@ fn delete_extra(
         return;
     };
     let src_name = format!("bucket {}", store.shown(&store.path.prefix));
-    match crate::plan::may_delete(
+    match crate::march::plan::may_delete(
         summary.errors(),
         summary.objects_source,
         deletes.len() as u64,
@@ -335,7 +335,7 @@ fn delete_extra(
         Ok(()) => {
             // Each file is removed in its directory, reached without following a symlink.
             for d in deletes {
-                let (dir, name) = crate::confine::split(&d.rel);
+                let (dir, name) = crate::transfer::confine::split(&d.rel);
                 match dest
                     .dir(dir, false, &d.rel)
                     .and_then(|dir| dir.remove(name))
@@ -347,7 +347,7 @@ fn delete_extra(
                     // Gone, or no longer a regular file: nothing to delete.
                     Ok(false) => {}
                     Err(e) => summary.error(
-                        crate::class::Class::Permanent,
+                        crate::report::class::Class::Permanent,
                         format!("Failed to delete: {e}"),
                     ),
                 }
@@ -355,10 +355,10 @@ fn delete_extra(
         }
         Err(refusal) => {
             let message = refusal.message(&src_name, "files");
-            if refusal == crate::plan::DeleteRefusal::Errors {
+            if refusal == crate::march::plan::DeleteRefusal::Errors {
                 tracing::error!("{message}");
             } else {
-                summary.error(crate::class::Class::Permanent, message);
+                summary.error(crate::report::class::Class::Permanent, message);
                 summary.max_delete_exceeded = true;
             }
             summary.deletes_refused = true;
@@ -416,7 +416,7 @@ fn record(
             Stats::add(&stats.errors, 1);
             summary.error(e.class(), e.to_string());
         }
-        Err(e) => summary.error(crate::class::Class::Permanent, e.to_string()),
+        Err(e) => summary.error(crate::report::class::Class::Permanent, e.to_string()),
     }
 }
 

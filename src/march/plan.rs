@@ -9,9 +9,9 @@
 
 use std::time::SystemTime;
 
-use crate::list::DstEntry;
 use crate::march::Step;
-use crate::walk::SrcEntry;
+use crate::march::list::DstEntry;
+use crate::march::walk::SrcEntry;
 
 /// One key of the march, borrowed, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike, Timelike};
 
-use crate::units::parse_size;
+use crate::config::units::parse_size;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(

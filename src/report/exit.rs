@@ -1,6 +1,6 @@
 //! Process exit codes, numbered like rclone's `lib/exitcode` so that Jobs and scripts written for
 //! rclone keep working. This is the single place that maps an outcome to a number; nothing else
-//! calls `std::process::exit`. Which failure gets which code is decided in [`crate::class`].
+//! calls `std::process::exit`. Which failure gets which code is decided in [`crate::report::class`].
 
 use std::process::ExitCode;
 

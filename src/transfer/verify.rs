@@ -13,11 +13,11 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use crate::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
-use crate::list::DstEntry;
+use crate::march::list::DstEntry;
+use crate::march::walk::SrcEntry;
+use crate::read::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::read::{self, ReadError, SourceFile, Stamp};
 use crate::s3::{self, Head, S3Error, Store};
-use crate::walk::SrcEntry;
 
 /// Block size for streaming reads while hashing.
 const HASH_BLOCK: u64 = 4 * MIB;
@@ -361,7 +361,9 @@ async fn verify_multipart(
     // HEAD already made for the ETag serves when it holds a part size that fits.
     let recorded = |h: &Head| s3::recorded_part_size(&h.metadata);
     let head = match headed {
-        Some(h) if recorded(&h).is_some_and(|p| crate::etag::fits(src.size, p, parts)) => Some(h),
+        Some(h) if recorded(&h).is_some_and(|p| crate::read::etag::fits(src.size, p, parts)) => {
+            Some(h)
+        }
         _ => match store.head_part_one(&src.rel).await {
             Ok(h) => h,
             Err(e) => return Verdict::Error(e.to_string()),
@@ -389,7 +391,7 @@ async fn verify_multipart(
     let known = hints
         .iter()
         .copied()
-        .find(|&p| crate::etag::fits(src.size, p, parts));
+        .find(|&p| crate::read::etag::fits(src.size, p, parts));
     // A known part size and no SHA-256 wanted: hash the parts in parallel. A blob is hashed
     // in one sequential pass instead, which gives its SHA-256 with the parts' MD5s.
     if let Some(part) = known
@@ -498,7 +500,7 @@ pub async fn verify_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etag::md5_of;
+    use crate::read::etag::md5_of;
 
     #[test]
     fn composites_in_one_pass_match_direct_computation() {

@@ -1,13 +1,13 @@
 //! `sync | copy REMOTE:A REMOTE:B`: bring one bucket (or prefix) to another, for
 //! disaster-recovery copies and storage moves, on the same march as every other command: both
 //! listings are the sides, and each key is one decision ([`decide`]); each copy is one
-//! [`crate::relay`] (server-side on one endpoint, streamed and hashed across two).
+//! [`crate::transfer::relay`] (server-side on one endpoint, streamed and hashed across two).
 //!
 //! A rerun is cheap: an object whose size and ETag equal the source's is kept from the
 //! listings alone (a copy in the source's part layout has the source's ETag). Where the ETags
 //! cannot settle it (other layouts, a gateway's ETags) the mtimes both objects record decide,
 //! one HEAD each. `sync` deletes objects only in the destination after every copy succeeded,
-//! under the same rules as a sync from a directory ([`crate::plan::may_delete`]).
+//! under the same rules as a sync from a directory ([`crate::march::plan::may_delete`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -15,23 +15,23 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::class::Class;
-use crate::download;
-use crate::etag::ETag;
-use crate::filter::Filter;
-use crate::limits::Limits;
-use crate::list::{self, DstEntry, Listing};
+use crate::commands::schedule::Transfers;
+use crate::commands::sync::{Cut, Cutoff, Mode};
+use crate::config::filter::Filter;
+use crate::config::limits::Limits;
+use crate::config::registry::{Kind, Layout};
+use crate::march::list::{self, DstEntry, Listing};
+use crate::march::plan::same_mtime;
 use crate::march::{self, March, Marched, RemoteSide, Step};
-use crate::multipart::Retry;
-use crate::multipart::UploadError;
-use crate::plan::same_mtime;
 use crate::read::Budget;
-use crate::registry::{Kind, Layout};
-use crate::relay::{self, Expect, Proof, Relay};
+use crate::read::etag::ETag;
+use crate::report::class::Class;
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{RequestSnapshot, S3Error, Store};
-use crate::sync::{Cut, Cutoff, Mode};
-use crate::transfers::Transfers;
+use crate::transfer::download;
+use crate::transfer::multipart::Retry;
+use crate::transfer::multipart::UploadError;
+use crate::transfer::relay::{self, Expect, Proof, Relay};
 
 /// How to run a bucket-to-bucket sync or copy.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub struct MirrorSummary {
     pub requests_source: RequestSnapshot,
     pub requests: RequestSnapshot,
     #[serde(flatten)]
-    pub failures: crate::class::Tally,
+    pub failures: crate::report::class::Tally,
 }
 
 impl MirrorSummary {
@@ -97,7 +97,7 @@ impl MirrorSummary {
         self.failures.count()
     }
 
-    fn error(&mut self, class: crate::class::Class, message: String) {
+    fn error(&mut self, class: crate::report::class::Class, message: String) {
         self.failures.add(class, message);
     }
 }
@@ -299,7 +299,7 @@ pub async fn run(
             tracing::warn!("{d}: Skipped delete as --dry-run is set");
         }
     } else {
-        match crate::plan::may_delete(
+        match crate::march::plan::may_delete(
             summary.errors(),
             summary.objects_source,
             deletes.len() as u64,
@@ -307,7 +307,8 @@ pub async fn run(
         ) {
             Ok(()) if !deletes.is_empty() => {
                 for (rel, r) in
-                    crate::sync::delete_objects(&dst, limits.checkers, deletes, &stats).await
+                    crate::commands::sync::delete_objects(&dst, limits.checkers, deletes, &stats)
+                        .await
                 {
                     match r {
                         Ok(()) => summary.deleted += 1,
@@ -318,7 +319,7 @@ pub async fn run(
             Ok(()) => {}
             Err(refusal) => {
                 let message = refusal.message(&src_name, "objects");
-                if refusal == crate::plan::DeleteRefusal::Errors {
+                if refusal == crate::march::plan::DeleteRefusal::Errors {
                     tracing::error!("{message}");
                 } else {
                     summary.error(Class::Permanent, message);

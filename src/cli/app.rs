@@ -8,22 +8,22 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 
-use crate::check::{self, CheckOptions};
-use crate::cleanup;
 use crate::cli::{Cli, Command, Global};
-use crate::exit::Exit;
-use crate::filter::Filter;
-use crate::limits::Limits;
-use crate::plan::SkipRule;
-use crate::rclone_conf::{self, ConfError};
+use crate::commands::check::{self, CheckOptions};
+use crate::commands::cleanup;
+use crate::commands::sync::{self, Mode, SyncOptions};
+use crate::config::filter::Filter;
+use crate::config::limits::Limits;
+use crate::config::rclone_conf::{self, ConfError};
+use crate::config::registry::{self, Layout, RegistryMode};
+use crate::config::remote::{self, Location, LocationError, S3Path, S3Settings, SettingsError};
+use crate::config::shard::{Shard, ShardError};
+use crate::config::units::UnitError;
+use crate::march::plan::SkipRule;
 use crate::read::IoEngine;
-use crate::registry::{self, Layout, RegistryMode};
-use crate::remote::{self, Location, LocationError, S3Path, S3Settings, SettingsError};
 use crate::report::ProgressMode;
+use crate::report::exit::Exit;
 use crate::s3::{self, ClientOptions, PutOptions, S3Error, Store};
-use crate::shard::{Shard, ShardError};
-use crate::sync::{self, Mode, SyncOptions};
-use crate::units::UnitError;
 
 /// A usage problem found while wiring (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub struct UsageError(pub String);
 #[error("source directory {0} not found: check the path (and the volume mount)")]
 pub struct SourceMissing(pub PathBuf);
 
-/// Map an error that ended the whole run to the documented exit code (see [`crate::class`]).
+/// Map an error that ended the whole run to the documented exit code (see [`crate::report::class`]).
 pub fn exit_for(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
         if cause.is::<UsageError>()
@@ -43,8 +43,8 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
             || cause.is::<SettingsError>()
             || cause.is::<LocationError>()
             || cause.is::<UnitError>()
-            || cause.is::<crate::filter::FilterError>()
-            || cause.is::<crate::bwlimit::BwError>()
+            || cause.is::<crate::config::filter::FilterError>()
+            || cause.is::<crate::s3::bwlimit::BwError>()
             || cause.is::<s3::http::HttpError>()
             || cause.is::<ShardError>()
         {
@@ -137,9 +137,9 @@ fn aws_sync(mode: Mode, aws: bool, delete: bool, side: &str) -> Mode {
 }
 
 /// `--max-transfer`, `--max-duration` and `--cutoff-mode`.
-fn cutoff(g: &Global) -> crate::sync::Cutoff {
+fn cutoff(g: &Global) -> crate::commands::sync::Cutoff {
     let t = &g.transfer;
-    crate::sync::Cutoff {
+    crate::commands::sync::Cutoff {
         max_transfer: t.max_transfer,
         max_duration: t.max_duration,
         mode: t.cutoff_mode,
@@ -226,7 +226,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
     let dst_store = store(g, dst_path, &dst_settings, &limits).await?;
     let t = &g.transfer;
     let mode = aws_sync(mode, aws, t.delete, "to");
-    let opts = crate::mirror::MirrorOptions {
+    let opts = crate::commands::mirror::MirrorOptions {
         mode,
         dry_run: t.dry_run,
         size_only: t.size_only,
@@ -236,7 +236,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         server_side,
         create_bucket: t.create_bucket,
         location_constraint: dst_settings.location_constraint.clone(),
-        retry: crate::multipart::Retry {
+        retry: crate::transfer::multipart::Retry {
             again: t.retries.saturating_sub(1),
             sleep: t.retries_sleep,
         },
@@ -247,7 +247,7 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         cutoff: cutoff(g),
         delete_excluded: g.filter.delete_excluded,
     };
-    let summary = crate::mirror::run(src_store, dst_store, filter, limits, opts).await?;
+    let summary = crate::commands::mirror::run(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;
     Ok(exit_of(
         g,
@@ -286,7 +286,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     let t = &g.transfer;
     let mode = aws_sync(mode, aws, t.delete, "from");
     let registry = remote_registry(g, &store).await?;
-    let opts = crate::restore::RestoreOptions {
+    let opts = crate::commands::restore::RestoreOptions {
         registry,
         include_uploads: g.registry.registry_uploads,
         cutoff: cutoff(g),
@@ -300,7 +300,7 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         progress,
         stats_interval,
     };
-    let summary = crate::restore::run(store, root, filter, limits, opts).await?;
+    let summary = crate::commands::restore::run(store, root, filter, limits, opts).await?;
     write_report(g, &summary)?;
     Ok(exit_of(
         g,
@@ -328,7 +328,7 @@ fn writable(root: &Path) -> anyhow::Result<()> {
             Err(UsageError(format!(
                 "destination {}: {e}{}",
                 there.display(),
-                crate::confine::hint(&e)
+                crate::transfer::confine::hint(&e)
             ))
             .into())
         }
@@ -419,8 +419,8 @@ fn limits(g: &Global, s: &S3Settings) -> Limits {
         buffer_memory: match t.max_buffer_memory {
             Some(b) => b,
             None => {
-                let limit = crate::limits::cgroup_memory_limit();
-                let b = crate::limits::budget_for(limit);
+                let limit = crate::config::limits::cgroup_memory_limit();
+                let b = crate::config::limits::budget_for(limit);
                 tracing::info!(
                     "buffer memory {} ({}; --max-buffer-memory overrides)",
                     crate::report::bytes(b),
@@ -464,7 +464,7 @@ async fn store(
     let (connect_timeout, idle_timeout) = (on(g.transfer.contimeout), on(g.transfer.timeout));
     let bwlimit = match &g.transfer.bwlimit {
         Some(text) => {
-            let l = crate::bwlimit::Limiter::new(crate::bwlimit::Schedule::parse(text)?);
+            let l = crate::s3::bwlimit::Limiter::new(crate::s3::bwlimit::Schedule::parse(text)?);
             l.is_limited().then(|| Arc::new(l))
         }
         None => None,
@@ -598,9 +598,9 @@ fn filter(g: &Global, aws: bool) -> anyhow::Result<Filter> {
     };
     let f = &g.filter;
     let syntax = if aws {
-        crate::filter::Syntax::AwsCli
+        crate::config::filter::Syntax::AwsCli
     } else {
-        crate::filter::Syntax::Rclone
+        crate::config::filter::Syntax::Rclone
     };
     if aws
         && !(f.filter.is_empty()
@@ -614,12 +614,12 @@ fn filter(g: &Global, aws: bool) -> anyhow::Result<Filter> {
         .into());
     }
     let args: Vec<String> = std::env::args().collect();
-    let spec = crate::filter::FilterSpec {
+    let spec = crate::config::filter::FilterSpec {
         syntax,
         include: f.include.clone(),
         exclude: f.exclude.clone(),
         ordered: if aws {
-            crate::filter::aws_order(&args)
+            crate::config::filter::aws_order(&args)
         } else {
             Vec::new()
         },
@@ -639,7 +639,7 @@ fn filter(g: &Global, aws: bool) -> anyhow::Result<Filter> {
 fn write_report<T: serde::Serialize>(g: &Global, value: &T) -> anyhow::Result<()> {
     if let Some(path) = &g.check.report {
         let text = serde_json::to_string_pretty(value)?;
-        let text = crate::redact::scrub(&text);
+        let text = crate::report::redact::scrub(&text);
         std::fs::write(path, text.as_bytes())
             .with_context(|| format!("writing report {}", path.display()))?;
     }
@@ -734,7 +734,7 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
     Ok(exit_of(
         g,
         Ended {
-            errors: crate::class::exit_for_file_errors(
+            errors: crate::report::class::exit_for_file_errors(
                 summary.errors_temporary,
                 summary.errors_permanent,
             ),

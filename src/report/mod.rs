@@ -4,6 +4,10 @@
 //! greps keep working, JSON lines with `--use-json-log`, a live line on a terminal, and one
 //! plain line per interval when the output is a log (`kubectl logs`).
 
+pub mod class;
+pub mod exit;
+pub mod redact;
+
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -377,10 +381,10 @@ where
             obj.insert("level".into(), level.to_ascii_lowercase().into());
             obj.insert(
                 "msg".into(),
-                crate::redact::scrub(&v.message).into_owned().into(),
+                crate::report::redact::scrub(&v.message).into_owned().into(),
             );
             for (k, val) in v.fields {
-                obj.insert(k, crate::redact::scrub(&val).into_owned().into());
+                obj.insert(k, crate::report::redact::scrub(&val).into_owned().into());
             }
             writeln!(w, "{}", serde_json::Value::Object(obj))
         } else {
@@ -393,7 +397,7 @@ where
             for (k, val) in v.fields {
                 line.push_str(&format!(" {k}={val}"));
             }
-            writeln!(w, "{}", crate::redact::safe(&line))
+            writeln!(w, "{}", crate::report::redact::safe(&line))
         }
     }
 }

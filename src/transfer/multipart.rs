@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::etag::{ETag, Md5Digest, PartError};
 use crate::read::ReadError;
+use crate::read::etag::{ETag, Md5Digest, PartError};
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, PartInfo, S3Error, Store, Written};
 
@@ -27,16 +27,16 @@ pub enum UploadError {
     Internal { path: String, message: String },
     /// A bucket copy's read of its source failed, as a restore's would.
     #[error(transparent)]
-    Download(Arc<crate::download::DownloadError>),
+    Download(Arc<crate::transfer::download::DownloadError>),
     /// A corrupt blob or an invalid or dangling link in registry mode: never uploaded.
     #[error("{path}: {message}")]
     Registry { path: String, message: String },
 }
 
 impl UploadError {
-    /// What this failure means for the run (see [`crate::class`]).
-    pub fn class(&self) -> crate::class::Class {
-        use crate::class::Class;
+    /// What this failure means for the run (see [`crate::report::class`]).
+    pub fn class(&self) -> crate::report::class::Class {
+        use crate::report::class::Class;
         match self {
             UploadError::S3(e) => e.class(),
             UploadError::Read(e) => e.class(),
@@ -352,7 +352,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etag::md5_of;
+    use crate::read::etag::md5_of;
 
     #[test]
     fn proofs() {

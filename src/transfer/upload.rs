@@ -20,15 +20,15 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use crate::etag::{Md5Digest, PartPlan};
-use crate::limits::Limits;
-pub use crate::multipart::{Proof, UploadError, prove_single};
-use crate::multipart::{Retry, Session};
+use crate::config::limits::Limits;
+use crate::config::registry::{Kind, Layout, parse_link};
+use crate::march::walk::SrcEntry;
+use crate::read::etag::{Md5Digest, PartPlan};
 use crate::read::{self, Budget, SourceFile};
-use crate::registry::{Kind, Layout, parse_link};
 use crate::report::Stats;
 use crate::s3::{self, Head, ObjectMeta, PartInfo, Store, UploadInfo};
-use crate::walk::SrcEntry;
+pub use crate::transfer::multipart::{Proof, UploadError, prove_single};
+use crate::transfer::multipart::{Retry, Session};
 
 /// How one upload went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,7 @@ async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, Up
             return Err(dangling(&entry.rel, &target));
         }
     }
-    let proof = crate::multipart::put_proven(
+    let proof = crate::transfer::multipart::put_proven(
         &ctx.store,
         &ctx.stats,
         ctx.retry,
@@ -533,7 +533,7 @@ impl Group {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::etag::MIB;
+    use crate::read::etag::MIB;
     use std::time::SystemTime;
 
     fn part(number: u32, size: u64) -> PartInfo {

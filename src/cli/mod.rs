@@ -4,18 +4,20 @@
 //!
 //! The flags are grouped by what they touch (transfer, S3, filters, check outputs, logging,
 //! registry), each group a struct with its help heading; sizes and durations are parsed here,
-//! at the edge, into typed values. [`crate::app`] is the one place that turns them into each
+//! at the edge, into typed values. [`crate::cli::app`] is the one place that turns them into each
 //! command's options. Flags of rclone that change nothing in s3ferry are accepted and said
 //! so; flags that would weaken what s3ferry promises are refused with the reason
 //! ([`compat`]); an unknown flag gets one line naming the nearest one ([`unknown_flag`]).
+
+pub mod app;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::sync::CutoffMode;
-use crate::units::{parse_duration, parse_size};
+use crate::commands::sync::CutoffMode;
+use crate::config::units::{parse_duration, parse_size};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -532,8 +534,8 @@ pub struct LogFlags {
 pub struct RegistryFlags {
     /// Registry mode (source is a distribution/Harbor storage tree): verify blob digests while
     /// reading, validate links, upload blobs before links, leave `_uploads` out.
-    #[arg(long, global = true, value_enum, default_value_t = crate::registry::RegistryMode::Auto)]
-    pub registry: crate::registry::RegistryMode,
+    #[arg(long, global = true, value_enum, default_value_t = crate::config::registry::RegistryMode::Auto)]
+    pub registry: crate::config::registry::RegistryMode,
     /// Registry mode: also sync (and delete) the driver's in-progress `_uploads` state.
     #[arg(long, global = true)]
     pub registry_uploads: bool,

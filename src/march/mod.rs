@@ -14,6 +14,10 @@
 //! queue is full, which is what keeps planning a tree of any size in the same memory. Each
 //! side holds one pending entry plus the page being consumed.
 
+pub mod list;
+pub mod plan;
+pub mod walk;
+
 use std::cmp::Ordering;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -21,10 +25,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::list::{DstEntry, Listing};
-use crate::registry::{Kind, Layout};
+use crate::config::registry::{Kind, Layout};
+use crate::march::list::{DstEntry, Listing};
+use crate::march::walk::{Item, SrcEntry, WalkError};
 use crate::s3::S3Error;
-use crate::walk::{Item, SrcEntry, WalkError};
 
 /// An entry of either side: its key relative to the side's root or prefix, and its size.
 pub trait Keyed {
@@ -69,7 +73,7 @@ pub trait Side {
     fn next(&mut self) -> impl Future<Output = Option<Result<Found<Self::Entry>, S3Error>>> + Send;
 }
 
-/// A local tree, as [`crate::walk::spawn`] walks it.
+/// A local tree, as [`crate::march::walk::spawn`] walks it.
 pub struct LocalSide {
     items: mpsc::Receiver<Item>,
     done: bool,
@@ -107,7 +111,7 @@ impl Side for LocalSide {
     }
 }
 
-/// Objects under an S3 prefix, as [`crate::list::start`] lists them.
+/// Objects under an S3 prefix, as [`crate::march::list::start`] lists them.
 pub struct RemoteSide {
     listing: Listing,
     page: VecDeque<DstEntry>,

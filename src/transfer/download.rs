@@ -1,4 +1,4 @@
-//! Stage: download, the mirror of [`crate::upload`] for restores (`REMOTE:BUCKET[/P]` → a
+//! Stage: download, the mirror of [`crate::transfer::upload`] for restores (`REMOTE:BUCKET[/P]` → a
 //! directory). This module holds what every download needs before a byte moves: where an
 //! object's bytes may land on the local filesystem.
 //!
@@ -27,20 +27,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::confine::{self, Dir, Refused, Root};
-use crate::etag::{ETag, Md5Digest, PartPlan};
-use crate::limits::Limits;
-use crate::list::DstEntry;
+use crate::config::limits::Limits;
+use crate::march::list::DstEntry;
+use crate::read::etag::{ETag, Md5Digest, PartPlan};
 use crate::read::{Budget, ReadError};
 use crate::report::Stats;
 use crate::s3::{self, Head, S3Error, Store};
+use crate::transfer::confine::{self, Dir, Refused, Root};
 
 /// The longest file name Linux filesystems take (`NAME_MAX`), in bytes.
 pub const NAME_MAX: usize = 255;
 /// The longest path the kernel takes in one call (`PATH_MAX`, with its NUL), in bytes.
 pub const PATH_MAX: usize = 4095;
+pub use crate::march::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
 pub use crate::s3::parse_mtime;
-pub use crate::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
 
 /// Why a key cannot be restored as a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +120,7 @@ pub fn partial_name(name: &str) -> String {
     } else {
         format!(
             ".{}{PARTIAL_SUFFIX}",
-            hex::encode(crate::etag::md5_of(name.as_bytes()))
+            hex::encode(crate::read::etag::md5_of(name.as_bytes()))
         )
     }
 }
@@ -221,7 +221,7 @@ fn resumable(
         let (off, len) = plan.range(i);
         let mut buf = vec![0u8; len as usize];
         if file.read_exact_at(&mut buf, off).is_ok() {
-            let got = crate::etag::md5_of(&buf);
+            let got = crate::read::etag::md5_of(&buf);
             if got[..] == want[..] {
                 out.insert(i, got);
             }
@@ -256,13 +256,15 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
-    pub fn class(&self) -> crate::class::Class {
+    pub fn class(&self) -> crate::report::class::Class {
         match self {
             DownloadError::S3(e) => e.class(),
             DownloadError::Short { .. } | DownloadError::Integrity { .. } => {
-                crate::class::Class::Temporary
+                crate::report::class::Class::Temporary
             }
-            DownloadError::Io { .. } | DownloadError::Local(_) => crate::class::Class::Permanent,
+            DownloadError::Io { .. } | DownloadError::Local(_) => {
+                crate::report::class::Class::Permanent
+            }
         }
     }
 }
@@ -360,20 +362,20 @@ impl PartialFile {
         })
     }
 
-    /// Hash what the file holds now, as [`crate::verify::hash_file`] does.
+    /// Hash what the file holds now, as [`crate::transfer::verify::hash_file`] does.
     async fn hash(
         &self,
         shown: &Path,
         md5: bool,
         part_sizes: &[u64],
         sha256: bool,
-    ) -> Result<crate::verify::Hashes, DownloadError> {
+    ) -> Result<crate::transfer::verify::Hashes, DownloadError> {
         let file = self.file.try_clone().map_err(|e| io(shown, e))?;
         let (p, part_sizes) = (shown.to_path_buf(), part_sizes.to_vec());
         let name = shown.display().to_string();
         crate::read::blocking(&name, move || {
             let f = crate::read::SourceFile::from_file(file, &p)?;
-            crate::verify::hash_open(&f, md5, &part_sizes, sha256)
+            crate::transfer::verify::hash_open(&f, md5, &part_sizes, sha256)
         })
         .await
         .map_err(|e: ReadError| io(shown, e))
@@ -431,7 +433,7 @@ pub fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> O
             }
             hints
                 .into_iter()
-                .find(|&p| crate::etag::fits(size, p, *parts))
+                .find(|&p| crate::read::etag::fits(size, p, *parts))
         }
         ETag::Opaque(_) => None,
     }
@@ -742,7 +744,7 @@ async fn fetch(
             path: rel.clone(),
             message,
         };
-        let target = crate::registry::parse_link(&content, path_digest.as_deref())
+        let target = crate::config::registry::parse_link(&content, path_digest.as_deref())
             .map_err(|e| fail(format!("invalid link: {e}; not written")))?;
         let blob = blob_rel(&target);
         let (r, b, key) = (root.clone(), blob.clone(), rel.clone());
@@ -836,7 +838,7 @@ async fn prove(
             ETag::Md5(_) => ETag::Md5(
                 md5s.first()
                     .copied()
-                    .unwrap_or_else(|| crate::etag::md5_of(&[])),
+                    .unwrap_or_else(|| crate::read::etag::md5_of(&[])),
             ),
             _ => ETag::composite(md5s),
         }]
@@ -845,7 +847,7 @@ async fn prove(
             ETag::Md5(_) => (true, Vec::new()),
             ETag::Multipart { parts, .. } => (
                 false,
-                crate::etag::candidate_part_sizes(obj.size, *parts, &[], 16),
+                crate::read::etag::candidate_part_sizes(obj.size, *parts, &[], 16),
             ),
             ETag::Opaque(_) => unreachable!(),
         };
