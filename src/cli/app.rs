@@ -481,7 +481,7 @@ async fn store(
         max_attempts: g.transfer.low_level_retries.max(1),
         path_style: None,
     };
-    let counts = Arc::new(s3::RequestCounts::default());
+    let counts = Arc::new(crate::report::requests::RequestCounts::default());
     let client = s3::build_client(s, &opts, counts.clone()).await?;
     let put = PutOptions {
         acl: s.acl.clone(),

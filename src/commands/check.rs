@@ -19,8 +19,9 @@ use crate::config::registry::{Kind, Layout, parse_link};
 use crate::march::list;
 use crate::march::walk;
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
+use crate::report::requests::RequestSnapshot;
 use crate::report::{Progress, ProgressMode, Stats};
-use crate::s3::{RequestSnapshot, Store};
+use crate::s3::Store;
 use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
 #[derive(Debug, Clone)]

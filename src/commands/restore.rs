@@ -79,7 +79,7 @@ pub struct RestoreSummary {
     pub duration_exceeded: bool,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
-    pub requests: crate::s3::RequestSnapshot,
+    pub requests: crate::report::requests::RequestSnapshot,
     #[serde(flatten)]
     pub failures: crate::report::class::Tally,
 }

@@ -21,8 +21,10 @@ use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::march::walk::{self, SrcEntry};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::{Budget, IoEngine};
+use crate::report::class::ERRORS_KEPT;
+use crate::report::requests::RequestSnapshot;
 use crate::report::{self, Progress, ProgressMode, Stats};
-use crate::s3::{RequestSnapshot, S3Error, Store, UploadInfo};
+use crate::s3::{S3Error, Store};
 use crate::transfer::upload::{self, Proof, RegistryCtx, UploadCtx};
 use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
@@ -148,10 +150,6 @@ pub struct SyncSummary {
     pub errors_not_kept: u64,
 }
 
-/// Error messages kept for the report. A run that fails a million times should not need a
-/// million messages' worth of memory; the log has every one.
-pub const ERRORS_KEPT: usize = 1000;
-
 impl SyncSummary {
     pub fn errors(&self) -> u64 {
         self.errors_temporary + self.errors_permanent
@@ -169,25 +167,6 @@ impl SyncSummary {
             self.errors_not_kept += 1;
         }
     }
-}
-
-/// In-progress multipart uploads under the prefix, by key; empty where the server cannot list them.
-pub async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo>>, S3Error> {
-    let mut map: HashMap<String, Vec<UploadInfo>> = HashMap::new();
-    match store.list_uploads(&store.path.prefix).await {
-        Ok(list) => {
-            for u in list {
-                map.entry(u.key.clone()).or_default().push(u);
-            }
-        }
-        Err(S3Error::NotImplemented { .. }) => {
-            tracing::info!(
-                "server cannot list multipart uploads: interrupted uploads will restart"
-            );
-        }
-        Err(e) => return Err(e),
-    }
-    Ok(map)
 }
 
 /// Files queued ahead of the uploads (waiting links included). The merge pauses when this
@@ -571,7 +550,7 @@ impl Run {
         if s.size > 0 && s.size >= self.ctx.limits.upload_cutoff && self.ctx.pending.get().is_none()
         {
             // The first multipart file: find interrupted uploads to resume, once.
-            let pending = pending_uploads(&self.ctx.store).await?;
+            let pending = crate::transfer::upload::pending_uploads(&self.ctx.store).await?;
             let _ = self.ctx.pending.set(pending);
         }
         self.queue.push((s, reason), &self.known_blobs);

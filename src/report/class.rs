@@ -6,7 +6,6 @@
 use serde::Serialize;
 
 use crate::report::exit::Exit;
-use crate::s3::http::TransportKind;
 
 /// What a failure means for the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -44,8 +43,12 @@ impl Class {
     }
 }
 
+/// Error messages kept for the report. A run that fails a million times should not need a
+/// million messages' worth of memory; the log has every one.
+pub const ERRORS_KEPT: usize = 1000;
+
 /// The file errors of a run, by whether a rerun could get past them, with the first
-/// [`crate::commands::sync::ERRORS_KEPT`] messages for the report (every one is logged).
+/// [`ERRORS_KEPT`] messages for the report (every one is logged).
 #[derive(Debug, Default, Serialize)]
 pub struct Tally {
     pub errors_temporary: u64,
@@ -66,7 +69,7 @@ impl Tally {
         } else {
             self.errors_permanent += 1;
         }
-        if self.errors.len() < crate::commands::sync::ERRORS_KEPT {
+        if self.errors.len() < ERRORS_KEPT {
             self.errors.push(message);
         }
     }
@@ -75,6 +78,22 @@ impl Tally {
     pub fn exit(&self) -> Exit {
         exit_for_file_errors(self.errors_temporary, self.errors_permanent)
     }
+}
+
+/// What went wrong below HTTP, as the error classes need to know it (the HTTP client
+/// in `crate::s3::http` reports its failures in these terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// A connect or idle timeout fired.
+    Timeout,
+    /// The connection failed or broke (refused, reset, closed mid-response, DNS).
+    Broken,
+    /// The server's certificate was rejected by the trust store.
+    Certificate,
+    /// The endpoint speaks plain HTTP where https was configured.
+    WrongScheme,
+    /// The answer is not HTTP at all (a TLS port reached with http://, or a broken server).
+    NotHttp,
 }
 
 /// A failure below HTTP.

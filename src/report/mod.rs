@@ -7,6 +7,7 @@
 pub mod class;
 pub mod exit;
 pub mod redact;
+pub mod requests;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -47,16 +48,7 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub deletes: AtomicU64,
     /// The S3 request counters, for the SDK's own retries.
-    pub requests: Option<Arc<crate::s3::RequestCounts>>,
-}
-
-impl crate::s3::body::Tally for Stats {
-    fn sent(&self, n: u64) {
-        self.moved(n);
-    }
-    fn unsent(&self, n: u64) {
-        self.unmoved(n);
-    }
+    pub requests: Option<Arc<crate::report::requests::RequestCounts>>,
 }
 
 impl Default for Stats {
@@ -101,7 +93,7 @@ impl Stats {
     }
 
     /// Stats whose `retries` also count the store's request retries.
-    pub fn for_requests(requests: Arc<crate::s3::RequestCounts>) -> Stats {
+    pub fn for_requests(requests: Arc<crate::report::requests::RequestCounts>) -> Stats {
         Stats {
             requests: Some(requests),
             ..Stats::default()

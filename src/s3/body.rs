@@ -29,6 +29,17 @@ pub trait Tally: Send + Sync {
     fn unsent(&self, n: u64);
 }
 
+/// A run's counters take what every request sends: the progress line and `--max-transfer`
+/// count bytes as the server takes them.
+impl Tally for crate::report::Stats {
+    fn sent(&self, n: u64) {
+        self.moved(n);
+    }
+    fn unsent(&self, n: u64) {
+        self.unmoved(n);
+    }
+}
+
 /// One request's body, counted into `tally`.
 pub struct Counted {
     tally: Arc<dyn Tally>,

@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 
 use super::timeout::{TimedOut, TimeoutConnector, endpoint_of};
+use crate::report::class::TransportKind;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -50,21 +51,6 @@ pub struct HttpOptions {
     pub idle_timeout: Option<Duration>,
     /// `--bwlimit`, shared by every connection of the client.
     pub bwlimit: Option<Arc<crate::s3::bwlimit::Limiter>>,
-}
-
-/// What went wrong below HTTP, as the error classes need to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportKind {
-    /// A connect or idle timeout fired.
-    Timeout,
-    /// The connection failed or broke (refused, reset, closed mid-response, DNS).
-    Broken,
-    /// The server's certificate was rejected by the trust store.
-    Certificate,
-    /// The endpoint speaks plain HTTP where https was configured.
-    WrongScheme,
-    /// The answer is not HTTP at all (a TLS port reached with http://, or a broken server).
-    NotHttp,
 }
 
 /// A transport failure with a one-line message that names the endpoint.

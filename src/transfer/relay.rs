@@ -153,7 +153,7 @@ async fn start(
         let pending = r
             .pending
             .get_or_init(|| async {
-                crate::commands::sync::pending_uploads(&r.dst)
+                crate::transfer::upload::pending_uploads(&r.dst)
                     .await
                     .unwrap_or_else(|e| {
                         tracing::info!("cannot list interrupted uploads ({e}): copies restart");

@@ -26,7 +26,7 @@ use crate::march::walk::SrcEntry;
 use crate::read::etag::{Md5Digest, PartPlan};
 use crate::read::{self, Budget, SourceFile};
 use crate::report::Stats;
-use crate::s3::{self, Head, ObjectMeta, PartInfo, Store, UploadInfo};
+use crate::s3::{self, Head, ObjectMeta, PartInfo, S3Error, Store, UploadInfo};
 pub use crate::transfer::multipart::{Proof, UploadError, prove_single};
 use crate::transfer::multipart::{Retry, Session};
 
@@ -190,6 +190,25 @@ pub fn choose_resumable(
         .filter(|(_, (_, parts))| !parts.is_empty() && adoptable(plan, parts))
         .max_by_key(|(_, (u, parts))| (parts.len(), u.initiated))
         .map(|(i, _)| i)
+}
+
+/// In-progress multipart uploads under the prefix, by key; empty where the server cannot list them.
+pub async fn pending_uploads(store: &Store) -> Result<HashMap<String, Vec<UploadInfo>>, S3Error> {
+    let mut map: HashMap<String, Vec<UploadInfo>> = HashMap::new();
+    match store.list_uploads(&store.path.prefix).await {
+        Ok(list) => {
+            for u in list {
+                map.entry(u.key.clone()).or_default().push(u);
+            }
+        }
+        Err(S3Error::NotImplemented { .. }) => {
+            tracing::info!(
+                "server cannot list multipart uploads: interrupted uploads will restart"
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(map)
 }
 
 /// The interrupted upload of `rel` to resume, among `pending` (the uploads listed under the
