@@ -363,8 +363,8 @@ impl Outputs {
 
 /// An entry only in the bucket, named as the march's local side would name it: for the
 /// missing-on-destination line of a reversed check (the path is what matters).
-fn local_of(d: list::DstEntry, root: &Path) -> walk::SrcEntry {
-    walk::SrcEntry {
+fn local_of(d: list::ListedObject, root: &Path) -> walk::LocalFile {
+    walk::LocalFile {
         path: root.join(&d.rel),
         rel: d.rel,
         size: d.size,
@@ -374,8 +374,8 @@ fn local_of(d: list::DstEntry, root: &Path) -> walk::SrcEntry {
 }
 
 /// A local entry named as the bucket's side would name it, for the reverse.
-fn remote_of(l: walk::SrcEntry) -> list::DstEntry {
-    list::DstEntry {
+fn remote_of(l: walk::LocalFile) -> list::ListedObject {
+    list::ListedObject {
         rel: l.rel,
         size: l.size,
         etag: String::new(),

@@ -20,7 +20,7 @@ use crate::commands::sync::{Cut, Cutoff, Mode};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{self, DstEntry, Listing};
+use crate::march::list::{self, ListedObject, Listing};
 use crate::march::plan::same_mtime;
 use crate::march::{self, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
@@ -113,7 +113,7 @@ pub enum Decision {
 }
 
 /// The decision for a source object and the destination's object at its key, if any.
-pub fn decide(src: &DstEntry, dst: Option<&DstEntry>, o: &MirrorOptions) -> Decision {
+pub fn decide(src: &ListedObject, dst: Option<&ListedObject>, o: &MirrorOptions) -> Decision {
     let Some(dst) = dst else {
         return Decision::Copy;
     };
@@ -351,9 +351,9 @@ pub async fn run(
 
 async fn copy_one(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     decision: Decision,
-    there: Option<&DstEntry>,
+    there: Option<&ListedObject>,
     expect: &Expect,
 ) -> Result<Done, UploadError> {
     if decision == Decision::CompareMtime
@@ -415,8 +415,8 @@ mod tests {
     use super::*;
     use std::time::SystemTime;
 
-    fn obj(size: u64, etag: &str) -> DstEntry {
-        DstEntry {
+    fn obj(size: u64, etag: &str) -> ListedObject {
+        ListedObject {
             rel: "a".into(),
             size,
             etag: etag.into(),

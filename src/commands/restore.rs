@@ -20,9 +20,9 @@ use crate::commands::sync::{Cut, Cutoff};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{self, DstEntry};
+use crate::march::list::{self, ListedObject};
 use crate::march::plan::same_mtime;
-use crate::march::walk::{self, SrcEntry, WalkError};
+use crate::march::walk::{self, LocalFile, WalkError};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
 use crate::report::{self, Progress, ProgressMode, Stats};
@@ -105,7 +105,7 @@ pub enum Decision {
 }
 
 /// The decision for an object and the file at its path, if any.
-pub fn decide(obj: &DstEntry, local: Option<&SrcEntry>, opts: &RestoreOptions) -> Decision {
+pub fn decide(obj: &ListedObject, local: Option<&LocalFile>, opts: &RestoreOptions) -> Decision {
     match local {
         None => Decision::Fetch,
         Some(_) if opts.ignore_existing => Decision::Keep,
@@ -177,7 +177,7 @@ pub async fn run(
     let mut transfers: Transfers<Restored> =
         Transfers::new(limits.transfers, &opts.cutoff, stats.clone());
     let mut failed: Option<S3Error> = None;
-    let mut deletes: Vec<SrcEntry> = Vec::new();
+    let mut deletes: Vec<LocalFile> = Vec::new();
     loop {
         if !transfers.room(|j| record(&mut summary, &stats, j)).await {
             break;
@@ -313,7 +313,7 @@ pub async fn run(
 /// looked empty, never more than `--max-delete`.
 fn delete_extra(
     summary: &mut RestoreSummary,
-    deletes: Vec<SrcEntry>,
+    deletes: Vec<LocalFile>,
     opts: &RestoreOptions,
     store: &Store,
     dest: Option<&Root>,
@@ -369,7 +369,7 @@ fn delete_extra(
 async fn restore_one(
     f: &Fetcher,
     dest: &Arc<Root>,
-    obj: &DstEntry,
+    obj: &ListedObject,
     decision: Decision,
     local_mtime: Option<SystemTime>,
     expect: &Expect,
@@ -424,8 +424,8 @@ fn record(
 mod tests {
     use super::*;
 
-    fn obj(size: u64) -> DstEntry {
-        DstEntry {
+    fn obj(size: u64) -> ListedObject {
+        ListedObject {
             rel: "a".into(),
             size,
             etag: String::new(),
@@ -433,8 +433,8 @@ mod tests {
         }
     }
 
-    fn file(size: u64) -> SrcEntry {
-        SrcEntry {
+    fn file(size: u64) -> LocalFile {
+        LocalFile {
             rel: "a".into(),
             path: PathBuf::from("/d/a"),
             size,

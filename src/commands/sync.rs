@@ -16,9 +16,9 @@ use tokio::task::JoinSet;
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{self, DstEntry, Listing};
+use crate::march::list::{self, ListedObject, Listing};
 use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
-use crate::march::walk::{self, SrcEntry};
+use crate::march::walk::{self, LocalFile};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::{Budget, IoEngine};
 use crate::report::class::ERRORS_KEPT;
@@ -347,14 +347,14 @@ struct Run {
     summary: SyncSummary,
     queue: Queue,
     /// Objects only in the destination (`sync` only): deleted at the end if all went well.
-    deletes: Vec<DstEntry>,
+    deletes: Vec<ListedObject>,
     ctx: Arc<UploadCtx>,
     /// Registry mode: blobs the bucket holds (listed, or uploaded by this run).
     known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
     opts: SyncOptions,
 }
 
-type Compared = (SrcEntry, Settled);
+type Compared = (LocalFile, Settled);
 
 /// What a comparison that needed requests found.
 #[derive(Debug)]
@@ -488,7 +488,7 @@ impl Run {
     /// Decide what one step of the march needs.
     async fn step(
         &mut self,
-        marched: Marched<SrcEntry, DstEntry>,
+        marched: Marched<LocalFile, ListedObject>,
         compares: &mut JoinSet<Compared>,
     ) -> Result<(), S3Error> {
         let step = marched.step;
@@ -535,7 +535,7 @@ impl Run {
     }
 
     /// Count a file to upload and queue it (or, with `--dry-run`, say so).
-    async fn plan_upload(&mut self, s: SrcEntry, reason: Reason) -> Result<(), S3Error> {
+    async fn plan_upload(&mut self, s: LocalFile, reason: Reason) -> Result<(), S3Error> {
         Stats::add(&self.ctx.stats.files_total, 1);
         Stats::add(&self.ctx.stats.bytes_total, s.size);
         if self.opts.dry_run {
@@ -585,8 +585,8 @@ impl Run {
 /// trusted.
 async fn compare_content(
     ctx: &UploadCtx,
-    s: &SrcEntry,
-    d: &DstEntry,
+    s: &LocalFile,
+    d: &ListedObject,
     head: Option<crate::s3::Head>,
 ) -> Settled {
     let vopts = VerifyOptions {
@@ -615,8 +615,8 @@ async fn compare_content(
 /// newer than the file's ctime: the next run skips it from the listing alone, with no request.
 async fn read_mtime(
     ctx: &UploadCtx,
-    s: &SrcEntry,
-    d: &DstEntry,
+    s: &LocalFile,
+    d: &ListedObject,
     rule: SkipRule,
     set: bool,
 ) -> Settled {
@@ -677,13 +677,13 @@ async fn read_mtime(
 ///   nor uploaded here: another shard's, or missing) go last, when everything else is done,
 ///   and are checked against the bucket then.
 struct Queue {
-    files: VecDeque<(SrcEntry, Reason)>,
-    ready_links: VecDeque<(SrcEntry, Reason)>,
-    waiting: HashMap<String, Vec<(SrcEntry, Reason)>>,
+    files: VecDeque<(LocalFile, Reason)>,
+    ready_links: VecDeque<(LocalFile, Reason)>,
+    waiting: HashMap<String, Vec<(LocalFile, Reason)>>,
     waiting_count: usize,
     /// Blobs queued or being uploaded.
     uploading: HashSet<String>,
-    last: Vec<(SrcEntry, Reason)>,
+    last: Vec<(LocalFile, Reason)>,
     layout: Option<Layout>,
 }
 
@@ -705,7 +705,7 @@ impl Queue {
         self.files.len() + self.ready_links.len() + self.waiting_count
     }
 
-    fn push(&mut self, u: (SrcEntry, Reason), known: &std::sync::Mutex<HashSet<String>>) {
+    fn push(&mut self, u: (LocalFile, Reason), known: &std::sync::Mutex<HashSet<String>>) {
         let Some(layout) = &self.layout else {
             self.files.push_back(u);
             return;
@@ -730,7 +730,7 @@ impl Queue {
     }
 
     /// The next file to start, given how many links are in flight out of `slots`.
-    fn next(&mut self, links_in_flight: usize, slots: usize) -> Option<(SrcEntry, Reason)> {
+    fn next(&mut self, links_in_flight: usize, slots: usize) -> Option<(LocalFile, Reason)> {
         let links_first = links_in_flight < slots.div_ceil(2) || self.files.is_empty();
         if links_first && let Some(u) = self.ready_links.pop_front() {
             return Some(u);
@@ -880,7 +880,7 @@ async fn abort_leftovers(
 async fn delete_all(
     store: &Arc<Store>,
     limits: &Limits,
-    deletes: Vec<DstEntry>,
+    deletes: Vec<ListedObject>,
     stats: &Arc<Stats>,
     summary: &mut SyncSummary,
 ) {

@@ -33,7 +33,7 @@ use crate::s3::{Listed, S3Error, Store};
 
 /// An object in a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DstEntry {
+pub struct ListedObject {
     /// Key relative to the listed prefix.
     pub rel: String,
     pub size: u64,
@@ -76,7 +76,7 @@ impl Listing {
 
     /// The next objects in key order, relative to the prefix; `None` at the end. Directory
     /// markers and objects the filter excludes are left out (so never deleted). Cancel-safe.
-    pub async fn next(&mut self) -> Option<Result<Vec<DstEntry>, S3Error>> {
+    pub async fn next(&mut self) -> Option<Result<Vec<ListedObject>, S3Error>> {
         loop {
             if let Some((pages, task)) = self.chains.front_mut() {
                 if let Some(page) = pages.recv().await {
@@ -109,7 +109,7 @@ impl Listing {
         }
     }
 
-    fn keep(&self, page: Vec<Listed>) -> Vec<DstEntry> {
+    fn keep(&self, page: Vec<Listed>) -> Vec<ListedObject> {
         page.into_iter()
             .filter_map(|o| {
                 let rel = o.key.strip_prefix(&self.prefix)?;
@@ -120,7 +120,7 @@ impl Listing {
                 {
                     return None;
                 }
-                Some(DstEntry {
+                Some(ListedObject {
                     rel: rel.to_string(),
                     size: o.size,
                     etag: o.etag,
@@ -134,7 +134,7 @@ impl Listing {
 #[cfg(test)]
 impl Listing {
     /// A listing that hands out these pages (keys relative to an empty prefix).
-    pub(crate) fn of(pages: Vec<Vec<DstEntry>>) -> Listing {
+    pub(crate) fn of(pages: Vec<Vec<ListedObject>>) -> Listing {
         let mut listing = Listing::empty();
         for page in pages {
             let (tx, rx) = mpsc::channel(1);

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{DstEntry, Listing};
-use crate::march::walk::{Item, SrcEntry, WalkError};
+use crate::march::list::{ListedObject, Listing};
+use crate::march::walk::{Item, LocalFile, WalkError};
 use crate::s3::S3Error;
 
 /// An entry of either side: its key relative to the side's root or prefix, and its size.
@@ -36,7 +36,7 @@ pub trait Keyed {
     fn size(&self) -> u64;
 }
 
-impl Keyed for SrcEntry {
+impl Keyed for LocalFile {
     fn rel(&self) -> &str {
         &self.rel
     }
@@ -45,7 +45,7 @@ impl Keyed for SrcEntry {
     }
 }
 
-impl Keyed for DstEntry {
+impl Keyed for ListedObject {
     fn rel(&self) -> &str {
         &self.rel
     }
@@ -86,8 +86,8 @@ impl LocalSide {
 }
 
 impl Side for LocalSide {
-    type Entry = SrcEntry;
-    async fn next(&mut self) -> Option<Result<Found<SrcEntry>, S3Error>> {
+    type Entry = LocalFile;
+    async fn next(&mut self) -> Option<Result<Found<LocalFile>, S3Error>> {
         if self.done {
             return None;
         }
@@ -114,7 +114,7 @@ impl Side for LocalSide {
 /// Objects under an S3 prefix, as [`crate::march::list::start`] lists them.
 pub struct RemoteSide {
     listing: Listing,
-    page: VecDeque<DstEntry>,
+    page: VecDeque<ListedObject>,
 }
 
 impl RemoteSide {
@@ -127,8 +127,8 @@ impl RemoteSide {
 }
 
 impl Side for RemoteSide {
-    type Entry = DstEntry;
-    async fn next(&mut self) -> Option<Result<Found<DstEntry>, S3Error>> {
+    type Entry = ListedObject;
+    async fn next(&mut self) -> Option<Result<Found<ListedObject>, S3Error>> {
         loop {
             if let Some(e) = self.page.pop_front() {
                 return Some(Ok(Found::Entry(e)));
@@ -341,8 +341,8 @@ mod tests {
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
-    fn src(rel: &str, size: u64) -> SrcEntry {
-        SrcEntry {
+    fn src(rel: &str, size: u64) -> LocalFile {
+        LocalFile {
             rel: rel.into(),
             path: rel.into(),
             size,
@@ -350,8 +350,8 @@ mod tests {
             ctime: t(0),
         }
     }
-    fn dst(rel: &str, size: u64) -> DstEntry {
-        DstEntry {
+    fn dst(rel: &str, size: u64) -> ListedObject {
+        ListedObject {
             rel: rel.into(),
             size,
             etag: String::new(),
@@ -373,7 +373,7 @@ mod tests {
     /// `>dst`, `!error`, with the registry kind when there is one.
     async fn marched(
         items: Vec<Item>,
-        pages: Vec<Vec<DstEntry>>,
+        pages: Vec<Vec<ListedObject>>,
         registry: Option<Registry>,
     ) -> Vec<String> {
         let mut m = March::new(local(items), RemoteSide::new(Listing::of(pages)), registry);

@@ -10,20 +10,20 @@
 use std::time::SystemTime;
 
 use crate::march::Step;
-use crate::march::list::DstEntry;
-use crate::march::walk::SrcEntry;
+use crate::march::list::ListedObject;
+use crate::march::walk::LocalFile;
 
 /// One key of the march, borrowed, for the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pair<'a> {
-    SrcOnly(&'a SrcEntry),
-    Both(&'a SrcEntry, &'a DstEntry),
-    DstOnly(&'a DstEntry),
+    SrcOnly(&'a LocalFile),
+    Both(&'a LocalFile, &'a ListedObject),
+    DstOnly(&'a ListedObject),
 }
 
 impl<'a> Pair<'a> {
     /// The pair a step of the march is about; `None` for an entry that could not be used.
-    pub fn of(step: &'a Step<SrcEntry, DstEntry>) -> Option<Pair<'a>> {
+    pub fn of(step: &'a Step<LocalFile, ListedObject>) -> Option<Pair<'a>> {
         match step {
             Step::SrcOnly(s) => Some(Pair::SrcOnly(s)),
             Step::Both(s, d) => Some(Pair::Both(s, d)),
@@ -143,7 +143,7 @@ pub fn decide(pair: &Pair<'_>, rule: SkipRule) -> Decision {
 /// Whether nothing has touched the file `s` since its object `d` was written: the object's
 /// LastModified is in a later second than both the file's mtime and its ctime, so the object
 /// holds what the file holds, with its mtime (unless another writer replaced the object).
-pub fn untouched_since(s: &SrcEntry, d: &DstEntry) -> bool {
+pub fn untouched_since(s: &LocalFile, d: &ListedObject) -> bool {
     whole_seconds(d.last_modified) > whole_seconds(s.mtime).max(whole_seconds(s.ctime))
 }
 
@@ -154,8 +154,8 @@ pub fn untouched_since(s: &SrcEntry, d: &DstEntry) -> bool {
 /// the same size and mtime is unchanged, and the content decides the rest: an upload if it
 /// differs, else the object only needs the file's mtime.
 pub fn after_head(
-    s: &SrcEntry,
-    d: &DstEntry,
+    s: &LocalFile,
+    d: &ListedObject,
     recorded: Option<SystemTime>,
     rule: SkipRule,
 ) -> Decision {
@@ -257,8 +257,8 @@ mod tests {
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
     }
-    fn src(rel: &str, size: u64, mtime: SystemTime) -> SrcEntry {
-        SrcEntry {
+    fn src(rel: &str, size: u64, mtime: SystemTime) -> LocalFile {
+        LocalFile {
             rel: rel.into(),
             path: rel.into(),
             size,
@@ -266,8 +266,8 @@ mod tests {
             ctime: mtime,
         }
     }
-    fn dst(rel: &str, size: u64, lm: SystemTime) -> DstEntry {
-        DstEntry {
+    fn dst(rel: &str, size: u64, lm: SystemTime) -> ListedObject {
+        ListedObject {
             rel: rel.into(),
             size,
             etag: String::new(),
@@ -276,7 +276,7 @@ mod tests {
     }
 
     /// A pair: the file (size, mtime, ctime in seconds) and its object (size, LastModified).
-    fn pair(f: (u64, u64, u64), o: (u64, u64)) -> (SrcEntry, DstEntry) {
+    fn pair(f: (u64, u64, u64), o: (u64, u64)) -> (LocalFile, ListedObject) {
         let mut s = src("f", f.0, t(f.1));
         s.ctime = t(f.2);
         (s, dst("f", o.0, t(o.1)))

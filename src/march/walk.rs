@@ -20,7 +20,7 @@ pub const MAX_KEY_LEN: usize = 1024;
 
 /// A regular file in the source tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrcEntry {
+pub struct LocalFile {
     /// Path relative to the source root, `/`-separated; the key is `prefix + rel`.
     pub rel: String,
     pub path: PathBuf,
@@ -31,7 +31,7 @@ pub struct SrcEntry {
     pub ctime: SystemTime,
 }
 
-impl SrcEntry {
+impl LocalFile {
     /// The version of the file that was walked, for change detection while reading.
     pub fn stamp(&self) -> crate::read::Stamp {
         crate::read::Stamp {
@@ -73,7 +73,7 @@ impl WalkError {
 /// One thing the walk found, in key order.
 #[derive(Debug)]
 pub enum Item {
-    File(SrcEntry),
+    File(LocalFile),
     Error(WalkError),
     /// A FIFO, socket or device: skipped with a warning.
     Special(String),
@@ -108,7 +108,7 @@ pub fn is_partial(name: &str) -> bool {
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Walked {
-    pub files: Vec<SrcEntry>,
+    pub files: Vec<LocalFile>,
     pub errors: Vec<WalkError>,
     /// FIFOs, sockets and devices: skipped with a warning each.
     pub special: Vec<String>,
@@ -455,7 +455,7 @@ fn classify(scan: &Scan<'_>, dir_rel: &str, entry: &std::fs::DirEntry) -> Option
     }
     let ctime = SystemTime::UNIX_EPOCH
         + std::time::Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec() as u32);
-    Some(Entry::Item(Item::File(SrcEntry {
+    Some(Entry::Item(Item::File(LocalFile {
         path,
         size: meta.len(),
         mtime,

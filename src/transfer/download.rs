@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::limits::Limits;
-use crate::march::list::DstEntry;
+use crate::march::list::ListedObject;
 use crate::read::etag::{ETag, Md5Digest, PartPlan};
 use crate::read::{Budget, ReadError};
 use crate::report::Stats;
@@ -441,12 +441,12 @@ pub fn known_part_size(etag: &ETag, size: u64, head: Option<&(Head, bool)>) -> O
 
 /// The object as listed, with its ETag from a HEAD where the listing had none (s3s-fs lists
 /// none): the version every GET is pinned to and the proof is made against.
-pub async fn with_listed_etag(store: &Store, obj: &DstEntry) -> Result<DstEntry, S3Error> {
+pub async fn with_listed_etag(store: &Store, obj: &ListedObject) -> Result<ListedObject, S3Error> {
     if !obj.etag.trim_matches('"').is_empty() {
         return Ok(obj.clone());
     }
     let head = store.head(&obj.rel, None).await?;
-    Ok(DstEntry {
+    Ok(ListedObject {
         etag: head.etag,
         ..obj.clone()
     })
@@ -478,7 +478,7 @@ pub async fn layout_head(
 pub async fn restore(
     f: &Fetcher,
     root: &Arc<Root>,
-    obj: &DstEntry,
+    obj: &ListedObject,
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
     let (dir, name) = confine::split(&obj.rel);
@@ -510,7 +510,7 @@ pub async fn restore(
 async fn fetch(
     f: &Fetcher,
     root: &Arc<Root>,
-    obj: &DstEntry,
+    obj: &ListedObject,
     place: &Arc<Place>,
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
@@ -822,7 +822,7 @@ pub async fn get_into(
 /// Check the bytes written against the ETag: from the parts' MD5s when they were hashed in
 /// flight, else by hashing the written file.
 async fn prove(
-    obj: &DstEntry,
+    obj: &ListedObject,
     etag: &ETag,
     not_md5: bool,
     md5s: &[Md5Digest],

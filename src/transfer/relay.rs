@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::config::limits::Limits;
 use crate::config::registry::Layout;
-use crate::march::list::DstEntry;
+use crate::march::list::ListedObject;
 use crate::read::Budget;
 use crate::read::etag::{ETag, GIB, Md5Digest, PartPlan};
 use crate::report::Stats;
@@ -142,7 +142,7 @@ type Kept = HashMap<u32, (Md5Digest, String)>;
 /// aborted once the copy is complete.
 async fn start(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     plan: &PartPlan,
     meta: &ObjectMeta,
     resume: bool,
@@ -245,7 +245,7 @@ fn from_download(e: DownloadError) -> UploadError {
 ///
 /// `expect` (registry mode) is checked on the bytes of streamed copies; a server-side copy
 /// never sees them.
-pub async fn relay(r: &Relay, obj: &DstEntry, expect: &Expect) -> Result<Proof, UploadError> {
+pub async fn relay(r: &Relay, obj: &ListedObject, expect: &Expect) -> Result<Proof, UploadError> {
     let _flight = r.stats.start_one();
     let obj = &download::with_listed_etag(&r.src, obj).await?;
     let etag = ETag::parse(&obj.etag);
@@ -262,7 +262,7 @@ pub async fn relay(r: &Relay, obj: &DstEntry, expect: &Expect) -> Result<Proof, 
 /// `partNumber` may leave them out, as moto's does), else from a plain HEAD.
 async fn meta_head(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     head: Option<(Head, bool)>,
 ) -> Result<Head, UploadError> {
     Ok(match head {
@@ -271,7 +271,7 @@ async fn meta_head(
     })
 }
 
-fn meta_of(h: &Head, obj: &DstEntry) -> ObjectMeta {
+fn meta_of(h: &Head, obj: &ListedObject) -> ObjectMeta {
     ObjectMeta::of_object(h, download::object_mtime([h], obj.last_modified))
 }
 
@@ -280,7 +280,7 @@ fn meta_of(h: &Head, obj: &DstEntry) -> ObjectMeta {
 /// compared.
 async fn same_etag(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     etag: &ETag,
     w: &Written,
 ) -> Result<Proof, UploadError> {
@@ -305,7 +305,7 @@ async fn same_etag(
 
 async fn server_copy(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     etag: &ETag,
     head: Option<(Head, bool)>,
     layout: Option<u64>,
@@ -418,7 +418,7 @@ enum Shape {
 
 fn shape(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     etag: &ETag,
     layout: Option<u64>,
 ) -> Result<Shape, UploadError> {
@@ -448,7 +448,7 @@ fn shape(
     })
 }
 
-fn not_the_source(obj: &DstEntry, got: &ETag) -> UploadError {
+fn not_the_source(obj: &ListedObject, got: &ETag) -> UploadError {
     UploadError::Integrity {
         path: obj.rel.clone(),
         message: format!(
@@ -460,7 +460,7 @@ fn not_the_source(obj: &DstEntry, got: &ETag) -> UploadError {
 
 async fn streamed(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     etag: &ETag,
     head: Option<(Head, bool)>,
     layout: Option<u64>,
@@ -566,7 +566,7 @@ type Sent = Vec<(u32, Md5Digest, String)>;
 /// computed in order.
 async fn stream_parts(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     plan: &PartPlan,
     session: &Arc<Session>,
     whole_md5: bool,
@@ -636,7 +636,7 @@ async fn stream_parts(
 
 async fn stream_group(
     r: &Relay,
-    obj: &DstEntry,
+    obj: &ListedObject,
     session: &Session,
     parts: Vec<(u32, (u64, u64))>,
     whole: Option<Arc<std::sync::Mutex<md5::Md5>>>,

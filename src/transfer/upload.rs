@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout, parse_link};
-use crate::march::walk::SrcEntry;
+use crate::march::walk::LocalFile;
 use crate::read::etag::{Md5Digest, PartPlan};
 use crate::read::{self, Budget, SourceFile};
 use crate::report::Stats;
@@ -128,7 +128,7 @@ fn corrupt_blob(expected: &str, actual: &str) -> String {
 }
 
 /// Upload one file, single or multipart by size.
-pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, UploadError> {
+pub async fn upload(ctx: Arc<UploadCtx>, entry: LocalFile) -> Result<Uploaded, UploadError> {
     if entry.size > 0 && entry.size >= ctx.limits.upload_cutoff {
         upload_multipart(ctx, entry, true).await
     } else {
@@ -136,7 +136,7 @@ pub async fn upload(ctx: Arc<UploadCtx>, entry: SrcEntry) -> Result<Uploaded, Up
     }
 }
 
-async fn upload_single(ctx: &UploadCtx, entry: &SrcEntry) -> Result<Uploaded, UploadError> {
+async fn upload_single(ctx: &UploadCtx, entry: &LocalFile) -> Result<Uploaded, UploadError> {
     let is_blob = ctx.registry.as_ref().is_some_and(|r| r.is_blob(&entry.rel));
     let buf = ctx.budget.buffer(entry.size).await;
     let (data, digests) = ctx
@@ -250,7 +250,7 @@ pub async fn find_resumable(
 
 async fn upload_multipart(
     ctx: Arc<UploadCtx>,
-    entry: SrcEntry,
+    entry: LocalFile,
     allow_resume: bool,
 ) -> Result<Uploaded, UploadError> {
     let plan = PartPlan::new(entry.size, ctx.limits.chunk_size, ctx.limits.max_parts).map_err(
@@ -380,7 +380,7 @@ async fn upload_multipart(
 /// of it, if any.
 async fn metadata_matches(
     ctx: &UploadCtx,
-    entry: &SrcEntry,
+    entry: &LocalFile,
     part_size: u64,
     headed: Option<Head>,
 ) -> Result<bool, UploadError> {
@@ -415,7 +415,7 @@ struct Parts<'a> {
 /// hashed alone, at a quarter of the speed or less. At most two groups are out at once.
 async fn send_parts(
     ctx: &Arc<UploadCtx>,
-    entry: &SrcEntry,
+    entry: &LocalFile,
     parts: Parts<'_>,
 ) -> Result<PartsDone, UploadError> {
     let Parts {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use crate::march::list::DstEntry;
-use crate::march::walk::SrcEntry;
+use crate::march::list::ListedObject;
+use crate::march::walk::LocalFile;
 use crate::read::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::read::{self, ReadError, SourceFile, Stamp};
 use crate::s3::{self, Head, S3Error, Store};
@@ -131,7 +131,7 @@ pub fn hash_open(
 
 /// Composite ETag for one known part size, hashing parts in parallel.
 pub async fn file_composite_parallel(
-    entry: &SrcEntry,
+    entry: &LocalFile,
     part_size: u64,
     parallel: usize,
 ) -> Result<ETag, ReadError> {
@@ -188,7 +188,7 @@ impl BlobCheck<'_> {
     }
 }
 
-async fn local_md5(entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Result<Md5Digest, ReadError> {
+async fn local_md5(entry: &LocalFile, blob: &mut BlobCheck<'_>) -> Result<Md5Digest, ReadError> {
     let (path, st, sha) = (entry.path.clone(), entry.stamp(), blob.wanted());
     let mut h = read::blocking(&entry.rel, move || hash_file(&path, st, true, &[], sha)).await?;
     blob.take(&mut h);
@@ -196,7 +196,7 @@ async fn local_md5(entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Result<Md5Dige
 }
 
 /// Download the object and compare its MD5 with the file's.
-async fn download_compare(store: &Store, entry: &SrcEntry, blob: &mut BlobCheck<'_>) -> Verdict {
+async fn download_compare(store: &Store, entry: &LocalFile, blob: &mut BlobCheck<'_>) -> Verdict {
     let remote = async { body_md5(store.get(&entry.rel).await?).await };
     let (remote, local) = tokio::join!(remote, local_md5(entry, blob));
     match (remote, local) {
@@ -210,7 +210,7 @@ async fn download_compare(store: &Store, entry: &SrcEntry, blob: &mut BlobCheck<
 
 async fn cannot_prove(
     store: &Store,
-    entry: &SrcEntry,
+    entry: &LocalFile,
     opts: VerifyOptions,
     why: &str,
     blob: &mut BlobCheck<'_>,
@@ -228,8 +228,8 @@ async fn cannot_prove(
 /// the bucket holds.
 pub async fn verify(
     store: &Store,
-    src: &SrcEntry,
-    dst: &DstEntry,
+    src: &LocalFile,
+    dst: &ListedObject,
     opts: VerifyOptions,
     blob_digest: Option<&str>,
 ) -> Verdict {
@@ -263,8 +263,8 @@ pub async fn verify(
 /// the content needs (no registry digest).
 pub async fn verify_headed(
     store: &Store,
-    src: &SrcEntry,
-    dst: &DstEntry,
+    src: &LocalFile,
+    dst: &ListedObject,
     opts: VerifyOptions,
     head: Head,
 ) -> Verdict {
@@ -277,8 +277,8 @@ pub async fn verify_headed(
 
 async fn verify_content(
     store: &Store,
-    src: &SrcEntry,
-    dst: &DstEntry,
+    src: &LocalFile,
+    dst: &ListedObject,
     opts: VerifyOptions,
     blob: &mut BlobCheck<'_>,
     known: Option<Head>,
@@ -350,7 +350,7 @@ async fn verify_content(
 
 async fn verify_multipart(
     store: &Store,
-    src: &SrcEntry,
+    src: &LocalFile,
     want: ETag,
     parts: u32,
     headed: Option<Head>,
@@ -434,7 +434,7 @@ async fn verify_multipart(
 }
 
 /// An object's length and MD5, from its bytes (pinned to its listed ETag when it has one).
-async fn object_md5(store: &Store, obj: &DstEntry) -> Result<(u64, Md5Digest), S3Error> {
+async fn object_md5(store: &Store, obj: &ListedObject) -> Result<(u64, Md5Digest), S3Error> {
     let pin = (!obj.etag.trim_matches('"').is_empty()).then_some(obj.etag.as_str());
     body_md5(store.get_range(&obj.rel, 0, 0, pin).await?.0).await
 }
@@ -452,7 +452,7 @@ async fn body_md5(mut body: s3::Body) -> Result<(u64, Md5Digest), S3Error> {
 }
 
 /// An object's ETag: the listed one, or a HEAD's where the listing had none (s3s-fs).
-async fn etag_of(store: &Store, obj: &DstEntry) -> Result<ETag, S3Error> {
+async fn etag_of(store: &Store, obj: &ListedObject) -> Result<ETag, S3Error> {
     if !obj.etag.trim_matches('"').is_empty() {
         return Ok(ETag::parse(&obj.etag));
     }
@@ -464,9 +464,9 @@ async fn etag_of(store: &Store, obj: &DstEntry) -> Result<ETag, S3Error> {
 /// `--no-download`; always with `--download`).
 pub async fn verify_objects(
     src_store: &Store,
-    src: &DstEntry,
+    src: &ListedObject,
     dst_store: &Store,
-    dst: &DstEntry,
+    dst: &ListedObject,
     opts: VerifyOptions,
 ) -> Verdict {
     if src.size != dst.size {
@@ -536,7 +536,7 @@ mod tests {
             .collect();
         std::fs::write(&p, &data).unwrap();
         let m = std::fs::metadata(&p).unwrap();
-        let e = SrcEntry {
+        let e = LocalFile {
             rel: "f".into(),
             path: p.clone(),
             size: m.len(),
