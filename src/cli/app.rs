@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow};
 use crate::cli::{Cli, Command, Global};
 use crate::commands::check::{self, CheckOptions};
 use crate::commands::cleanup;
+use crate::commands::delete::Ending;
 use crate::commands::sync::{self, Mode, SyncOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
@@ -137,9 +138,9 @@ fn aws_sync(mode: Mode, aws: bool, delete: bool, side: &str) -> Mode {
 }
 
 /// `--max-transfer`, `--max-duration` and `--cutoff-mode`.
-fn cutoff(g: &Global) -> crate::commands::sync::Cutoff {
+fn cutoff(g: &Global) -> crate::commands::schedule::Cutoff {
     let t = &g.transfer;
-    crate::commands::sync::Cutoff {
+    crate::commands::schedule::Cutoff {
         max_transfer: t.max_transfer,
         max_duration: t.max_duration,
         mode: t.cutoff_mode,
@@ -147,31 +148,29 @@ fn cutoff(g: &Global) -> crate::commands::sync::Cutoff {
 }
 
 /// How a run that moved data ended, for its exit code.
-struct Ended {
+struct Ended<'a> {
     errors: Exit,
-    max_delete_exceeded: bool,
-    transfer_exceeded: bool,
-    duration_exceeded: bool,
-    /// Nothing was transferred or deleted (for `--error-on-no-transfer`).
-    nothing: bool,
+    ending: &'a Ending,
+    /// Nothing was transferred (for `--error-on-no-transfer`, with nothing deleted).
+    transferred: u64,
 }
 
 /// The exit code of a sync or copy in any direction: 7 over `--max-delete`; else the file
 /// errors' class; else 8 or 10 at a cutoff; else 9 for `--error-on-no-transfer`.
 fn exit_of(g: &Global, e: Ended) -> Exit {
-    if e.max_delete_exceeded {
+    if e.ending.max_delete_exceeded {
         return Exit::Fatal;
     }
     if e.errors != Exit::Success {
         return e.errors;
     }
-    if e.transfer_exceeded {
+    if e.ending.transfer_exceeded {
         return Exit::TransferExceeded;
     }
-    if e.duration_exceeded {
+    if e.ending.duration_exceeded {
         return Exit::DurationExceeded;
     }
-    if g.transfer.error_on_no_transfer && e.nothing {
+    if g.transfer.error_on_no_transfer && e.transferred == 0 && e.ending.deleted == 0 {
         return Exit::NoFilesTransferred;
     }
     Exit::Success
@@ -253,10 +252,8 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
         g,
         Ended {
             errors: summary.failures.exit(),
-            max_delete_exceeded: summary.max_delete_exceeded,
-            transfer_exceeded: summary.transfer_exceeded,
-            duration_exceeded: summary.duration_exceeded,
-            nothing: summary.objects_copied == 0 && summary.deleted == 0,
+            ending: &summary.ending,
+            transferred: summary.objects_copied,
         },
     ))
 }
@@ -306,10 +303,8 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         g,
         Ended {
             errors: summary.failures.exit(),
-            max_delete_exceeded: summary.max_delete_exceeded,
-            transfer_exceeded: summary.transfer_exceeded,
-            duration_exceeded: summary.duration_exceeded,
-            nothing: summary.files_restored == 0 && summary.deleted == 0,
+            ending: &summary.ending,
+            transferred: summary.files_restored,
         },
     ))
 }
@@ -738,10 +733,8 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
                 summary.errors_temporary,
                 summary.errors_permanent,
             ),
-            max_delete_exceeded: summary.max_delete_exceeded,
-            transfer_exceeded: summary.transfer_exceeded,
-            duration_exceeded: summary.duration_exceeded,
-            nothing: summary.files_uploaded == 0 && summary.deleted == 0,
+            ending: &summary.ending,
+            transferred: summary.files_uploaded,
         },
     ))
 }

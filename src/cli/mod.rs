@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::commands::sync::CutoffMode;
+use crate::commands::schedule::CutoffMode;
 use crate::config::units::{parse_duration, parse_size};
 
 #[derive(Debug, Parser)]

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commands::schedule::Transfers;
-use crate::commands::sync::{Cut, Cutoff, Mode};
+use crate::commands::delete::{Ending, delete_objects};
+use crate::commands::schedule::{Cutoff, Transfers};
+use crate::commands::sync::Mode;
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{self, ListedObject, Listing};
+use crate::march::list::{self, ListedObject};
 use crate::march::plan::same_mtime;
 use crate::march::{self, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
@@ -78,13 +79,9 @@ pub struct MirrorSummary {
     pub objects_unchanged: u64,
     /// Bytes of parts an interrupted copy had already sent, not sent again.
     pub bytes_resumed: u64,
-    pub deleted: u64,
-    pub deletes_planned: u64,
-    pub deletes_refused: bool,
-    pub max_delete_exceeded: bool,
-    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
-    pub transfer_exceeded: bool,
-    pub duration_exceeded: bool,
+    /// Deletions and limits: how the run ended.
+    #[serde(flatten)]
+    pub ending: Ending,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests_source: RequestSnapshot,
@@ -160,15 +157,15 @@ pub async fn run(
     } else {
         filter.clone()
     };
-    let dst_listing = match list::start(&dst, &dst_filter, limits.checkers).await {
-        Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
-            dst.create_bucket(opts.location_constraint.as_deref())
-                .await?;
-            tracing::warn!("created bucket {}", dst.path.bucket);
-            Listing::empty()
-        }
-        other => other?,
-    };
+    let dst_listing = super::list_destination(
+        &dst,
+        &dst_filter,
+        limits.checkers,
+        opts.create_bucket,
+        opts.dry_run,
+        opts.location_constraint.as_deref(),
+    )
+    .await?;
     let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
     let known_blobs: Arc<Mutex<HashSet<String>>> = Default::default();
     let relay = Relay {
@@ -289,45 +286,35 @@ pub async fn run(
     if let Some(e) = failed {
         return Err(e);
     }
-    summary.deletes_planned = deletes.len() as u64;
+    summary.ending.deletes_planned = deletes.len() as u64;
     let src_name = format!("bucket {}", src.shown(&src.path.prefix));
     if let Some(c) = cut {
-        summary.transfer_exceeded = c == Cut::Transfer;
-        summary.duration_exceeded = c == Cut::Duration;
-        summary.deletes_refused = !deletes.is_empty();
+        summary.ending.cut(c, deletes.len());
     } else if opts.dry_run {
         for d in &deletes {
             tracing::warn!("{d}: Skipped delete as --dry-run is set");
         }
     } else {
-        match crate::march::plan::may_delete(
-            summary.errors(),
-            summary.objects_source,
-            deletes.len() as u64,
+        let (errors, sources, planned) = (summary.errors(), summary.objects_source, deletes.len());
+        match summary.ending.allow(
+            errors,
+            sources,
+            planned,
             opts.max_delete,
+            &src_name,
+            "objects",
         ) {
             Ok(()) if !deletes.is_empty() => {
-                for (rel, r) in
-                    crate::commands::sync::delete_objects(&dst, limits.checkers, deletes, &stats)
-                        .await
-                {
+                for (rel, r) in delete_objects(&dst, limits.checkers, deletes, &stats).await {
                     match r {
-                        Ok(()) => summary.deleted += 1,
+                        Ok(()) => summary.ending.deleted += 1,
                         Err(e) => summary.error(e.class(), format!("{rel}: Failed to delete: {e}")),
                     }
                 }
             }
             Ok(()) => {}
-            Err(refusal) => {
-                let message = refusal.message(&src_name, "objects");
-                if refusal == crate::march::plan::DeleteRefusal::Errors {
-                    tracing::error!("{message}");
-                } else {
-                    summary.error(Class::Permanent, message);
-                    summary.max_delete_exceeded = true;
-                }
-                summary.deletes_refused = true;
-            }
+            Err(Some(message)) => summary.error(Class::Permanent, message),
+            Err(None) => {}
         }
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
@@ -343,7 +330,7 @@ pub async fn run(
         report::bytes(summary.bytes_copied),
         summary.server_side_copies,
         summary.objects_unchanged,
-        summary.deleted,
+        summary.ending.deleted,
         summary.errors()
     );
     Ok(summary)

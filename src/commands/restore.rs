@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::commands::schedule::Transfers;
-use crate::commands::sync::{Cut, Cutoff};
+use crate::commands::delete::Ending;
+use crate::commands::schedule::{Cutoff, Transfers};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
@@ -25,6 +25,7 @@ use crate::march::plan::same_mtime;
 use crate::march::walk::{self, LocalFile, WalkError};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
+use crate::report::class::Class;
 use crate::report::{self, Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::confine::Root;
@@ -69,14 +70,9 @@ pub struct RestoreSummary {
     pub folder_markers: u64,
     /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C): sizes only.
     pub hash_not_comparable: u64,
-    pub deleted: u64,
-    pub deletes_planned: u64,
-    /// Deletes were needed but not done (errors, an empty bucket, over `--max-delete`).
-    pub deletes_refused: bool,
-    pub max_delete_exceeded: bool,
-    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
-    pub transfer_exceeded: bool,
-    pub duration_exceeded: bool,
+    /// Deletions and limits: how the run ended.
+    #[serde(flatten)]
+    pub ending: Ending,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests: crate::report::requests::RequestSnapshot,
@@ -285,9 +281,7 @@ pub async fn run(
         return Err(e.into());
     }
     if let Some(c) = cut {
-        summary.transfer_exceeded = c == Cut::Transfer;
-        summary.duration_exceeded = c == Cut::Duration;
-        summary.deletes_refused = !deletes.is_empty();
+        summary.ending.cut(c, deletes.len());
     } else {
         delete_extra(&mut summary, deletes, &opts, &store, dest.as_deref());
     }
@@ -302,7 +296,7 @@ pub async fn run(
         summary.files_restored,
         report::bytes(summary.bytes_restored),
         summary.files_unchanged,
-        summary.deleted,
+        summary.ending.deleted,
         summary.errors()
     );
     Ok(summary)
@@ -318,7 +312,7 @@ fn delete_extra(
     store: &Store,
     dest: Option<&Root>,
 ) {
-    summary.deletes_planned = deletes.len() as u64;
+    summary.ending.deletes_planned = deletes.len() as u64;
     let Some(dest) = dest.filter(|_| !opts.dry_run) else {
         for d in &deletes {
             tracing::warn!("{}: Skipped delete as --dry-run is set", d.rel);
@@ -326,11 +320,14 @@ fn delete_extra(
         return;
     };
     let src_name = format!("bucket {}", store.shown(&store.path.prefix));
-    match crate::march::plan::may_delete(
-        summary.errors(),
-        summary.objects_source,
-        deletes.len() as u64,
+    let (errors, sources, planned) = (summary.errors(), summary.objects_source, deletes.len());
+    match summary.ending.allow(
+        errors,
+        sources,
+        planned,
         opts.max_delete,
+        &src_name,
+        "files",
     ) {
         Ok(()) => {
             // Each file is removed in its directory, reached without following a symlink.
@@ -341,28 +338,17 @@ fn delete_extra(
                     .and_then(|dir| dir.remove(name))
                 {
                     Ok(true) => {
-                        summary.deleted += 1;
+                        summary.ending.deleted += 1;
                         tracing::info!("{}: Deleted", d.rel);
                     }
                     // Gone, or no longer a regular file: nothing to delete.
                     Ok(false) => {}
-                    Err(e) => summary.error(
-                        crate::report::class::Class::Permanent,
-                        format!("Failed to delete: {e}"),
-                    ),
+                    Err(e) => summary.error(Class::Permanent, format!("Failed to delete: {e}")),
                 }
             }
         }
-        Err(refusal) => {
-            let message = refusal.message(&src_name, "files");
-            if refusal == crate::march::plan::DeleteRefusal::Errors {
-                tracing::error!("{message}");
-            } else {
-                summary.error(crate::report::class::Class::Permanent, message);
-                summary.max_delete_exceeded = true;
-            }
-            summary.deletes_refused = true;
-        }
+        Err(Some(message)) => summary.error(Class::Permanent, message),
+        Err(None) => {}
     }
 }
 

@@ -6,11 +6,49 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::{JoinError, JoinSet};
 
-use crate::commands::sync::{Cut, Cutoff, CutoffMode};
 use crate::report::Stats;
+
+/// How `--max-transfer` and `--max-duration` stop a run (rclone's `--cutoff-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+#[value(rename_all = "UPPER")]
+pub enum CutoffMode {
+    /// Stop at once: transfers in flight fail.
+    #[default]
+    Hard,
+    /// Start no new transfer; finish those in flight.
+    Soft,
+    /// Start no transfer that would go past the limit.
+    Cautious,
+}
+
+/// When a run stops early: rclone's `--max-transfer`, `--max-duration` and `--cutoff-mode`.
+#[derive(Debug, Clone, Default)]
+pub struct Cutoff {
+    pub max_transfer: Option<u64>,
+    pub max_duration: Option<Duration>,
+    pub mode: CutoffMode,
+}
+
+/// Why a run was cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Transfer,
+    Duration,
+}
+
+impl Cut {
+    /// The flag that set the limit.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Cut::Transfer => "--max-transfer",
+            Cut::Duration => "--max-duration",
+        }
+    }
+}
 
 impl Cutoff {
     /// Start watching the limits of a run whose bytes `stats` counts: the duration counts

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::commands::delete::{Ending, delete_objects};
+use crate::commands::schedule::{Cut, Cutoff};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
-use crate::march::list::{self, ListedObject, Listing};
+use crate::march::list::ListedObject;
 use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::march::walk::{self, LocalFile};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
@@ -65,44 +66,6 @@ pub struct SyncOptions {
     pub io: (Arc<IoEngine>, String),
 }
 
-/// How `--max-transfer` and `--max-duration` stop a run (rclone's `--cutoff-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-#[value(rename_all = "UPPER")]
-pub enum CutoffMode {
-    /// Stop at once: transfers in flight fail.
-    #[default]
-    Hard,
-    /// Start no new transfer; finish those in flight.
-    Soft,
-    /// Start no transfer that would go past the limit.
-    Cautious,
-}
-
-/// When a run stops early: rclone's `--max-transfer`, `--max-duration` and `--cutoff-mode`.
-#[derive(Debug, Clone, Default)]
-pub struct Cutoff {
-    pub max_transfer: Option<u64>,
-    pub max_duration: Option<Duration>,
-    pub mode: CutoffMode,
-}
-
-/// Why a run was cut off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cut {
-    Transfer,
-    Duration,
-}
-
-impl Cut {
-    /// The flag that set the limit.
-    pub fn flag(self) -> &'static str {
-        match self {
-            Cut::Transfer => "--max-transfer",
-            Cut::Duration => "--max-duration",
-        }
-    }
-}
-
 /// What a sync did, for the exit code, the summary line and `--report`.
 #[derive(Debug, Default, Serialize)]
 pub struct SyncSummary {
@@ -121,8 +84,6 @@ pub struct SyncSummary {
     pub hash_not_comparable: u64,
     /// Files or parts sent again after an integrity failure.
     pub retries: u64,
-    pub deleted: u64,
-    pub deletes_planned: u64,
     pub errors_temporary: u64,
     pub errors_permanent: u64,
     /// Registry mode: in-progress upload files left out (`_uploads`), and their bytes.
@@ -135,12 +96,9 @@ pub struct SyncSummary {
     /// Incomplete multipart uploads of this run's files aborted at the end (left by an
     /// interrupted run, or a duplicate lost to a retried request).
     pub leftover_uploads_aborted: u64,
-    /// Deletes were needed but not done (errors, or over `--max-delete`).
-    pub deletes_refused: bool,
-    pub max_delete_exceeded: bool,
-    /// The run stopped at `--max-transfer` (exit 8) or `--max-duration` (exit 10).
-    pub transfer_exceeded: bool,
-    pub duration_exceeded: bool,
+    /// Deletions and limits: how the run ended.
+    #[serde(flatten)]
+    pub ending: Ending,
     pub dry_run: bool,
     pub elapsed_seconds: f64,
     pub requests: RequestSnapshot,
@@ -198,16 +156,15 @@ pub async fn run(
     } else {
         filter.clone()
     };
-    let listing = match list::start(&store, &listed_by, limits.checkers).await {
-        Err(S3Error::NoSuchBucket { .. }) if opts.create_bucket && !opts.dry_run => {
-            store
-                .create_bucket(opts.location_constraint.as_deref())
-                .await?;
-            tracing::warn!("created bucket {}", store.path.bucket);
-            Listing::empty()
-        }
-        other => other?,
-    };
+    let listing = super::list_destination(
+        &store,
+        &listed_by,
+        limits.checkers,
+        opts.create_bucket,
+        opts.dry_run,
+        opts.location_constraint.as_deref(),
+    )
+    .await?;
     let (io, why) = opts.io.clone();
     let known_blobs = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let ctx = Arc::new(UploadCtx {
@@ -275,16 +232,14 @@ pub async fn run(
     if let Some(e) = failed {
         return Err(e);
     }
-    summary.deletes_planned = deletes.len() as u64;
+    summary.ending.deletes_planned = deletes.len() as u64;
     if let Some(cut) = cut {
         let why = cut.flag();
         tracing::warn!(
             "{src_name}: stopped at {why} ({:?} cutoff); nothing deleted: run again to go on",
             opts.cutoff.mode
         );
-        summary.transfer_exceeded = cut == Cut::Transfer;
-        summary.duration_exceeded = cut == Cut::Duration;
-        summary.deletes_refused = !deletes.is_empty();
+        summary.ending.cut(cut, deletes.len());
     }
 
     if opts.dry_run {
@@ -301,23 +256,19 @@ pub async fn run(
     }
 
     if !deletes.is_empty() && cut.is_none() {
-        match crate::march::plan::may_delete(
-            summary.errors(),
-            summary.files_source,
-            deletes.len() as u64,
+        let errors = summary.errors();
+        let (sources, planned) = (summary.files_source, deletes.len());
+        match summary.ending.allow(
+            errors,
+            sources,
+            planned,
             opts.max_delete,
+            &src_name,
+            "files",
         ) {
             Ok(()) => delete_all(&store, &limits, deletes, &stats, &mut summary).await,
-            Err(refusal) => {
-                let message = refusal.message(&src_name, "files");
-                if refusal == crate::march::plan::DeleteRefusal::Errors {
-                    tracing::error!("{message}");
-                } else {
-                    summary.error(false, message);
-                    summary.max_delete_exceeded = true;
-                }
-                summary.deletes_refused = true;
-            }
+            Err(Some(message)) => summary.error(false, message),
+            Err(None) => {}
         }
     }
     if summary.errors() == 0 && cut.is_none() {
@@ -336,7 +287,7 @@ pub async fn run(
         report::bytes(summary.bytes_uploaded),
         report::bytes(summary.bytes_reused),
         summary.files_skipped,
-        summary.deleted,
+        summary.ending.deleted,
         summary.errors()
     );
     Ok(summary)
@@ -887,41 +838,11 @@ async fn delete_all(
     let rels = deletes.into_iter().map(|d| d.rel).collect();
     for (rel, r) in delete_objects(store, limits.checkers, rels, stats).await {
         match r {
-            Ok(()) => summary.deleted += 1,
+            Ok(()) => summary.ending.deleted += 1,
             Err(e) => {
                 let t = e.is_temporary();
                 summary.error(t, format!("{rel}: Failed to delete: {e}"));
             }
         }
     }
-}
-
-/// Delete objects (relative keys), `concurrency` at once; each deletion is logged and
-/// counted in `stats` as it succeeds. Returns every outcome.
-pub async fn delete_objects(
-    store: &Arc<Store>,
-    concurrency: usize,
-    rels: Vec<String>,
-    stats: &Stats,
-) -> Vec<(String, Result<(), S3Error>)> {
-    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for rel in rels {
-        let (store, sem) = (store.clone(), sem.clone());
-        set.spawn(async move {
-            let _p = sem.acquire_owned().await;
-            let r = store.delete(&rel).await;
-            (rel, r)
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(r) = set.join_next().await {
-        let (rel, r) = r.expect("delete task");
-        if r.is_ok() {
-            Stats::add(&stats.deletes, 1);
-            tracing::info!("{rel}: Deleted");
-        }
-        out.push((rel, r));
-    }
-    out
 }
