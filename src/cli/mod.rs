@@ -550,7 +550,7 @@ pub struct RegistryFlags {
 
 /// rclone flags that change nothing in s3ferry (accepted, logged once at INFO with why), and
 /// those that would weaken what it promises (refused with the reason and the alternative).
-/// Hidden from `--help`; the README lists them.
+/// Hidden from `--help`; docs/commands.md lists them.
 #[derive(Debug, Args, Clone)]
 pub struct CompatFlags {
     #[arg(long, global = true, hide = true)]

@@ -5,7 +5,7 @@
 
 use crate::read::etag::MIB;
 
-/// Concurrency and memory limits (see README "Limits").
+/// Concurrency and memory limits (see docs/design.md, "Limits").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Files uploaded at once (`--transfers`).

@@ -252,7 +252,7 @@ pub enum SettingsError {
     #[error("remote {remote:?}: type = {ty:?} is not supported: s3ferry needs type = s3")]
     NotS3 { remote: String, ty: String },
     #[error(
-        "remote {remote:?}: key {key:?} ({place}) is not supported by s3ferry: remove it (see README, rclone.conf keys)"
+        "remote {remote:?}: key {key:?} ({place}) is not supported by s3ferry: remove it (see docs/commands.md, rclone remotes)"
     )]
     UnknownKey {
         remote: String,
