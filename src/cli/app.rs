@@ -61,6 +61,16 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
     Exit::Uncategorized
 }
 
+/// A check that stopped as a whole, as an error whose causes [`exit_for`] can read (a
+/// listing's failure keeps its class).
+fn check_failed(e: check::CheckError) -> anyhow::Error {
+    match e {
+        check::CheckError::S3(e) => e.into(),
+        check::CheckError::Output(e) => e.into(),
+        check::CheckError::Task(e) => e.into(),
+    }
+}
+
 fn env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
@@ -297,7 +307,14 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
         progress,
         stats_interval,
     };
-    let summary = crate::commands::restore::run(store, root, filter, limits, opts).await?;
+    use crate::commands::restore::{self, RestoreError};
+    let summary = restore::run(store, root, filter, limits, opts)
+        .await
+        .map_err(|e| match e {
+            // A listing's failure keeps its class, and so its exit code.
+            RestoreError::S3(e) => anyhow::Error::from(e),
+            e => e.into(),
+        })?;
     write_report(g, &summary)?;
     Ok(exit_of(
         g,
@@ -786,7 +803,9 @@ async fn run_check(g: &Global, dir: &str, remote: &str, reversed: bool) -> anyho
             "--download: objects whose ETag cannot prove content are downloaded (always on unless --no-download)"
         );
     }
-    let summary = check::run(store, &root, filter, limits, opts).await?;
+    let summary = check::run(store, &root, filter, limits, opts)
+        .await
+        .map_err(check_failed)?;
     write_report(g, &summary)?;
     Ok(if summary.not_ok() > 0 {
         Exit::Uncategorized
@@ -824,7 +843,9 @@ async fn run_check_buckets(g: &Global, src: &str, dst: &str) -> anyhow::Result<E
         matched: c.match_file.clone(),
         error_file: c.error.clone(),
     };
-    let summary = check::run_buckets(src_store, dst_store, filter, limits, opts).await?;
+    let summary = check::run_buckets(src_store, dst_store, filter, limits, opts)
+        .await
+        .map_err(check_failed)?;
     write_report(g, &summary)?;
     Ok(if summary.not_ok() > 0 {
         Exit::Uncategorized

@@ -21,7 +21,7 @@ use crate::march::walk;
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::report::requests::RequestSnapshot;
 use crate::report::{Progress, ProgressMode, Stats};
-use crate::s3::Store;
+use crate::s3::{S3Error, Store};
 use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
 #[derive(Debug, Clone)]
@@ -424,6 +424,20 @@ fn conclude(s: &mut CheckSummary, src_name: &str, dst_name: &str, opts: &CheckOp
     }
 }
 
+/// Why a check stopped as a whole (a file that differs or fails never stops it).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Listing the bucket failed.
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    /// An output file (`--combined`, `--missing-on-dst`, …) could not be written.
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+    /// A verification task panicked.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Run `check` of `root` against `store`.
 pub async fn run(
     store: Arc<Store>,
@@ -431,7 +445,7 @@ pub async fn run(
     filter: Filter,
     limits: Limits,
     opts: CheckOptions,
-) -> Result<CheckSummary, anyhow::Error> {
+) -> Result<CheckSummary, CheckError> {
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
     let (mut dst_name, mut src_name) = (
         store.path.rclone_name(),
@@ -588,7 +602,7 @@ pub async fn run_buckets(
     filter: Filter,
     limits: Limits,
     opts: CheckOptions,
-) -> Result<CheckSummary, anyhow::Error> {
+) -> Result<CheckSummary, CheckError> {
     let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
     let (src_name, dst_name) = (src.path.rclone_name(), dst.path.rclone_name());
     let mut outputs = Outputs::open(&opts)?;

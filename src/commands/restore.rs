@@ -116,6 +116,16 @@ enum Done {
     Unchanged,
 }
 
+/// Why a restore stopped as a whole (one object's failure never does).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot create or open the destination directory: {0}")]
+    Destination(crate::transfer::confine::Refused),
+    /// Listing the bucket failed.
+    #[error(transparent)]
+    S3(#[from] S3Error),
+}
+
 /// Restore everything under the store's prefix into `root`.
 pub async fn run(
     store: Arc<Store>,
@@ -123,7 +133,7 @@ pub async fn run(
     filter: Filter,
     limits: Limits,
     opts: RestoreOptions,
-) -> anyhow::Result<RestoreSummary> {
+) -> Result<RestoreSummary, RestoreError> {
     let mut summary = RestoreSummary {
         dry_run: opts.dry_run,
         ..RestoreSummary::default()
@@ -132,9 +142,9 @@ pub async fn run(
     let dest = if opts.dry_run {
         None
     } else {
-        Some(Arc::new(Root::open(&root, true).map_err(|e| {
-            anyhow::anyhow!("cannot create or open the destination directory: {e}")
-        })?))
+        Some(Arc::new(
+            Root::open(&root, true).map_err(RestoreError::Destination)?,
+        ))
     };
     let listing = list::start(&store, &filter, limits.checkers).await?;
     let walked = walk::spawn(
@@ -278,7 +288,7 @@ pub async fn run(
         p.finish().await;
     }
     if let Some(e) = failed {
-        return Err(e.into());
+        return Err(RestoreError::S3(e));
     }
     if let Some(c) = cut {
         summary.ending.cut(c, deletes.len());
