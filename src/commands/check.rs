@@ -6,6 +6,7 @@
 //! verified and nothing errored.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout, parse_link};
 use crate::march::list;
 use crate::march::walk;
-use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
+use crate::march::{self, LocalSide, March, Marched, RemoteSide, Side, Step};
 use crate::report::requests::RequestSnapshot;
 use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
@@ -53,10 +54,45 @@ pub struct CheckOptions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Difference {
     pub path: String,
-    /// `missing_on_dst`, `missing_on_src`, `size`, `hash`, `unverified`, `dangling`,
-    /// `corrupt`, `error`.
-    pub kind: &'static str,
+    pub kind: Outcome,
     pub detail: String,
+}
+
+/// What `check` found for one path. A difference's kind in `--report` is its snake-case name,
+/// and the names are those of rclone's output files (`--missing-on-dst`, …).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Proven the same (never a difference).
+    Match,
+    MissingOnDst,
+    MissingOnSrc,
+    Size,
+    Hash,
+    /// Not proven either way (an ETag that is not an MD5, `--no-download`).
+    Unverified,
+    /// Registry mode: a link to a blob the destination does not hold.
+    Dangling,
+    /// Registry mode: a source blob that does not hash to its name.
+    Corrupt,
+    Error,
+}
+
+impl Outcome {
+    /// The name in `--report` and in rclone's output files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Match => "match",
+            Outcome::MissingOnDst => "missing_on_dst",
+            Outcome::MissingOnSrc => "missing_on_src",
+            Outcome::Size => "size",
+            Outcome::Hash => "hash",
+            Outcome::Unverified => "unverified",
+            Outcome::Dangling => "dangling",
+            Outcome::Corrupt => "corrupt",
+            Outcome::Error => "error",
+        }
+    }
 }
 
 /// What `check` found.
@@ -155,7 +191,7 @@ impl Links {
                 Err(e) => {
                     return Some(Difference {
                         path: rel,
-                        kind: "error",
+                        kind: Outcome::Error,
                         detail: format!("could not ask the bucket for blob sha256:{target}: {e}"),
                     });
                 }
@@ -163,7 +199,7 @@ impl Links {
         };
         (!present).then(|| Difference {
             path: rel,
-            kind: "dangling",
+            kind: Outcome::Dangling,
             detail: format!("dangling link: blob sha256:{target} is not in the bucket"),
         })
     }
@@ -172,7 +208,7 @@ impl Links {
 fn link_error(path: String, e: String) -> Difference {
     Difference {
         path,
-        kind: "error",
+        kind: Outcome::Error,
         detail: format!("invalid link: {e}"),
     }
 }
@@ -192,21 +228,21 @@ impl CheckSummary {
     /// report.
     fn differ(&mut self, d: Difference, outputs: &mut Outputs) {
         match d.kind {
-            "missing_on_dst" => self.missing_on_dst += 1,
-            "missing_on_src" => self.missing_on_src += 1,
-            "size" => self.size_differ += 1,
-            "hash" => self.hash_differ += 1,
-            "unverified" => self.unverified += 1,
-            "dangling" => self.dangling_links += 1,
-            "corrupt" => self.corrupt_blobs += 1,
-            _ => self.errors += 1,
+            Outcome::MissingOnDst => self.missing_on_dst += 1,
+            Outcome::MissingOnSrc => self.missing_on_src += 1,
+            Outcome::Size => self.size_differ += 1,
+            Outcome::Hash => self.hash_differ += 1,
+            Outcome::Unverified => self.unverified += 1,
+            Outcome::Dangling => self.dangling_links += 1,
+            Outcome::Corrupt => self.corrupt_blobs += 1,
+            Outcome::Error | Outcome::Match => self.errors += 1,
         }
         if d.detail.starts_with(&d.path) {
             tracing::error!("{}", d.detail);
         } else {
             tracing::error!("{}: {}", d.path, d.detail);
         }
-        outputs.write(d.kind, &d.path);
+        outputs.write(d.kind.name(), &d.path);
         if self.differences.len() < DIFFERENCES_KEPT {
             self.differences.push(d);
         } else {
@@ -230,24 +266,24 @@ impl CheckSummary {
             self.blobs_digest_verified += 1;
         }
         let (kind, detail) = match v {
-            None => ("missing_on_dst", format!("file not in {dst_name}")),
+            None => (Outcome::MissingOnDst, format!("file not in {dst_name}")),
             Some(Verdict::Match) => {
                 self.matching += 1;
                 self.bytes_verified += size;
                 outputs.write("match", &rel);
                 return;
             }
-            Some(Verdict::SizeDiffers) => ("size", "sizes differ".to_string()),
+            Some(Verdict::SizeDiffers) => (Outcome::Size, "sizes differ".to_string()),
             Some(Verdict::HashDiffers) if replaced => (
-                "hash",
+                Outcome::Hash,
                 "md5 differ: the object is newer than its file and differs (another writer replaced it): `sync --checksum` uploads the file again".to_string(),
             ),
-            Some(Verdict::HashDiffers) => ("hash", "md5 differ".to_string()),
+            Some(Verdict::HashDiffers) => (Outcome::Hash, "md5 differ".to_string()),
             Some(Verdict::Unverified(why)) => {
-                ("unverified", format!("hash could not be checked: {why}"))
+                (Outcome::Unverified, format!("hash could not be checked: {why}"))
             }
-            Some(Verdict::CorruptSource(e)) => ("corrupt", e),
-            Some(Verdict::Error(e)) => ("error", format!("error checking: {e}")),
+            Some(Verdict::CorruptSource(e)) => (Outcome::Corrupt, e),
+            Some(Verdict::Error(e)) => (Outcome::Error, format!("error checking: {e}")),
         };
         self.differ(
             Difference {
@@ -438,7 +474,129 @@ pub enum CheckError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Run `check` of `root` against `store`.
+/// One check while it runs: the verdicts in flight (at most `--checkers`), the summary they
+/// add up to, and the output files. The two pairings (a directory and a bucket, either way;
+/// two buckets) share it, each bringing only what one key of the march needs.
+struct Checking {
+    s: CheckSummary,
+    outputs: Outputs,
+    tasks: JoinSet<Found>,
+    in_flight: usize,
+    stats: Arc<Stats>,
+    src_name: String,
+    dst_name: String,
+}
+
+impl Checking {
+    fn new(
+        opts: &CheckOptions,
+        limits: &Limits,
+        stats: Arc<Stats>,
+        src_name: String,
+        dst_name: String,
+    ) -> Result<Checking, CheckError> {
+        Ok(Checking {
+            s: CheckSummary::default(),
+            outputs: Outputs::open(opts)?,
+            tasks: JoinSet::new(),
+            in_flight: limits.checkers.max(1),
+            stats,
+            src_name,
+            dst_name,
+        })
+    }
+
+    /// Walk the march to its end, handing each key to `step`, then add up every verdict and
+    /// write the summary lines. A listing that fails stops the check (the verdicts in
+    /// flight are still counted); a key that fails is one error among the differences.
+    async fn drive<A: Side, B: Side>(
+        mut self,
+        mut march: March<A, B>,
+        opts: &CheckOptions,
+        progress: Progress,
+        mut step: impl FnMut(&mut Checking, Marched<A::Entry, B::Entry>),
+    ) -> Result<CheckSummary, CheckError> {
+        let mut failed = None;
+        loop {
+            while self.tasks.len() >= self.in_flight {
+                let found = self.tasks.join_next().await.expect("a task")?;
+                self.found(found);
+            }
+            match march.next().await {
+                None => break,
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                Some(Ok(Marched {
+                    step: Step::Error(e),
+                    ..
+                })) => self.differ(Difference {
+                    path: e.path().to_string(),
+                    kind: Outcome::Error,
+                    detail: e.to_string(),
+                }),
+                Some(Ok(m)) => step(&mut self, m),
+            }
+        }
+        while let Some(found) = self.tasks.join_next().await {
+            self.found(found?);
+        }
+        progress.finish().await;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        conclude(&mut self.s, &self.src_name, &self.dst_name, opts);
+        self.s.elapsed_seconds = self.stats.started.elapsed().as_secs_f64();
+        Ok(self.s)
+    }
+
+    fn differ(&mut self, d: Difference) {
+        self.s.differ(d, &mut self.outputs);
+    }
+
+    fn found(&mut self, found: Found) {
+        self.s.found(found, &mut self.outputs, &self.dst_name);
+    }
+
+    /// A key only the destination has (reported without `--one-way`).
+    fn missing_on_src(&mut self, rel: String) {
+        let detail = format!("file not in {}", self.src_name);
+        self.differ(Difference {
+            path: rel,
+            kind: Outcome::MissingOnSrc,
+            detail,
+        });
+    }
+
+    /// A key only the source has.
+    fn missing_on_dst(&mut self, rel: String) {
+        self.found(Found::Verdict(rel, 0, None, false, false));
+    }
+
+    /// Prove one pair in a task of its own: `verify` gives the verdict, after which the
+    /// pair's bytes count as checked.
+    fn verify(
+        &mut self,
+        rel: String,
+        size: u64,
+        blob: bool,
+        verify: impl Future<Output = (Verdict, bool)> + Send + 'static,
+    ) {
+        Stats::add(&self.stats.checks_total, 1);
+        Stats::add(&self.stats.bytes_total, size);
+        let stats = self.stats.clone();
+        self.tasks.spawn(async move {
+            let _f = stats.start_one();
+            let (v, replaced) = verify.await;
+            Stats::add(&stats.checks_done, 1);
+            stats.skipped(size);
+            Found::Verdict(rel, size, Some(v), blob, replaced)
+        });
+    }
+}
+
+/// Run `check` of `root` against `store` (with `opts.reversed`, of `store` against `root`).
 pub async fn run(
     store: Arc<Store>,
     root: &Path,
@@ -454,9 +612,7 @@ pub async fn run(
     if opts.reversed {
         std::mem::swap(&mut dst_name, &mut src_name);
     }
-    let mut outputs = Outputs::open(&opts)?;
-    let mut s = CheckSummary::default();
-
+    let checking = Checking::new(&opts, &limits, stats.clone(), src_name, dst_name)?;
     let walked = walk::spawn(
         root.to_path_buf(),
         store.path.prefix.clone(),
@@ -472,7 +628,7 @@ pub async fn run(
             asked: Default::default(),
         })
     });
-    let mut march = March::new(
+    let march = March::new(
         LocalSide::new(walked),
         RemoteSide::new(listing),
         links.as_ref().map(|l| march::Registry {
@@ -481,43 +637,15 @@ pub async fn run(
             dst_blobs: l.listed.clone(),
         }),
     );
-
-    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
-    let vopts = VerifyOptions {
-        download: opts.download,
-        always_download: opts.always_download,
-        parallel_parts: limits.parts_per_file,
-    };
-    // Tasks in flight: each verifies one file (or proves one link).
-    let in_flight = limits.checkers.max(1);
-    let mut set: JoinSet<Found> = JoinSet::new();
-    let mut failed = None;
-    loop {
-        while set.len() >= in_flight {
-            let found = set.join_next().await.expect("a task")?;
-            s.found(found, &mut outputs, &dst_name);
-        }
-        let Marched { step, kind } = match march.next().await {
-            None => break,
-            Some(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Some(Ok(m)) => m,
-        };
+    let progress = Progress::start(stats, opts.progress, opts.stats_interval);
+    let vopts = verify_options(&opts, &limits);
+    let step = |c: &mut Checking, m: Marched<walk::LocalFile, list::ListedObject>| {
+        let Marched { step, kind } = m;
         let (src, dst) = match step {
-            Step::Error(e) => {
-                let d = Difference {
-                    path: e.path().to_string(),
-                    kind: "error",
-                    detail: e.to_string(),
-                };
-                s.differ(d, &mut outputs);
-                continue;
-            }
             Step::SrcOnly(src) => (Some(src), None),
             Step::Both(src, d) => (Some(src), Some(d)),
             Step::DstOnly(d) => (None, Some(d)),
+            Step::Error(_) => unreachable!("the driver reports errors"),
         };
         // `src` is the local side and `dst` the bucket's; reversed, the bucket is the source.
         let (has_src, has_dst) = if opts.reversed {
@@ -540,56 +668,31 @@ pub async fn run(
             }
             _ => (src, dst),
         };
-        s.files_source += u64::from(plan.source);
+        c.s.files_source += u64::from(plan.source);
         if let (Some(links), Some(path_digest), Some(src)) = (&links, plan.link, &src) {
             let (links, store) = (links.clone(), store.clone());
             let (rel, path) = (src.rel.clone(), src.path.clone());
-            set.spawn(
+            c.tasks.spawn(
                 async move { Found::Link(links.check(&store, rel, path, path_digest).await) },
             );
         }
         match (plan.compare, src, dst) {
             (Compare::Nothing, ..) => {}
-            (Compare::MissingOnSrc, _, Some(d)) => {
-                let d = Difference {
-                    path: d.rel,
-                    kind: "missing_on_src",
-                    detail: format!("file not in {src_name}"),
-                };
-                s.differ(d, &mut outputs);
-            }
-            (Compare::MissingOnDst, Some(src), _) => s.found(
-                Found::Verdict(src.rel, 0, None, false, false),
-                &mut outputs,
-                &dst_name,
-            ),
+            (Compare::MissingOnSrc, _, Some(d)) => c.missing_on_src(d.rel),
+            (Compare::MissingOnDst, Some(src), _) => c.missing_on_dst(src.rel),
             (Compare::Verify { blob }, Some(src), Some(d)) => {
-                let reversed = opts.reversed;
-                Stats::add(&stats.checks_total, 1);
-                Stats::add(&stats.bytes_total, src.size);
-                let (store, stats) = (store.clone(), stats.clone());
-                set.spawn(async move {
-                    let _f = stats.start_one();
+                let (reversed, store) = (opts.reversed, store.clone());
+                let (rel, size, digest) = (src.rel.clone(), src.size, blob.is_some());
+                c.verify(rel, size, digest, async move {
                     let v = verify::verify(&store, &src, &d, vopts, blob.as_deref()).await;
-                    Stats::add(&stats.checks_done, 1);
-                    stats.skipped(src.size);
                     let replaced = !reversed && crate::march::plan::untouched_since(&src, &d);
-                    Found::Verdict(src.rel, src.size, Some(v), blob.is_some(), replaced)
+                    (v, replaced)
                 });
             }
             (what, ..) => unreachable!("{what:?} without its sides"),
         }
-    }
-    while let Some(found) = set.join_next().await {
-        s.found(found?, &mut outputs, &dst_name);
-    }
-    progress.finish().await;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-
-    conclude(&mut s, &src_name, &dst_name, &opts);
-    s.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    };
+    let mut s = checking.drive(march, &opts, progress, step).await?;
     s.requests = store.requests.snapshot();
     Ok(s)
 }
@@ -605,93 +708,52 @@ pub async fn run_buckets(
 ) -> Result<CheckSummary, CheckError> {
     let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
     let (src_name, dst_name) = (src.path.rclone_name(), dst.path.rclone_name());
-    let mut outputs = Outputs::open(&opts)?;
-    let mut s = CheckSummary::default();
+    let checking = Checking::new(&opts, &limits, stats.clone(), src_name, dst_name)?;
     let src_listing = list::start(&src, &filter, limits.checkers).await?;
     let dst_listing = list::start(&dst, &filter, limits.checkers).await?;
-    let mut march = March::new(
+    let march = March::new(
         RemoteSide::new(src_listing),
         RemoteSide::new(dst_listing),
         None,
     );
-    let progress = Progress::start(stats.clone(), opts.progress, opts.stats_interval);
-    let vopts = VerifyOptions {
-        download: opts.download,
-        always_download: opts.always_download,
-        parallel_parts: limits.parts_per_file,
-    };
-    let mut set: JoinSet<Found> = JoinSet::new();
-    let mut failed = None;
-    loop {
-        while set.len() >= limits.checkers.max(1) {
-            let found = set.join_next().await.expect("a task")?;
-            s.found(found, &mut outputs, &dst_name);
-        }
-        let step = match march.next().await {
-            None => break,
-            Some(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Some(Ok(m)) => m.step,
-        };
-        let (a, b) = match step {
-            Step::Error(e) => {
-                let d = Difference {
-                    path: e.path().to_string(),
-                    kind: "error",
-                    detail: e.to_string(),
-                };
-                s.differ(d, &mut outputs);
-                continue;
-            }
+    let progress = Progress::start(stats, opts.progress, opts.stats_interval);
+    let vopts = verify_options(&opts, &limits);
+    let step = |c: &mut Checking, m: Marched<list::ListedObject, list::ListedObject>| {
+        let (a, b) = match m.step {
             Step::SrcOnly(a) => (Some(a), None),
             Step::Both(a, b) => (Some(a), Some(b)),
             Step::DstOnly(b) => (None, Some(b)),
+            Step::Error(_) => unreachable!("the driver reports errors"),
         };
         let plan = decide(a.is_some(), b.is_some(), None, opts.one_way, false);
-        s.files_source += u64::from(plan.source);
+        c.s.files_source += u64::from(plan.source);
         match (plan.compare, a, b) {
             (Compare::Nothing, ..) => {}
-            (Compare::MissingOnSrc, _, Some(b)) => {
-                let d = Difference {
-                    path: b.rel,
-                    kind: "missing_on_src",
-                    detail: format!("file not in {src_name}"),
-                };
-                s.differ(d, &mut outputs);
-            }
-            (Compare::MissingOnDst, Some(a), _) => s.found(
-                Found::Verdict(a.rel, 0, None, false, false),
-                &mut outputs,
-                &dst_name,
-            ),
+            (Compare::MissingOnSrc, _, Some(b)) => c.missing_on_src(b.rel),
+            (Compare::MissingOnDst, Some(a), _) => c.missing_on_dst(a.rel),
             (Compare::Verify { .. }, Some(a), Some(b)) => {
-                Stats::add(&stats.checks_total, 1);
-                Stats::add(&stats.bytes_total, a.size);
-                let (src, dst, stats) = (src.clone(), dst.clone(), stats.clone());
-                set.spawn(async move {
-                    let _f = stats.start_one();
-                    let v = verify::verify_objects(&src, &a, &dst, &b, vopts).await;
-                    Stats::add(&stats.checks_done, 1);
-                    stats.skipped(a.size);
-                    Found::Verdict(a.rel, a.size, Some(v), false, false)
+                let (src, dst) = (src.clone(), dst.clone());
+                c.verify(a.rel.clone(), a.size, false, async move {
+                    (
+                        verify::verify_objects(&src, &a, &dst, &b, vopts).await,
+                        false,
+                    )
                 });
             }
             (what, ..) => unreachable!("{what:?} without its sides"),
         }
-    }
-    while let Some(found) = set.join_next().await {
-        s.found(found?, &mut outputs, &dst_name);
-    }
-    progress.finish().await;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    conclude(&mut s, &src_name, &dst_name, &opts);
-    s.elapsed_seconds = stats.started.elapsed().as_secs_f64();
+    };
+    let mut s = checking.drive(march, &opts, progress, step).await?;
     s.requests = dst.requests.snapshot();
     Ok(s)
+}
+
+fn verify_options(opts: &CheckOptions, limits: &Limits) -> VerifyOptions {
+    VerifyOptions {
+        download: opts.download,
+        always_download: opts.always_download,
+        parallel_parts: limits.parts_per_file,
+    }
 }
 
 #[cfg(test)]
