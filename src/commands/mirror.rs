@@ -10,13 +10,15 @@
 //! under the same rules as a sync from a directory ([`crate::march::plan::may_delete`]).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::commands::delete::{Ending, delete_objects};
-use crate::commands::schedule::{Cutoff, Transfers};
+use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
+use crate::commands::schedule::{Cutoff, stopped};
 use crate::commands::sync::Mode;
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
@@ -147,10 +149,6 @@ pub async fn run(
     limits: Limits,
     opts: MirrorOptions,
 ) -> Result<MirrorSummary, S3Error> {
-    let mut summary = MirrorSummary {
-        dry_run: opts.dry_run,
-        ..MirrorSummary::default()
-    };
     let src_listing = list::start(&src, &filter, limits.checkers).await?;
     let dst_filter = if opts.delete_excluded {
         filter.shard_only()
@@ -202,84 +200,38 @@ pub async fn run(
             dst_blobs: known_blobs.clone(),
         }),
     );
-    let mut transfers: Transfers<Copied> =
-        Transfers::new(limits.transfers, &opts.cutoff, stats.clone());
-    let mut deletes: Vec<String> = Vec::new();
-    let mut failed: Option<S3Error> = None;
-    loop {
-        if !transfers.room(|j| record(&mut summary, &stats, j)).await {
-            break;
-        }
-        let step = match march.next().await {
-            None => break,
-            Some(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Some(Ok(m)) => m,
-        };
-        let Marched { step, kind } = step;
-        let is_link = matches!(kind, Some(Kind::Link { .. }));
-        if is_link {
-            transfers
-                .before_link(|j| record(&mut summary, &stats, j))
-                .await;
-        }
-        let (obj, there) = match step {
-            Step::SrcOnly(o) => (o, None),
-            Step::Both(o, d) => (o, Some(d)),
-            Step::DstOnly(d) => {
-                if opts.mode == Mode::Sync {
-                    deletes.push(d.rel);
-                }
-                continue;
-            }
-            Step::Error(e) => {
-                summary.error(Class::Permanent, e.to_string());
-                continue;
-            }
-        };
-        summary.objects_source += 1;
-        let decision = decide(&obj, there.as_ref(), &opts);
-        if decision == Decision::Keep {
-            summary.objects_unchanged += 1;
-            continue;
-        }
-        Stats::add(&stats.files_total, 1);
-        Stats::add(&stats.bytes_total, obj.size);
-        if opts.dry_run {
-            tracing::warn!("{}: would copy (dry run)", obj.rel);
-            continue;
-        }
-        if is_link && summary.errors() > 0 {
-            summary.error(
-                Class::Temporary,
-                format!(
-                    "{}: link not copied: {} errors before it (a blob it needs may be missing); rerun",
-                    obj.rel,
-                    summary.errors()
-                ),
-            );
-            continue;
-        }
-        let expect = match kind {
-            Some(Kind::Blob { digest }) => Expect::Blob(digest),
-            Some(Kind::Link { path_digest }) => Expect::Link(path_digest),
-            _ => Expect::Nothing,
-        };
-        let (r, known, size) = (relay.clone(), known_blobs.clone(), obj.size);
-        let copy = async move {
-            let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
-            if let (Ok(_), Expect::Blob(d)) = (&out, expect) {
-                known.lock().expect("known blobs").insert(d);
-            }
-            (obj.rel, out)
-        };
-        if !transfers.start(size, copy) {
-            break;
-        }
+    let schedule = Schedule {
+        slots: limits.transfers,
+        compare_slots: 1,
+        ahead: 0,
+        links: if opts.registry.is_some() {
+            LinkOrder::AfterEveryBlob
+        } else {
+            LinkOrder::Any
+        },
+        cutoff: opts.cutoff.clone(),
+        stats: stats.clone(),
+    };
+    let mut mirror = Mirror {
+        summary: MirrorSummary {
+            dry_run: opts.dry_run,
+            ..MirrorSummary::default()
+        },
+        relay,
+        known_blobs,
+        deletes: Vec::new(),
+        opts,
+    };
+    let Driven { failed, cut } = drive(&mut march, &mut mirror, schedule).await;
+    let Mirror {
+        mut summary,
+        deletes,
+        opts,
+        ..
+    } = mirror;
+    if let Some(c) = cut {
+        stopped(c, &opts.cutoff);
     }
-    let cut = transfers.finish(|j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -336,6 +288,130 @@ pub async fn run(
     Ok(summary)
 }
 
+/// A bucket-to-bucket run while it runs: the direction bucket → bucket of the one driver.
+struct Mirror {
+    summary: MirrorSummary,
+    relay: Relay,
+    /// Registry mode: blobs the destination holds (listed, or copied by this run).
+    known_blobs: Arc<Mutex<HashSet<String>>>,
+    /// Keys only the destination has (`sync`): deleted at the end if all went well.
+    deletes: Vec<String>,
+    opts: MirrorOptions,
+}
+
+/// One object to copy, and what is known of it.
+struct CopyItem {
+    obj: ListedObject,
+    decision: Decision,
+    /// The destination's object at its key, if there is one.
+    there: Option<ListedObject>,
+    expect: Expect,
+}
+
+impl Planned for CopyItem {
+    fn rel(&self) -> &str {
+        &self.obj.rel
+    }
+    fn size(&self) -> u64 {
+        self.obj.size
+    }
+}
+
+impl Direction for Mirror {
+    type Src = ListedObject;
+    type Dst = ListedObject;
+    type Item = CopyItem;
+    // A copy compares inside its transfer (one HEAD of each side, then the copy if it must).
+    type Compare = std::future::Ready<()>;
+    type Compared = ();
+    type Done = Copied;
+
+    async fn step(
+        &mut self,
+        marched: Marched<ListedObject, ListedObject>,
+    ) -> Result<Next<CopyItem, Self::Compare>, S3Error> {
+        let Marched { step, kind } = marched;
+        let (summary, opts) = (&mut self.summary, &self.opts);
+        let is_link = matches!(kind, Some(Kind::Link { .. }));
+        let (obj, there) = match step {
+            Step::SrcOnly(o) => (o, None),
+            Step::Both(o, d) => (o, Some(d)),
+            Step::DstOnly(d) => {
+                if opts.mode == Mode::Sync {
+                    self.deletes.push(d.rel);
+                }
+                return Ok(Next::Nothing);
+            }
+            Step::Error(e) => {
+                summary.error(Class::Permanent, e.to_string());
+                return Ok(Next::Nothing);
+            }
+        };
+        summary.objects_source += 1;
+        let decision = decide(&obj, there.as_ref(), opts);
+        if decision == Decision::Keep {
+            summary.objects_unchanged += 1;
+            return Ok(Next::Nothing);
+        }
+        let stats = &self.relay.stats;
+        Stats::add(&stats.files_total, 1);
+        Stats::add(&stats.bytes_total, obj.size);
+        if opts.dry_run {
+            tracing::warn!("{}: would copy (dry run)", obj.rel);
+            return Ok(Next::Nothing);
+        }
+        if is_link && summary.errors() > 0 {
+            summary.error(
+                Class::Temporary,
+                format!(
+                    "{}: link not copied: {} errors before it (a blob it needs may be missing); rerun",
+                    obj.rel,
+                    summary.errors()
+                ),
+            );
+            return Ok(Next::Nothing);
+        }
+        let expect = match kind {
+            Some(Kind::Blob { digest }) => Expect::Blob(digest),
+            Some(Kind::Link { path_digest }) => Expect::Link(path_digest),
+            _ => Expect::Nothing,
+        };
+        Ok(Next::Send(CopyItem {
+            obj,
+            decision,
+            there,
+            expect,
+        }))
+    }
+
+    async fn compared(&mut self, (): ()) -> Result<Option<CopyItem>, S3Error> {
+        Ok(None)
+    }
+
+    fn send(&self, item: CopyItem) -> impl Future<Output = Copied> + Send + 'static {
+        let (r, known) = (self.relay.clone(), self.known_blobs.clone());
+        async move {
+            let CopyItem {
+                obj,
+                decision,
+                there,
+                expect,
+            } = item;
+            let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
+            if let (Ok(_), Expect::Blob(d)) = (&out, expect) {
+                known.lock().expect("known blobs").insert(d);
+            }
+            (obj.rel, out)
+        }
+    }
+
+    fn record(&mut self, copied: Copied) -> bool {
+        let ok = copied.1.is_ok();
+        record(&mut self.summary, &self.relay.stats, copied);
+        ok
+    }
+}
+
 async fn copy_one(
     r: &Relay,
     obj: &ListedObject,
@@ -363,17 +439,13 @@ async fn copy_one(
 /// A copy's outcome: the key, and what became of it.
 type Copied = (String, Result<Done, UploadError>);
 
-fn record(
-    summary: &mut MirrorSummary,
-    stats: &Stats,
-    joined: Result<Copied, tokio::task::JoinError>,
-) {
-    match joined {
-        Ok((_, Ok(Done::Unchanged))) => {
+fn record(summary: &mut MirrorSummary, stats: &Stats, copied: Copied) {
+    match copied {
+        (_, Ok(Done::Unchanged)) => {
             summary.objects_unchanged += 1;
             Stats::add(&stats.files_done, 1);
         }
-        Ok((rel, Ok(Done::Copied(bytes, proof)))) => {
+        (rel, Ok(Done::Copied(bytes, proof))) => {
             summary.objects_copied += 1;
             summary.bytes_copied += bytes;
             Stats::add(&stats.files_done, 1);
@@ -389,11 +461,10 @@ fn record(
             }
             tracing::info!("{rel}: Copied ({proof:?})");
         }
-        Ok((_, Err(e))) => {
+        (_, Err(e)) => {
             Stats::add(&stats.errors, 1);
             summary.error(e.class(), e.to_string());
         }
-        Err(e) => summary.error(Class::Permanent, e.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cleanup;
 pub mod delete;
+pub mod drive;
 pub mod mirror;
 pub mod restore;
 pub mod schedule;

@@ -9,6 +9,7 @@
 //! only what is missing or different. Files only in the directory are left alone by `copy`;
 //! `sync` deletes them once every object was restored, under the rules every sync follows.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -16,7 +17,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::commands::delete::Ending;
-use crate::commands::schedule::{Cutoff, Transfers};
+use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
+use crate::commands::schedule::{Cutoff, stopped};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
@@ -134,10 +136,6 @@ pub async fn run(
     limits: Limits,
     opts: RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
-    let mut summary = RestoreSummary {
-        dry_run: opts.dry_run,
-        ..RestoreSummary::default()
-    };
     // Every write goes through the directory held open here, never through a symlink.
     let dest = if opts.dry_run {
         None
@@ -159,13 +157,6 @@ pub async fn run(
         limits.walk_threads,
     );
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let fetcher = Fetcher {
-        store: store.clone(),
-        budget: Budget::new(limits.buffer_memory),
-        limits: limits.clone(),
-        stats: stats.clone(),
-        direct: opts.direct_io,
-    };
     let progress =
         (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
     let mut march = March::new(
@@ -180,110 +171,46 @@ pub async fn run(
     // Registry mode: links wait until every blob before them is written (keys come in order,
     // and `blobs/` sorts before `repositories/`), so a reader of the directory never finds a
     // link to a blob that is not there yet; after a failed blob, no link is written.
-    let mut transfers: Transfers<Restored> =
-        Transfers::new(limits.transfers, &opts.cutoff, stats.clone());
-    let mut failed: Option<S3Error> = None;
-    let mut deletes: Vec<LocalFile> = Vec::new();
-    loop {
-        if !transfers.room(|j| record(&mut summary, &stats, j)).await {
-            break;
-        }
-        let step = match march.next().await {
-            None => break,
-            Some(Err(e)) => {
-                failed = Some(e);
-                break;
-            }
-            Some(Ok(m)) => m,
-        };
-        let Marched { step, kind } = step;
-        if matches!(kind, Some(Kind::Link { .. })) {
-            transfers
-                .before_link(|j| record(&mut summary, &stats, j))
-                .await;
-        }
-        let (obj, local) = match step {
-            Step::SrcOnly(obj) => (obj, None),
-            Step::Both(obj, local) => (obj, Some(local)),
-            Step::DstOnly(local) => {
-                if opts.delete {
-                    deletes.push(local);
-                }
-                continue;
-            }
-            Step::Error(e) => {
-                // Something in the directory that no object can be: a symlink (an object
-                // that needs its name is refused when it gets there), a name that is not
-                // UTF-8. Left alone, as the files only the directory has are by `copy`.
-                match e {
-                    WalkError::Symlink { path } => tracing::warn!(
-                        "{}: a symlink in the destination: left alone (a restore never writes through one)",
-                        root.join(path).display()
-                    ),
-                    WalkError::NotUtf8 { path } => tracing::warn!(
-                        "{}: a name that is not UTF-8, which no key can be: left alone",
-                        root.join(path).display()
-                    ),
-                    e => summary.error(crate::report::class::Class::Permanent, e.to_string()),
-                }
-                continue;
-            }
-        };
-        summary.objects_source += 1;
-        let expect = match (&kind, &opts.registry) {
-            (Some(Kind::Blob { digest }), _) => Expect::Blob(digest.clone()),
-            (Some(Kind::Link { path_digest }), Some(layout)) => {
-                let layout = layout.clone();
-                Expect::Link {
-                    path_digest: path_digest.clone(),
-                    blob_rel: Box::new(move |d| layout.blob_path(d)),
-                }
-            }
-            _ => Expect::Nothing,
-        };
-        match download::local_path(&root, &obj.rel, obj.size) {
-            Ok(_) => {}
-            Err(KeyError::FolderMarker { .. }) => {
-                summary.folder_markers += 1;
-                continue;
-            }
-            Err(e) => {
-                summary.error(crate::report::class::Class::Permanent, e.to_string());
-                continue;
-            }
-        };
-        let decision = decide(&obj, local.as_ref(), &opts);
-        if decision == Decision::Keep {
-            summary.files_unchanged += 1;
-            continue;
-        }
-        if matches!(kind, Some(Kind::Link { .. })) && summary.errors() > 0 {
-            summary.error(
-                crate::report::class::Class::Temporary,
-                format!(
-                    "{}: link not restored: {} errors before it (a blob it needs may be missing); rerun",
-                    obj.rel,
-                    summary.errors()
-                ),
-            );
-            continue;
-        }
-        Stats::add(&stats.files_total, 1);
-        Stats::add(&stats.bytes_total, obj.size);
-        let Some(dest) = dest.clone() else {
-            tracing::warn!("{}: would restore (dry run)", obj.rel);
-            continue;
-        };
-        let (f, local_mtime, size) = (fetcher.clone(), local.map(|l| l.mtime), obj.size);
-        let restore = async move {
-            let r = restore_one(&f, &dest, &obj, decision, local_mtime, &expect).await;
-            (obj.rel, r)
-        };
-        if !transfers.start(size, restore) {
-            break;
-        }
+    let schedule = Schedule {
+        slots: limits.transfers,
+        compare_slots: 1,
+        ahead: 0,
+        links: if opts.registry.is_some() {
+            LinkOrder::AfterEveryBlob
+        } else {
+            LinkOrder::Any
+        },
+        cutoff: opts.cutoff.clone(),
+        stats: stats.clone(),
+    };
+    let mut restore = Restore {
+        summary: RestoreSummary {
+            dry_run: opts.dry_run,
+            ..RestoreSummary::default()
+        },
+        fetcher: Fetcher {
+            store: store.clone(),
+            budget: Budget::new(limits.buffer_memory),
+            limits: limits.clone(),
+            stats: stats.clone(),
+            direct: opts.direct_io,
+        },
+        dest,
+        root,
+        deletes: Vec::new(),
+        opts,
+    };
+    let Driven { failed, cut } = drive(&mut march, &mut restore, schedule).await;
+    let Restore {
+        mut summary,
+        dest,
+        deletes,
+        opts,
+        ..
+    } = restore;
+    if let Some(c) = cut {
+        stopped(c, &opts.cutoff);
     }
-    let cut = transfers.finish(|j| record(&mut summary, &stats, j)).await;
     if let Some(p) = progress {
         p.finish().await;
     }
@@ -310,6 +237,158 @@ pub async fn run(
         summary.errors()
     );
     Ok(summary)
+}
+
+/// A restore while it runs: the direction bucket → directory of the one driver.
+struct Restore {
+    summary: RestoreSummary,
+    fetcher: Fetcher,
+    /// The destination, held open (none in a dry run).
+    dest: Option<Arc<Root>>,
+    root: PathBuf,
+    /// Files only the directory has (`sync`): deleted at the end if all went well.
+    deletes: Vec<LocalFile>,
+    opts: RestoreOptions,
+}
+
+/// One object to fetch, and what is known of it.
+struct Fetch {
+    obj: ListedObject,
+    decision: Decision,
+    /// The mtime of the file at its path, if there is one.
+    local_mtime: Option<SystemTime>,
+    expect: Expect,
+}
+
+impl Planned for Fetch {
+    fn rel(&self) -> &str {
+        &self.obj.rel
+    }
+    fn size(&self) -> u64 {
+        self.obj.size
+    }
+}
+
+impl Direction for Restore {
+    type Src = ListedObject;
+    type Dst = LocalFile;
+    type Item = Fetch;
+    // A restore compares inside its transfer (one HEAD, then the fetch if it must).
+    type Compare = std::future::Ready<()>;
+    type Compared = ();
+    type Done = Restored;
+
+    async fn step(
+        &mut self,
+        marched: Marched<ListedObject, LocalFile>,
+    ) -> Result<Next<Fetch, Self::Compare>, S3Error> {
+        let Marched { step, kind } = marched;
+        let summary = &mut self.summary;
+        let (obj, local) = match step {
+            Step::SrcOnly(obj) => (obj, None),
+            Step::Both(obj, local) => (obj, Some(local)),
+            Step::DstOnly(local) => {
+                if self.opts.delete {
+                    self.deletes.push(local);
+                }
+                return Ok(Next::Nothing);
+            }
+            Step::Error(e) => {
+                // Something in the directory that no object can be: a symlink (an object
+                // that needs its name is refused when it gets there), a name that is not
+                // UTF-8. Left alone, as the files only the directory has are by `copy`.
+                match e {
+                    WalkError::Symlink { path } => tracing::warn!(
+                        "{}: a symlink in the destination: left alone (a restore never writes through one)",
+                        self.root.join(path).display()
+                    ),
+                    WalkError::NotUtf8 { path } => tracing::warn!(
+                        "{}: a name that is not UTF-8, which no key can be: left alone",
+                        self.root.join(path).display()
+                    ),
+                    e => summary.error(Class::Permanent, e.to_string()),
+                }
+                return Ok(Next::Nothing);
+            }
+        };
+        summary.objects_source += 1;
+        let expect = match (&kind, &self.opts.registry) {
+            (Some(Kind::Blob { digest }), _) => Expect::Blob(digest.clone()),
+            (Some(Kind::Link { path_digest }), Some(layout)) => {
+                let layout = layout.clone();
+                Expect::Link {
+                    path_digest: path_digest.clone(),
+                    blob_rel: Box::new(move |d| layout.blob_path(d)),
+                }
+            }
+            _ => Expect::Nothing,
+        };
+        match download::local_path(&self.root, &obj.rel, obj.size) {
+            Ok(_) => {}
+            Err(KeyError::FolderMarker { .. }) => {
+                summary.folder_markers += 1;
+                return Ok(Next::Nothing);
+            }
+            Err(e) => {
+                summary.error(Class::Permanent, e.to_string());
+                return Ok(Next::Nothing);
+            }
+        };
+        let decision = decide(&obj, local.as_ref(), &self.opts);
+        if decision == Decision::Keep {
+            summary.files_unchanged += 1;
+            return Ok(Next::Nothing);
+        }
+        if matches!(kind, Some(Kind::Link { .. })) && summary.errors() > 0 {
+            summary.error(
+                Class::Temporary,
+                format!(
+                    "{}: link not restored: {} errors before it (a blob it needs may be missing); rerun",
+                    obj.rel,
+                    summary.errors()
+                ),
+            );
+            return Ok(Next::Nothing);
+        }
+        let stats = &self.fetcher.stats;
+        Stats::add(&stats.files_total, 1);
+        Stats::add(&stats.bytes_total, obj.size);
+        if self.dest.is_none() {
+            tracing::warn!("{}: would restore (dry run)", obj.rel);
+            return Ok(Next::Nothing);
+        }
+        Ok(Next::Send(Fetch {
+            obj,
+            decision,
+            local_mtime: local.map(|l| l.mtime),
+            expect,
+        }))
+    }
+
+    async fn compared(&mut self, (): ()) -> Result<Option<Fetch>, S3Error> {
+        Ok(None)
+    }
+
+    fn send(&self, item: Fetch) -> impl Future<Output = Restored> + Send + 'static {
+        let f = self.fetcher.clone();
+        let dest = self.dest.clone().expect("no transfer in a dry run");
+        async move {
+            let Fetch {
+                obj,
+                decision,
+                local_mtime,
+                expect,
+            } = item;
+            let r = restore_one(&f, &dest, &obj, decision, local_mtime, &expect).await;
+            (obj.rel, r)
+        }
+    }
+
+    fn record(&mut self, restored: Restored) -> bool {
+        let ok = restored.1.is_ok();
+        record(&mut self.summary, &self.fetcher.stats, restored);
+        ok
+    }
 }
 
 /// `sync`: delete the files only the directory has, under the rules every sync follows
@@ -387,17 +466,13 @@ async fn restore_one(
 /// A restore's outcome: the key, and what became of it.
 type Restored = (String, Result<Done, DownloadError>);
 
-fn record(
-    summary: &mut RestoreSummary,
-    stats: &Stats,
-    joined: Result<Restored, tokio::task::JoinError>,
-) {
-    match joined {
-        Ok((_, Ok(Done::Unchanged))) => {
+fn record(summary: &mut RestoreSummary, stats: &Stats, restored: Restored) {
+    match restored {
+        (_, Ok(Done::Unchanged)) => {
             summary.files_unchanged += 1;
             Stats::add(&stats.files_done, 1);
         }
-        Ok((rel, Ok(Done::Restored(bytes, proof)))) => {
+        (rel, Ok(Done::Restored(bytes, proof))) => {
             summary.files_restored += 1;
             summary.bytes_restored += bytes;
             Stats::add(&stats.files_done, 1);
@@ -408,11 +483,10 @@ fn record(
                 tracing::info!("{rel}: restored ({proof:?} proven)");
             }
         }
-        Ok((_, Err(e))) => {
+        (_, Err(e)) => {
             Stats::add(&stats.errors, 1);
             summary.error(e.class(), e.to_string());
         }
-        Err(e) => summary.error(crate::report::class::Class::Permanent, e.to_string()),
     }
 }
 

@@ -4,16 +4,18 @@
 //! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
 //! `--max-delete`; otherwise nothing is deleted.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio::task::JoinSet;
 
 use crate::commands::delete::{Ending, delete_objects};
-use crate::commands::schedule::{Cut, Cutoff};
+use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
+use crate::commands::schedule::Cutoff;
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
@@ -188,7 +190,6 @@ pub async fn run(
             dry_run: opts.dry_run,
             ..Default::default()
         },
-        queue: Queue::new(opts.registry.clone()),
         deletes: Vec::new(),
         ctx,
         known_blobs,
@@ -210,7 +211,29 @@ pub async fn run(
             dst_blobs: run.known_blobs.clone(),
         }),
     );
-    let (failed, cut) = run.run(&mut march).await;
+    let slots = limits.transfers.max(1);
+    let schedule = Schedule {
+        slots,
+        // Comparisons that hash files (--checksum) run --checkers at once; the rest mostly
+        // wait on the server (a HEAD, and a copy onto itself after a volume was restored), so
+        // they get as many slots as transfers do.
+        compare_slots: if run.opts.skip_rule == SkipRule::Checksum {
+            limits.checkers.max(1)
+        } else {
+            limits.checkers.max(slots)
+        },
+        ahead: QUEUED_AHEAD,
+        links: match &run.opts.registry {
+            Some(layout) => LinkOrder::AfterTheirBlob {
+                layout: layout.clone(),
+                known: run.known_blobs.clone(),
+            },
+            None => LinkOrder::Any,
+        },
+        cutoff: run.opts.cutoff.clone(),
+        stats: stats.clone(),
+    };
+    let Driven { failed, cut } = drive(&mut march, &mut run, schedule).await;
     run.summary.registry_uploads_skipped = march.uploads_skipped;
     run.summary.registry_uploads_skipped_bytes = march.uploads_skipped_bytes;
     if let Some(p) = progress {
@@ -296,7 +319,6 @@ pub async fn run(
 /// A sync while it plans and uploads.
 struct Run {
     summary: SyncSummary,
-    queue: Queue,
     /// Objects only in the destination (`sync` only): deleted at the end if all went well.
     deletes: Vec<ListedObject>,
     ctx: Arc<UploadCtx>,
@@ -320,173 +342,139 @@ enum Settled {
     Error(String),
 }
 
-impl Run {
-    /// Plan and upload until the merge ends and the queue is empty, or a cutoff. Returns the
-    /// listing's error if it failed (the uploads already started are finished first; nothing
-    /// more is started), and the cutoff that stopped the run, if any.
-    async fn run(
-        &mut self,
-        march: &mut March<LocalSide, RemoteSide>,
-    ) -> (Option<S3Error>, Option<Cut>) {
-        let limits = self.ctx.limits.clone();
-        let slots = limits.transfers.max(1);
-        // Comparisons that hash files (--checksum) run --checkers at once; the rest mostly
-        // wait on the server (a HEAD, and a copy onto itself after a volume was restored), so
-        // they get as many slots as transfers do.
-        let compare_slots = if self.opts.skip_rule == SkipRule::Checksum {
-            limits.checkers.max(1)
-        } else {
-            limits.checkers.max(slots)
-        };
-        let mut uploads = JoinSet::new();
-        let mut compares: JoinSet<Compared> = JoinSet::new();
-        let mut links_in_flight = 0usize;
-        let mut merging = true;
-        let mut failed = None;
-        let mut watch = self.opts.cutoff.watch(self.ctx.stats.clone());
-        let mut cut: Option<Cut> = None;
-        loop {
-            while uploads.len() < slots && failed.is_none() && cut.is_none() {
-                let Some((entry, reason)) = self.queue.next(links_in_flight, slots) else {
-                    break;
-                };
-                if let Err(c) = watch.admit(entry.size) {
-                    cut = Some(c);
-                    break;
-                }
-                let link = self.queue.is_link(&entry.rel);
-                links_in_flight += usize::from(link);
-                let ctx = self.ctx.clone();
-                uploads.spawn(async move {
-                    let _flight = ctx.stats.start_one();
-                    let size = entry.size;
-                    let rel = entry.rel.clone();
-                    let r = upload::upload(ctx.clone(), entry).await;
-                    (link, (rel, size, reason, r))
-                });
-            }
-            if cut.is_some() {
-                merging = false;
-                if watch.hard() {
-                    uploads.abort_all();
-                    compares.abort_all();
-                }
-            }
-            let want =
-                merging && self.queue.ahead() < QUEUED_AHEAD && compares.len() < compare_slots;
-            let busy = !uploads.is_empty() || !compares.is_empty() || merging;
-            let watching = busy && cut.is_none() && watch.any();
-            tokio::select! {
-                Some(r) = uploads.join_next(), if !uploads.is_empty() => {
-                    match r {
-                        Ok((link, r)) => {
-                            links_in_flight -= usize::from(link);
-                            self.finished(r);
-                        }
-                        // Stopped by a hard cutoff: not done, not an error; a rerun resumes it.
-                        Err(e) if e.is_cancelled() => {}
-                        Err(e) => panic!("upload task: {e}"),
-                    }
-                }
-                Some(r) = compares.join_next(), if !compares.is_empty() => {
-                    let (s, v) = match r {
-                        Ok(r) => r,
-                        Err(e) if e.is_cancelled() => continue,
-                        Err(e) => panic!("compare task: {e}"),
-                    };
-                    match v {
-                        Settled::Same { headed, mtime_set } => {
-                            self.summary.files_skipped += 1;
-                            self.summary.files_checked_by_head += u64::from(headed);
-                            self.summary.objects_refreshed += u64::from(mtime_set);
-                        }
-                        Settled::Error(e) => self.summary.error(true, format!("{}: {e}", s.rel)),
-                        Settled::Send(reason) => {
-                            if let Err(e) = self.plan_upload(s, reason).await {
-                                failed = Some(e);
-                            }
-                        }
-                    }
-                }
-                step = march.next(), if want => match step {
-                    None => merging = false,
-                    Some(Err(e)) => {
-                        merging = false;
-                        failed = Some(e);
-                    }
-                    Some(Ok(step)) => {
-                        if let Err(e) = self.step(step, &mut compares).await {
-                            merging = false;
-                            failed = Some(e);
-                        }
-                    }
-                },
-                c = watch.next(), if watching => cut = Some(c),
-                else => {
-                    if failed.is_none() && cut.is_none() && self.queue.release_last() {
-                        continue;
-                    }
-                    break;
-                }
-            }
-        }
-        if cut.is_none() && failed.is_none() {
-            cut = watch.reached_at_end();
-        }
-        (failed, cut)
+/// One file to upload, and why.
+struct Upload {
+    file: LocalFile,
+    reason: Reason,
+}
+
+impl Planned for Upload {
+    fn rel(&self) -> &str {
+        &self.file.rel
     }
+    fn size(&self) -> u64 {
+        self.file.size
+    }
+}
+
+/// An upload's outcome: the key, its size, why it was sent, and what became of it.
+type Sent = (
+    String,
+    u64,
+    Reason,
+    Result<upload::Uploaded, upload::UploadError>,
+);
+
+impl Direction for Run {
+    type Src = LocalFile;
+    type Dst = ListedObject;
+    type Item = Upload;
+    type Compare = BoxFuture<'static, Compared>;
+    type Compared = Compared;
+    type Done = Sent;
 
     /// Decide what one step of the march needs.
     async fn step(
         &mut self,
         marched: Marched<LocalFile, ListedObject>,
-        compares: &mut JoinSet<Compared>,
-    ) -> Result<(), S3Error> {
+    ) -> Result<Next<Upload, Self::Compare>, S3Error> {
         let step = marched.step;
         let Some(pair) = Pair::of(&step) else {
             if let Step::Error(e) = step {
                 self.summary.error(false, e.to_string());
             }
-            return Ok(());
+            return Ok(Next::Nothing);
         };
         if matches!(pair, Pair::SrcOnly(_) | Pair::Both(..)) {
             self.summary.files_source += 1;
         }
         let decision = plan::decide(&pair, self.opts.skip_rule);
-        match (decision, step) {
+        Ok(match (decision, step) {
             (Decision::Upload(r), Step::SrcOnly(s) | Step::Both(s, _)) => {
-                self.plan_upload(s, r).await?;
+                self.plan_upload(s, r).await?
             }
             (Decision::CompareContent, Step::Both(s, d)) => {
                 // --checksum: hash the file, upload it if its content differs.
                 let ctx = self.ctx.clone();
-                compares.spawn(async move {
+                Next::Compare(Box::pin(async move {
                     let v = compare_content(&ctx, &s, &d, None).await;
                     (s, v)
-                });
+                }))
             }
             (Decision::ReadMtime, Step::Both(s, d)) => {
                 // Touched since its upload: the object's recorded mtime, then the content.
                 let (ctx, rule) = (self.ctx.clone(), self.opts.skip_rule);
                 let set = self.opts.update_modtime && !self.opts.dry_run;
-                compares.spawn(async move {
+                Next::Compare(Box::pin(async move {
                     let v = read_mtime(&ctx, &s, &d, rule, set).await;
                     (s, v)
-                });
+                }))
             }
-            (Decision::Skip, Step::Both(..)) => self.summary.files_skipped += 1,
+            (Decision::Skip, Step::Both(..)) => {
+                self.summary.files_skipped += 1;
+                Next::Nothing
+            }
             (Decision::Delete, Step::DstOnly(d)) => {
                 if self.opts.mode == Mode::Sync {
                     self.deletes.push(d);
                 }
+                Next::Nothing
             }
             (d, step) => unreachable!("decision {d:?} for {step:?}"),
-        }
-        Ok(())
+        })
     }
 
-    /// Count a file to upload and queue it (or, with `--dry-run`, say so).
-    async fn plan_upload(&mut self, s: LocalFile, reason: Reason) -> Result<(), S3Error> {
+    async fn compared(&mut self, (s, v): Compared) -> Result<Option<Upload>, S3Error> {
+        match v {
+            Settled::Same { headed, mtime_set } => {
+                self.summary.files_skipped += 1;
+                self.summary.files_checked_by_head += u64::from(headed);
+                self.summary.objects_refreshed += u64::from(mtime_set);
+                Ok(None)
+            }
+            Settled::Error(e) => {
+                self.summary.error(true, format!("{}: {e}", s.rel));
+                Ok(None)
+            }
+            Settled::Send(reason) => Ok(match self.plan_upload(s, reason).await? {
+                Next::Send(u) => Some(u),
+                _ => None,
+            }),
+        }
+    }
+
+    fn send(&self, item: Upload) -> impl Future<Output = Sent> + Send + 'static {
+        let ctx = self.ctx.clone();
+        async move {
+            let _flight = ctx.stats.start_one();
+            let Upload { file, reason } = item;
+            let (size, rel) = (file.size, file.rel.clone());
+            let r = upload::upload(ctx.clone(), file).await;
+            (rel, size, reason, r)
+        }
+    }
+
+    /// Record a finished upload; a blob's waiting links become ready.
+    fn record(&mut self, sent: Sent) -> bool {
+        let rel = sent.0.clone();
+        let ok = record(sent, &self.ctx, &mut self.summary).is_some();
+        if ok
+            && let Some(layout) = &self.opts.registry
+            && let Kind::Blob { digest } = layout.kind(&rel)
+        {
+            self.known_blobs.lock().expect("known blobs").insert(digest);
+        }
+        ok
+    }
+}
+
+impl Run {
+    /// Count a file to upload and plan it (or, with `--dry-run`, say so).
+    async fn plan_upload(
+        &mut self,
+        s: LocalFile,
+        reason: Reason,
+    ) -> Result<Next<Upload, BoxFuture<'static, Compared>>, S3Error> {
         Stats::add(&self.ctx.stats.files_total, 1);
         Stats::add(&self.ctx.stats.bytes_total, s.size);
         if self.opts.dry_run {
@@ -496,7 +484,7 @@ impl Run {
                 reason.as_str(),
                 s.size
             );
-            return Ok(());
+            return Ok(Next::Nothing);
         }
         if s.size > 0 && s.size >= self.ctx.limits.upload_cutoff && self.ctx.pending.get().is_none()
         {
@@ -504,29 +492,7 @@ impl Run {
             let pending = crate::transfer::upload::pending_uploads(&self.ctx.store).await?;
             let _ = self.ctx.pending.set(pending);
         }
-        self.queue.push((s, reason), &self.known_blobs);
-        Ok(())
-    }
-
-    /// Record a finished upload; a blob's waiting links become ready.
-    fn finished(
-        &mut self,
-        r: (
-            String,
-            u64,
-            Reason,
-            Result<upload::Uploaded, upload::UploadError>,
-        ),
-    ) {
-        let rel = r.0.clone();
-        let ok = record(r, &self.ctx, &mut self.summary).is_some();
-        if ok
-            && let Some(layout) = &self.queue.layout
-            && let Kind::Blob { digest } = layout.kind(&rel)
-        {
-            self.known_blobs.lock().expect("known blobs").insert(digest);
-        }
-        self.queue.finished(&rel, ok);
+        Ok(Next::Send(Upload { file: s, reason }))
     }
 }
 
@@ -615,117 +581,6 @@ async fn read_mtime(
         ),
     }
     settled
-}
-
-/// The order files are uploaded in. Without registry mode: as planned. In registry mode,
-/// links and blobs are interleaved so that neither the request rate (71-byte links) nor the
-/// bandwidth (blobs) idles, and no link is uploaded before its blob is in the bucket. Blobs
-/// (`…/blobs/…`) come before links (`…/repositories/…`) in key order, so when a link is
-/// queued every blob it could name has been listed or queued:
-/// - a link whose path names a blob the bucket already holds is ready at once;
-/// - one whose blob this run is uploading waits for that upload to complete;
-/// - the rest (tag `current` links, which name no digest, and links to blobs neither listed
-///   nor uploaded here: another shard's, or missing) go last, when everything else is done,
-///   and are checked against the bucket then.
-struct Queue {
-    files: VecDeque<(LocalFile, Reason)>,
-    ready_links: VecDeque<(LocalFile, Reason)>,
-    waiting: HashMap<String, Vec<(LocalFile, Reason)>>,
-    waiting_count: usize,
-    /// Blobs queued or being uploaded.
-    uploading: HashSet<String>,
-    last: Vec<(LocalFile, Reason)>,
-    layout: Option<Layout>,
-}
-
-impl Queue {
-    fn new(layout: Option<Layout>) -> Queue {
-        Queue {
-            files: VecDeque::new(),
-            ready_links: VecDeque::new(),
-            waiting: HashMap::new(),
-            waiting_count: 0,
-            uploading: HashSet::new(),
-            last: Vec::new(),
-            layout,
-        }
-    }
-
-    /// Files queued and not yet started, except those that go last.
-    fn ahead(&self) -> usize {
-        self.files.len() + self.ready_links.len() + self.waiting_count
-    }
-
-    fn push(&mut self, u: (LocalFile, Reason), known: &std::sync::Mutex<HashSet<String>>) {
-        let Some(layout) = &self.layout else {
-            self.files.push_back(u);
-            return;
-        };
-        match layout.kind(&u.0.rel) {
-            Kind::Link {
-                path_digest: Some(d),
-            } if known.lock().expect("known blobs").contains(&d) => self.ready_links.push_back(u),
-            Kind::Link {
-                path_digest: Some(d),
-            } if self.uploading.contains(&d) => {
-                self.waiting_count += 1;
-                self.waiting.entry(d).or_default().push(u);
-            }
-            Kind::Link { .. } => self.last.push(u),
-            Kind::Blob { digest } => {
-                self.uploading.insert(digest);
-                self.files.push_back(u);
-            }
-            _ => self.files.push_back(u),
-        }
-    }
-
-    /// The next file to start, given how many links are in flight out of `slots`.
-    fn next(&mut self, links_in_flight: usize, slots: usize) -> Option<(LocalFile, Reason)> {
-        let links_first = links_in_flight < slots.div_ceil(2) || self.files.is_empty();
-        if links_first && let Some(u) = self.ready_links.pop_front() {
-            return Some(u);
-        }
-        self.files
-            .pop_front()
-            .or_else(|| self.ready_links.pop_front())
-    }
-
-    fn is_link(&self, rel: &str) -> bool {
-        self.layout
-            .as_ref()
-            .is_some_and(|l| matches!(l.kind(rel), Kind::Link { .. }))
-    }
-
-    /// A file finished: a blob's waiting links become ready (uploaded) or go last (failed).
-    fn finished(&mut self, rel: &str, ok: bool) {
-        let Some(layout) = &self.layout else { return };
-        if let Kind::Blob { digest } = layout.kind(rel) {
-            self.uploading.remove(&digest);
-            if let Some(links) = self.waiting.remove(&digest) {
-                self.waiting_count -= links.len();
-                if ok {
-                    self.ready_links.extend(links);
-                } else {
-                    self.last.extend(links);
-                }
-            }
-        }
-    }
-
-    /// Nothing is running and nothing more will be queued: release what goes last. False
-    /// when the queue is empty.
-    fn release_last(&mut self) -> bool {
-        // Links still waiting here wait on a blob that was never reported done.
-        let waiting: Vec<_> = self.waiting.drain().flat_map(|(_, v)| v).collect();
-        self.waiting_count = 0;
-        self.last.extend(waiting);
-        if self.last.is_empty() {
-            return false;
-        }
-        self.ready_links.extend(self.last.drain(..));
-        true
-    }
 }
 
 fn record(

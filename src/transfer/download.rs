@@ -19,6 +19,7 @@
 //! mtime from the object's `mtime` metadata (rclone's) or its LastModified, rename, and fsync
 //! of the directory.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use futures::{FutureExt, StreamExt};
@@ -30,6 +31,7 @@ use std::time::SystemTime;
 use crate::config::limits::Limits;
 use crate::march::list::ListedObject;
 use crate::read::etag::{ETag, Md5Digest, PartPlan};
+use crate::read::sha::InOrderSha;
 use crate::read::{Budget, ReadError};
 use crate::report::Stats;
 use crate::s3::{self, Head, S3Error, Store};
@@ -302,9 +304,12 @@ pub enum Expect {
     /// a digest.
     Link {
         path_digest: Option<String>,
-        blob_rel: Box<dyn Fn(&str) -> String + Send + Sync>,
+        blob_rel: BlobRel,
     },
 }
+
+/// Where a blob's file is, relative to the directory, given its digest.
+pub type BlobRel = Box<dyn Fn(&str) -> String + Send + Sync>;
 
 /// What a download needs from its run.
 #[derive(Clone)]
@@ -514,69 +519,204 @@ async fn fetch(
     place: &Arc<Place>,
     expect: &Expect,
 ) -> Result<Proof, DownloadError> {
-    let rel = &obj.rel;
     let partial = place.shown.as_path();
     let obj = &with_listed_etag(&f.store, obj).await?;
-    let blob_digest = match expect {
-        Expect::Blob(d) => Some(d.as_str()),
-        _ => None,
-    };
-    // A blob's SHA-256, over its parts in order (groups come in order, one at a time).
-    let sha = blob_digest.map(|_| Arc::new(crate::read::sha::InOrderSha::new()));
-    // The listing's ETag is the version this restore is about; every GET is pinned to it.
-    let etag = ETag::parse(&obj.etag);
-    // A multipart object's part layout comes from one HEAD (our recorded part size, or part
-    // 1's length); a single-part object needs none: its metadata and encryption come with the
-    // first GET. (A HEAD with partNumber may answer with the part's own ETag, as moto does.)
-    let head = layout_head(&f.store, rel, &etag).await?;
-    let size = obj.size;
-    let layout = known_part_size(&etag, size, head.as_ref());
-    // Fetch in the object's own parts when they are known (each is then hashed as it
-    // arrives); in chunks otherwise.
-    let part = match layout {
-        Some(p) if p <= f.limits.buffer_memory => p,
-        _ => f.limits.chunk_size,
-    };
-    let plan = PartPlan::with_part_size(size, part);
-    let hash_parts = layout == Some(part);
-
-    // Parts an interrupted attempt already wrote and proved: only where each part's MD5 is
-    // part of the proof, and only for objects of more than one part (for the rest, mostly
-    // registry links, a ledger would be a file created and removed per object for nothing).
-    let header = ledger_header(&obj.etag, size, part);
-    let resumable_parts = hash_parts && plan.count > 1;
-    let have = if resumable_parts {
-        let (p, k, h, pl) = (place.clone(), rel.clone(), header.clone(), plan);
-        blocking(partial, move || Ok(resumable(&p, &k, &h, &pl, size))).await?
+    let layout = Layout::of(f, obj, expect).await?;
+    let have = layout.resumable(f, place, obj).await?;
+    let file = layout
+        .partial_file(f, place, &obj.rel, !have.is_empty())
+        .await?;
+    let mut ledger = layout.ledger(place, &obj.rel, !have.is_empty()).await?;
+    // A blob's SHA-256 streams over its parts in order; with parts from an earlier attempt,
+    // it is taken from the finished file instead.
+    let sha = if have.is_empty() {
+        layout.blob_digest().map(|_| Arc::new(InOrderSha::new()))
     } else {
-        Default::default()
+        None
     };
-    if !have.is_empty() {
-        tracing::info!(
-            "{rel}: resuming an interrupted download ({} of {} parts already there)",
-            have.len(),
-            plan.count
-        );
-        let reused: u64 = have.keys().map(|&i| plan.range(i).1).sum();
-        f.stats.reused(reused);
+    let (md5s, mut first_get) = fetch_parts(
+        f,
+        obj,
+        &layout,
+        &have,
+        &file,
+        ledger.clone(),
+        sha.clone(),
+        partial,
+    )
+    .await?;
+    // Every part came from an earlier attempt: the metadata and encryption come from a HEAD.
+    if first_get.is_none()
+        && layout
+            .head
+            .as_ref()
+            .is_none_or(|(h, part_one)| *part_one && h.metadata.is_empty())
+    {
+        first_get = Some(f.store.head(&obj.rel, None).await?);
     }
-    let file = {
-        let (p, key, direct, keep) = (
+    let heads = [layout.head.as_ref().map(|(h, _)| h), first_get.as_ref()];
+    let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
+    layout
+        .prove_blob(&obj.rel, sha, !have.is_empty(), &file, partial)
+        .await?;
+    if let Expect::Link {
+        path_digest,
+        blob_rel,
+    } = expect
+    {
+        prove_link(
+            root,
+            &obj.rel,
+            obj.size,
+            path_digest,
+            blob_rel,
+            &file,
+            partial,
+        )
+        .await?;
+    }
+    let proof = prove(
+        obj,
+        &layout.etag,
+        not_md5,
+        &md5s,
+        layout.hash_parts,
+        &file,
+        partial,
+    )
+    .await?;
+    let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
+    let had_ledger = ledger.take().is_some();
+    install(place, &obj.rel, file, mtime, had_ledger).await?;
+    Ok(proof)
+}
+
+/// How one object is fetched: in its own parts where they are known (each is then hashed as
+/// it arrives and proven against the ETag), in chunks otherwise.
+struct Layout {
+    /// The listing's ETag: the version this restore is about; every GET is pinned to it.
+    etag: ETag,
+    /// What a HEAD said of a multipart object (and whether it was part 1's), if one was made.
+    head: Option<(Head, bool)>,
+    part: u64,
+    plan: PartPlan,
+    /// The parts are the object's own: each part's MD5 is part of the proof.
+    hash_parts: bool,
+    /// Registry mode: the digest a blob's key names.
+    blob: Option<String>,
+    /// What the ledger of an interrupted attempt must begin with to be this one's.
+    header: String,
+    /// Parts proven so far are recorded, for a rerun to resume from: only where each part's
+    /// MD5 is part of the proof, and only for objects of more than one part (for the rest,
+    /// mostly registry links, a ledger would be a file created and removed per object for
+    /// nothing).
+    resumable: bool,
+}
+
+impl Layout {
+    async fn of(f: &Fetcher, obj: &ListedObject, expect: &Expect) -> Result<Layout, DownloadError> {
+        let etag = ETag::parse(&obj.etag);
+        // A multipart object's part layout comes from one HEAD (our recorded part size, or
+        // part 1's length); a single-part object needs none: its metadata and encryption come
+        // with the first GET. (A HEAD with partNumber may answer with the part's own ETag, as
+        // moto does.)
+        let head = layout_head(&f.store, &obj.rel, &etag).await?;
+        let size = obj.size;
+        let known = known_part_size(&etag, size, head.as_ref());
+        let part = match known {
+            Some(p) if p <= f.limits.buffer_memory => p,
+            _ => f.limits.chunk_size,
+        };
+        let plan = PartPlan::with_part_size(size, part);
+        let hash_parts = known == Some(part);
+        Ok(Layout {
+            etag,
+            head,
+            part,
+            plan,
+            hash_parts,
+            blob: match expect {
+                Expect::Blob(d) => Some(d.clone()),
+                _ => None,
+            },
+            header: ledger_header(&obj.etag, size, part),
+            resumable: hash_parts && plan.count > 1,
+        })
+    }
+
+    fn blob_digest(&self) -> Option<&str> {
+        self.blob.as_deref()
+    }
+
+    /// Parts an interrupted attempt already wrote and proved, with their MD5s.
+    async fn resumable(
+        &self,
+        f: &Fetcher,
+        place: &Arc<Place>,
+        obj: &ListedObject,
+    ) -> Result<HashMap<u64, Md5Digest>, DownloadError> {
+        if !self.resumable {
+            return Ok(Default::default());
+        }
+        let (p, k, h, pl, size) = (
             place.clone(),
-            rel.clone(),
-            f.direct && size >= crate::read::DIRECT_FROM,
-            !have.is_empty(),
+            obj.rel.clone(),
+            self.header.clone(),
+            self.plan,
+            obj.size,
         );
-        Arc::new(
-            confined(partial, move || {
+        let have = blocking(place.shown.as_path(), move || {
+            Ok(resumable(&p, &k, &h, &pl, size))
+        })
+        .await?;
+        if !have.is_empty() {
+            tracing::info!(
+                "{}: resuming an interrupted download ({} of {} parts already there)",
+                obj.rel,
+                have.len(),
+                self.plan.count
+            );
+            let reused: u64 = have.keys().map(|&i| self.plan.range(i).1).sum();
+            f.stats.reused(reused);
+        }
+        Ok(have)
+    }
+
+    /// The partial file the parts are written into (kept, when parts are resumed).
+    async fn partial_file(
+        &self,
+        f: &Fetcher,
+        place: &Arc<Place>,
+        rel: &str,
+        keep: bool,
+    ) -> Result<Arc<PartialFile>, DownloadError> {
+        let size = self.plan.size;
+        let (p, key, direct) = (
+            place.clone(),
+            rel.to_string(),
+            f.direct && size >= crate::read::DIRECT_FROM,
+        );
+        Ok(Arc::new(
+            confined(&place.shown, move || {
                 PartialFile::create(&p, &key, size, direct, keep)
             })
             .await?,
-        )
-    };
-    let mut ledger = if resumable_parts {
-        let (p, key, header, keep) = (place.clone(), rel.clone(), header.clone(), !have.is_empty());
-        let l = confined(partial, move || {
+        ))
+    }
+
+    /// The ledger that records each part once written and proven: the one an interrupted
+    /// attempt left (`keep`), or a new one.
+    async fn ledger(
+        &self,
+        place: &Arc<Place>,
+        rel: &str,
+        keep: bool,
+    ) -> Result<Option<Ledger>, DownloadError> {
+        if !self.resumable {
+            return Ok(None);
+        }
+        let (p, key, header) = (place.clone(), rel.to_string(), self.header.clone());
+        let l = confined(&place.shown, move || {
             let kept = if keep {
                 p.dir.open(&p.ledger, true, &key)?
             } else {
@@ -599,21 +739,71 @@ async fn fetch(
             Ok(f)
         })
         .await?;
-        Some(Arc::new(std::sync::Mutex::new(l)))
-    } else {
-        None
-    };
-    // A blob's SHA-256 streams over its parts in order; with parts from an earlier attempt,
-    // it is taken from the finished file instead.
-    let sha = if have.is_empty() { sha } else { None };
+        Ok(Some(Arc::new(std::sync::Mutex::new(l))))
+    }
 
-    // Two groups out at once: one being fetched while the one before it is hashed and written.
+    /// Registry mode: a blob's content must hash to the digest its key names, streamed over
+    /// its parts (`sha`) or, with parts from an earlier attempt (`resumed`), over the file.
+    async fn prove_blob(
+        &self,
+        rel: &str,
+        sha: Option<Arc<InOrderSha>>,
+        resumed: bool,
+        file: &PartialFile,
+        partial: &Path,
+    ) -> Result<(), DownloadError> {
+        let Some(expected) = self.blob_digest() else {
+            return Ok(());
+        };
+        if let Some(sha) = sha {
+            let actual = sha.finish(self.plan.count).unwrap_or_default();
+            if actual != expected {
+                return Err(DownloadError::Io {
+                    path: rel.to_string(),
+                    message: format!(
+                        "corrupt blob: its key says sha256:{expected} but its content hashes to sha256:{actual}; not written"
+                    ),
+                });
+            }
+        }
+        if resumed {
+            let h = file.hash(partial, false, &[], true).await?;
+            let actual = h.sha256.unwrap_or_default();
+            if actual != expected {
+                return Err(DownloadError::Integrity {
+                    key: rel.to_string(),
+                    etag: format!("sha256:{expected}"),
+                    got: format!("content hashes to sha256:{actual}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ledger of a download in progress, shared by the groups that write to it.
+type Ledger = Arc<std::sync::Mutex<std::fs::File>>;
+
+/// Fetch every part not already there, two groups out at once: one being fetched while the
+/// one before it is hashed and written. Returns every part's MD5 (where parts are hashed) and
+/// what the first GET said of the object (its metadata, which a HEAD with partNumber may
+/// leave out, and its encryption).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_parts(
+    f: &Fetcher,
+    obj: &ListedObject,
+    layout: &Layout,
+    have: &HashMap<u64, Md5Digest>,
+    file: &Arc<PartialFile>,
+    ledger: Option<Ledger>,
+    sha: Option<Arc<InOrderSha>>,
+    partial: &Path,
+) -> Result<(Vec<Md5Digest>, Option<Head>), DownloadError> {
+    let plan = layout.plan;
     let per_group = f
         .budget
-        .group_of(part, f.limits.parts_per_file, plan.count, 2);
+        .group_of(layout.part, f.limits.parts_per_file, plan.count, 2);
     let mut md5s: Vec<Option<Md5Digest>> = (0..plan.count).map(|i| have.get(&i).copied()).collect();
-    // What the first GET says of the object: its metadata (a HEAD with partNumber may leave
-    // it out) and its encryption.
     let mut first_get: Option<Head> = None;
     let todo: Vec<u64> = (0..plan.count).filter(|i| !have.contains_key(i)).collect();
     let groups: Vec<Vec<u64>> = todo
@@ -621,67 +811,8 @@ async fn fetch(
         .map(<[u64]>::to_vec)
         .collect();
     let groups = groups.into_iter().map(|numbers| {
-        let (file, ledger, sha) = (file.clone(), ledger.clone(), sha.clone());
-        async move {
-            let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| plan.range(i)).collect();
-            let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
-            let bufs = f.budget.buffers(&lens).await;
-            let gets = ranges.iter().zip(bufs).map(|(&(off, len), buf)| {
-                get_into(&f.store, Some(&f.stats), rel, &obj.etag, (off, len), buf)
-            });
-            let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
-                .await?
-                .into_iter()
-                .unzip();
-            let meta = (!metas.is_empty()).then(|| metas.swap_remove(0));
-            let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if hash_parts {
-                crate::read::hasher::md5_all(filled)
-                    .await
-                    .into_iter()
-                    .map(|(b, d)| (b, Some(d)))
-                    .collect()
-            } else {
-                filled.into_iter().map(|b| (b.freeze(), None)).collect()
-            };
-            let mut work = Vec::with_capacity(hashed.len() + 1);
-            if let Some(sha) = sha {
-                let data: Vec<(u64, bytes::Bytes)> = numbers
-                    .iter()
-                    .zip(&hashed)
-                    .map(|(&i, (d, _))| (i, d.clone()))
-                    .collect();
-                work.push(
-                    blocking(partial, move || {
-                        for (i, d) in data {
-                            sha.offer(i, d);
-                        }
-                        Ok(())
-                    })
-                    .boxed(),
-                );
-            }
-            let mut proven = String::new();
-            let mut done = Vec::with_capacity(hashed.len());
-            for ((&i, &(off, _)), (data, d)) in numbers.iter().zip(&ranges).zip(hashed) {
-                done.push((i, d));
-                if let Some(d) = d {
-                    proven.push_str(&format!("{i} {}\n", hex::encode(d)));
-                }
-                let file = file.clone();
-                work.push(blocking(partial, move || file.write_at(&data, off)).boxed());
-            }
-            futures::future::try_join_all(work).await?;
-            // Recorded once written: a rerun after a kill resumes from here.
-            if let Some(l) = ledger {
-                blocking(partial, move || {
-                    l.lock()
-                        .map_err(|e| std::io::Error::other(e.to_string()))?
-                        .write_all(proven.as_bytes())
-                })
-                .await?;
-            }
-            Ok::<_, DownloadError>((done, meta))
-        }
+        let (ledger, sha) = (ledger.clone(), sha.clone());
+        fetch_group(f, obj, layout, numbers, file, ledger, sha, partial)
     });
     let mut groups = futures::stream::iter(groups).buffered(2);
     while let Some(group) = groups.next().await {
@@ -694,90 +825,154 @@ async fn fetch(
         }
     }
     drop(groups);
-    let md5s: Vec<Md5Digest> = md5s.into_iter().flatten().collect();
-    // Every part came from an earlier attempt: the metadata and encryption come from a HEAD.
-    if first_get.is_none()
-        && head
-            .as_ref()
-            .is_none_or(|(h, part_one)| *part_one && h.metadata.is_empty())
-    {
-        first_get = Some(f.store.head(rel, None).await?);
-    }
+    Ok((md5s.into_iter().flatten().collect(), first_get))
+}
 
-    let heads = [head.as_ref().map(|(h, _)| h), first_get.as_ref()];
-    let not_md5 = heads.iter().flatten().any(|h| h.etag_not_md5);
-    if let (Some(sha), Some(expected)) = (sha, blob_digest) {
-        let actual = sha.finish(plan.count).unwrap_or_default();
-        if actual != expected {
-            return Err(DownloadError::Io {
-                path: rel.clone(),
-                message: format!(
-                    "corrupt blob: its key says sha256:{expected} but its content hashes to sha256:{actual}; not written"
-                ),
-            });
-        }
+/// One group of parts: fetched at once, hashed, written at their offsets, and recorded in the
+/// ledger once written (a rerun after a kill resumes from there).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_group(
+    f: &Fetcher,
+    obj: &ListedObject,
+    layout: &Layout,
+    numbers: Vec<u64>,
+    file: &Arc<PartialFile>,
+    ledger: Option<Ledger>,
+    sha: Option<Arc<InOrderSha>>,
+    partial: &Path,
+) -> Result<PartsDone, DownloadError> {
+    let ranges: Vec<(u64, u64)> = numbers.iter().map(|&i| layout.plan.range(i)).collect();
+    let lens: Vec<u64> = ranges.iter().map(|r| r.1).collect();
+    let bufs = f.budget.buffers(&lens).await;
+    let gets = ranges.iter().zip(bufs).map(|(&(off, len), buf)| {
+        get_into(
+            &f.store,
+            Some(&f.stats),
+            &obj.rel,
+            &obj.etag,
+            (off, len),
+            buf,
+        )
+    });
+    let (filled, mut metas): (Vec<_>, Vec<_>) = futures::future::try_join_all(gets)
+        .await?
+        .into_iter()
+        .unzip();
+    let meta = (!metas.is_empty()).then(|| metas.swap_remove(0));
+    let hashed: Vec<(bytes::Bytes, Option<Md5Digest>)> = if layout.hash_parts {
+        crate::read::hasher::md5_all(filled)
+            .await
+            .into_iter()
+            .map(|(b, d)| (b, Some(d)))
+            .collect()
+    } else {
+        filled.into_iter().map(|b| (b.freeze(), None)).collect()
+    };
+    let mut work = Vec::with_capacity(hashed.len() + 1);
+    if let Some(sha) = sha {
+        let data: Vec<(u64, bytes::Bytes)> = numbers
+            .iter()
+            .zip(&hashed)
+            .map(|(&i, (d, _))| (i, d.clone()))
+            .collect();
+        work.push(
+            blocking(partial, move || {
+                for (i, d) in data {
+                    sha.offer(i, d);
+                }
+                Ok(())
+            })
+            .boxed(),
+        );
     }
-    if let (true, Some(expected)) = (!have.is_empty(), blob_digest) {
-        let h = file.hash(partial, false, &[], true).await?;
-        let actual = h.sha256.unwrap_or_default();
-        if actual != expected {
-            return Err(DownloadError::Integrity {
-                key: rel.clone(),
-                etag: format!("sha256:{expected}"),
-                got: format!("content hashes to sha256:{actual}"),
-            });
+    let mut proven = String::new();
+    let mut done = Vec::with_capacity(hashed.len());
+    for ((&i, &(off, _)), (data, d)) in numbers.iter().zip(&ranges).zip(hashed) {
+        done.push((i, d));
+        if let Some(d) = d {
+            proven.push_str(&format!("{i} {}\n", hex::encode(d)));
         }
+        let file = file.clone();
+        work.push(blocking(partial, move || file.write_at(&data, off)).boxed());
     }
-    if let Expect::Link {
-        path_digest,
-        blob_rel,
-    } = expect
-    {
-        let f = file.clone();
-        let content = blocking(partial, move || {
-            let mut v = vec![0u8; 4096.min(size as usize)];
-            f.file.read_exact_at(&mut v, 0)?;
-            Ok(v)
+    futures::future::try_join_all(work).await?;
+    if let Some(l) = ledger {
+        blocking(partial, move || {
+            l.lock()
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .write_all(proven.as_bytes())
         })
         .await?;
-        let fail = |message: String| DownloadError::Io {
-            path: rel.clone(),
-            message,
-        };
-        let target = crate::config::registry::parse_link(&content, path_digest.as_deref())
-            .map_err(|e| fail(format!("invalid link: {e}; not written")))?;
-        let blob = blob_rel(&target);
-        let (r, b, key) = (root.clone(), blob.clone(), rel.clone());
-        let there = confined(partial, move || {
-            let (dir, name) = confine::split(&b);
-            Ok(r.dir(dir, false, &key).is_ok_and(|d| d.is_file(name)))
-        })
-        .await?;
-        if !there {
-            return Err(fail(format!(
-                "link to sha256:{target}, whose blob is not in {}: not writing a dangling link",
-                root.shown(&blob).display()
-            )));
-        }
     }
-    let proof = prove(obj, &etag, not_md5, &md5s, hash_parts, &file, partial).await?;
+    Ok((done, meta))
+}
 
-    let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
-    let had_ledger = ledger.take().is_some();
-    let (p, key) = (place.clone(), rel.clone());
-    confined(partial, move || {
+/// What a group of parts did: each part's number and MD5 (where hashed), and what its first
+/// GET said of the object.
+type PartsDone = (Vec<(u64, Option<Md5Digest>)>, Option<Head>);
+
+/// Registry mode: a link must hold a valid reference to a blob the directory already holds,
+/// or it is not written (a dangling link is what a registry would serve as "blob unknown").
+async fn prove_link(
+    root: &Arc<Root>,
+    rel: &str,
+    size: u64,
+    path_digest: &Option<String>,
+    blob_rel: &BlobRel,
+    file: &Arc<PartialFile>,
+    partial: &Path,
+) -> Result<(), DownloadError> {
+    let f = file.clone();
+    let content = blocking(partial, move || {
+        let mut v = vec![0u8; 4096.min(size as usize)];
+        f.file.read_exact_at(&mut v, 0)?;
+        Ok(v)
+    })
+    .await?;
+    let fail = |message: String| DownloadError::Io {
+        path: rel.to_string(),
+        message,
+    };
+    let target = crate::config::registry::parse_link(&content, path_digest.as_deref())
+        .map_err(|e| fail(format!("invalid link: {e}; not written")))?;
+    let blob = blob_rel(&target);
+    let (r, b, key) = (root.clone(), blob.clone(), rel.to_string());
+    let there = confined(partial, move || {
+        let (dir, name) = confine::split(&b);
+        Ok(r.dir(dir, false, &key).is_ok_and(|d| d.is_file(name)))
+    })
+    .await?;
+    if !there {
+        return Err(fail(format!(
+            "link to sha256:{target}, whose blob is not in {}: not writing a dangling link",
+            root.shown(&blob).display()
+        )));
+    }
+    Ok(())
+}
+
+/// Put a proven file under its name: durable, with the object's mtime, renamed over the name
+/// only if it is still the file written and proven (never one put in its place), its ledger
+/// removed, and the rename made durable by its directory.
+async fn install(
+    place: &Arc<Place>,
+    rel: &str,
+    file: Arc<PartialFile>,
+    mtime: SystemTime,
+    had_ledger: bool,
+) -> Result<(), DownloadError> {
+    let (p, key) = (place.clone(), rel.to_string());
+    confined(&place.shown, move || {
         file.file.sync_all().map_err(|e| fs(&p.shown, e))?;
         file.file.set_modified(mtime).map_err(|e| fs(&p.shown, e))?;
-        // Only the file written and proven goes under the name, never one put in its place.
         p.dir.replace(&p.partial, &p.name, &key, &file.file)?;
         if had_ledger {
             let _ = p.dir.remove(&p.ledger);
         }
-        // The rename itself is durable once its directory is.
         Ok(p.dir.sync()?)
     })
     .await?;
-    Ok(proof)
+    Ok(())
 }
 
 /// Bytes `off..off + len` of the object, pinned to `etag`, into `buf`: exactly that many,
