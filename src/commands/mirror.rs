@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::commands::delete::{Ending, delete_objects};
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::{Cutoff, stopped};
+use crate::commands::schedule::{Cut, Cutoff, stopped};
 use crate::commands::sync::Mode;
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
@@ -224,7 +224,7 @@ pub async fn run(
     };
     let Driven { failed, cut } = drive(&mut march, &mut mirror, schedule).await;
     let Mirror {
-        mut summary,
+        summary,
         deletes,
         opts,
         ..
@@ -238,6 +238,21 @@ pub async fn run(
     if let Some(e) = failed {
         return Err(e);
     }
+    end(summary, deletes, cut, &opts, &src, &dst, &limits, &stats).await
+}
+
+/// The end of a bucket-to-bucket run: the cutoff, the deletion tail, and the summary line.
+#[allow(clippy::too_many_arguments)]
+async fn end(
+    mut summary: MirrorSummary,
+    deletes: Vec<String>,
+    cut: Option<Cut>,
+    opts: &MirrorOptions,
+    src: &Store,
+    dst: &Arc<Store>,
+    limits: &Limits,
+    stats: &Stats,
+) -> Result<MirrorSummary, S3Error> {
     summary.ending.deletes_planned = deletes.len() as u64;
     let src_name = format!("bucket {}", src.shown(&src.path.prefix));
     if let Some(c) = cut {
@@ -257,7 +272,7 @@ pub async fn run(
             "objects",
         ) {
             Ok(()) if !deletes.is_empty() => {
-                for (rel, r) in delete_objects(&dst, limits.checkers, deletes, &stats).await {
+                for (rel, r) in delete_objects(dst, limits.checkers, deletes, stats).await {
                     match r {
                         Ok(()) => summary.ending.deleted += 1,
                         Err(e) => summary.error(e.class(), format!("{rel}: Failed to delete: {e}")),

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::commands::delete::Ending;
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::{Cutoff, stopped};
+use crate::commands::schedule::{Cut, Cutoff, stopped};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
@@ -202,7 +202,7 @@ pub async fn run(
     };
     let Driven { failed, cut } = drive(&mut march, &mut restore, schedule).await;
     let Restore {
-        mut summary,
+        summary,
         dest,
         deletes,
         opts,
@@ -217,10 +217,31 @@ pub async fn run(
     if let Some(e) = failed {
         return Err(RestoreError::S3(e));
     }
+    Ok(end(
+        summary,
+        deletes,
+        cut,
+        &opts,
+        &store,
+        dest.as_deref(),
+        &stats,
+    ))
+}
+
+/// The end of a restore: the cutoff, the deletion tail, and the summary line.
+fn end(
+    mut summary: RestoreSummary,
+    deletes: Vec<LocalFile>,
+    cut: Option<Cut>,
+    opts: &RestoreOptions,
+    store: &Store,
+    dest: Option<&Root>,
+    stats: &Stats,
+) -> RestoreSummary {
     if let Some(c) = cut {
         summary.ending.cut(c, deletes.len());
     } else {
-        delete_extra(&mut summary, deletes, &opts, &store, dest.as_deref());
+        delete_extra(&mut summary, deletes, opts, store, dest);
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_resumed = stats
@@ -236,7 +257,7 @@ pub async fn run(
         summary.ending.deleted,
         summary.errors()
     );
-    Ok(summary)
+    summary
 }
 
 /// A restore while it runs: the direction bucket → directory of the one driver.

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::commands::delete::{Ending, delete_objects};
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::Cutoff;
+use crate::commands::schedule::{Cut, Cutoff};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout};
@@ -143,7 +143,6 @@ pub async fn run(
     opts: SyncOptions,
 ) -> Result<SyncSummary, S3Error> {
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let src_name = format!("Local file system at {}", root.display());
 
     // Walk and list at the same time, and merge both as they come.
     let walked = walk::spawn(
@@ -167,39 +166,7 @@ pub async fn run(
         opts.location_constraint.as_deref(),
     )
     .await?;
-    let (io, why) = opts.io.clone();
-    let known_blobs = Arc::new(std::sync::Mutex::new(HashSet::new()));
-    let ctx = Arc::new(UploadCtx {
-        io,
-        store: store.clone(),
-        budget: Budget::new(limits.buffer_memory),
-        limits: limits.clone(),
-        stats: stats.clone(),
-        retry: crate::transfer::multipart::Retry {
-            again: opts.integrity_retries,
-            sleep: opts.retries_sleep,
-        },
-        pending: std::sync::OnceLock::new(),
-        registry: opts.registry.clone().map(|layout| RegistryCtx {
-            layout,
-            known_blobs: known_blobs.clone(),
-        }),
-    });
-    let mut run = Run {
-        summary: SyncSummary {
-            dry_run: opts.dry_run,
-            ..Default::default()
-        },
-        deletes: Vec::new(),
-        ctx,
-        known_blobs,
-        opts,
-    };
-    if !run.opts.dry_run {
-        tracing::info!("reading with {}: {why}", run.ctx.io.name());
-        run.summary.io_engine = run.ctx.io.name();
-        run.summary.io_engine_reason = why;
-    }
+    let mut run = Run::new(&store, &limits, stats.clone(), opts);
     let progress = (!run.opts.dry_run)
         .then(|| Progress::start(stats.clone(), run.opts.progress, run.opts.stats_interval));
     let mut march = March::new(
@@ -211,40 +178,36 @@ pub async fn run(
             dst_blobs: run.known_blobs.clone(),
         }),
     );
-    let slots = limits.transfers.max(1);
-    let schedule = Schedule {
-        slots,
-        // Comparisons that hash files (--checksum) run --checkers at once; the rest mostly
-        // wait on the server (a HEAD, and a copy onto itself after a volume was restored), so
-        // they get as many slots as transfers do.
-        compare_slots: if run.opts.skip_rule == SkipRule::Checksum {
-            limits.checkers.max(1)
-        } else {
-            limits.checkers.max(slots)
-        },
-        ahead: QUEUED_AHEAD,
-        links: match &run.opts.registry {
-            Some(layout) => LinkOrder::AfterTheirBlob {
-                layout: layout.clone(),
-                known: run.known_blobs.clone(),
-            },
-            None => LinkOrder::Any,
-        },
-        cutoff: run.opts.cutoff.clone(),
-        stats: stats.clone(),
-    };
+    let schedule = run.schedule(&limits, stats.clone());
     let Driven { failed, cut } = drive(&mut march, &mut run, schedule).await;
     run.summary.registry_uploads_skipped = march.uploads_skipped;
     run.summary.registry_uploads_skipped_bytes = march.uploads_skipped_bytes;
     if let Some(p) = progress {
         p.finish().await;
     }
+    end(run, failed, cut, &store, &root, &filter, &limits, &stats).await
+}
+
+/// The end of a sync: the listing's error, if it failed; else the cutoff, the deletion tail,
+/// the leftover uploads of a run without errors, and the summary line.
+#[allow(clippy::too_many_arguments)]
+async fn end(
+    run: Run,
+    failed: Option<S3Error>,
+    cut: Option<Cut>,
+    store: &Arc<Store>,
+    root: &std::path::Path,
+    filter: &Filter,
+    limits: &Limits,
+    stats: &Arc<Stats>,
+) -> Result<SyncSummary, S3Error> {
     let Run {
         mut summary,
         deletes,
         opts,
         ..
     } = run;
+    let src_name = format!("Local file system at {}", root.display());
     if summary.registry_uploads_skipped > 0 {
         tracing::warn!(
             "registry mode: skipped {} files ({}) of in-progress uploads (_uploads); --registry-uploads includes them",
@@ -289,13 +252,13 @@ pub async fn run(
             &src_name,
             "files",
         ) {
-            Ok(()) => delete_all(&store, &limits, deletes, &stats, &mut summary).await,
+            Ok(()) => delete_all(store, limits, deletes, stats, &mut summary).await,
             Err(Some(message)) => summary.error(false, message),
             Err(None) => {}
         }
     }
     if summary.errors() == 0 && cut.is_none() {
-        abort_leftovers(&store, &root, &filter, &opts, &mut summary).await;
+        abort_leftovers(store, root, filter, &opts, &mut summary).await;
     }
     summary.elapsed_seconds = stats.started.elapsed().as_secs_f64();
     summary.bytes_reused = stats
@@ -469,6 +432,70 @@ impl Direction for Run {
 }
 
 impl Run {
+    /// A sync about to start: what its uploads share, and its summary.
+    fn new(store: &Arc<Store>, limits: &Limits, stats: Arc<Stats>, opts: SyncOptions) -> Run {
+        let (io, why) = opts.io.clone();
+        let known_blobs = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let ctx = Arc::new(UploadCtx {
+            io,
+            store: store.clone(),
+            budget: Budget::new(limits.buffer_memory),
+            limits: limits.clone(),
+            stats: stats.clone(),
+            retry: crate::transfer::multipart::Retry {
+                again: opts.integrity_retries,
+                sleep: opts.retries_sleep,
+            },
+            pending: std::sync::OnceLock::new(),
+            registry: opts.registry.clone().map(|layout| RegistryCtx {
+                layout,
+                known_blobs: known_blobs.clone(),
+            }),
+        });
+        let mut run = Run {
+            summary: SyncSummary {
+                dry_run: opts.dry_run,
+                ..Default::default()
+            },
+            deletes: Vec::new(),
+            ctx,
+            known_blobs,
+            opts,
+        };
+        if !run.opts.dry_run {
+            tracing::info!("reading with {}: {why}", run.ctx.io.name());
+            run.summary.io_engine = run.ctx.io.name();
+            run.summary.io_engine_reason = why;
+        }
+        run
+    }
+
+    /// How its uploads and comparisons are scheduled.
+    fn schedule(&self, limits: &Limits, stats: Arc<Stats>) -> Schedule {
+        let slots = limits.transfers.max(1);
+        Schedule {
+            slots,
+            // Comparisons that hash files (--checksum) run --checkers at once; the rest mostly
+            // wait on the server (a HEAD, and a copy onto itself after a volume was restored), so
+            // they get as many slots as transfers do.
+            compare_slots: if self.opts.skip_rule == SkipRule::Checksum {
+                limits.checkers.max(1)
+            } else {
+                limits.checkers.max(slots)
+            },
+            ahead: QUEUED_AHEAD,
+            links: match &self.opts.registry {
+                Some(layout) => LinkOrder::AfterTheirBlob {
+                    layout: layout.clone(),
+                    known: self.known_blobs.clone(),
+                },
+                None => LinkOrder::Any,
+            },
+            cutoff: self.opts.cutoff.clone(),
+            stats,
+        }
+    }
+
     /// Count a file to upload and plan it (or, with `--dry-run`, say so).
     async fn plan_upload(
         &mut self,
