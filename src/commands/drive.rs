@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinSet;
 
-use crate::commands::schedule::{Cut, Cutoff};
+use crate::commands::schedule::{Cut, CutWatch, Cutoff};
 use crate::config::registry::{Kind, Layout};
 use crate::march::{March, Marched, Side};
 use crate::report::Stats;
@@ -125,113 +125,150 @@ where
     T: Side,
     D: Direction<Src = S::Entry, Dst = T::Entry>,
 {
-    let slots = schedule.slots.max(1);
+    let mut run = Running::<D>::new(&schedule);
     let compare_slots = schedule.compare_slots.max(1);
-    let mut queue: Queue<D::Item> = Queue::new(schedule.links);
-    let mut transfers: JoinSet<(String, bool, D::Done)> = JoinSet::new();
-    let mut compares: JoinSet<D::Compared> = JoinSet::new();
-    let mut links_in_flight = 0usize;
     let mut merging = true;
-    let mut failed = None;
     // A link held back until every transfer before it has ended (AfterEveryBlob).
     let mut held: Option<Marched<S::Entry, T::Entry>> = None;
-    let mut watch = schedule.cutoff.watch(schedule.stats.clone());
-    let mut cut: Option<Cut> = None;
     loop {
-        while transfers.len() < slots && failed.is_none() && cut.is_none() {
-            let Some(item) = queue.next(links_in_flight, slots) else {
-                break;
-            };
-            if let Err(c) = watch.admit(item.size()) {
-                cut = Some(c);
-                break;
-            }
-            let link = queue.is_link(item.rel());
-            links_in_flight += usize::from(link);
-            let rel = item.rel().to_string();
-            let transfer = dir.send(item);
-            transfers.spawn(async move { (rel, link, transfer.await) });
-        }
-        if cut.is_some() {
+        run.start_ready(dir);
+        if run.cut.is_some() {
             merging = false;
-            if watch.hard() {
-                transfers.abort_all();
-                compares.abort_all();
-            }
+            run.stop_if_hard();
         }
-        if held.is_some()
-            && transfers.is_empty()
-            && compares.is_empty()
-            && queue.ahead() == 0
-            && failed.is_none()
-            && cut.is_none()
-        {
-            queue.links_open = true;
+        if held.is_some() && run.idle() {
+            run.queue.links_open = true;
             let marched = held.take().expect("a held link");
-            if let Err(e) = take(dir, marched, &mut queue, &mut compares).await {
+            if let Err(e) = take(dir, marched, &mut run.queue, &mut run.compares).await {
                 merging = false;
-                failed = Some(e);
+                run.failed = Some(e);
             }
             continue;
         }
         let room = if schedule.ahead == 0 {
-            queue.ahead() == 0 && transfers.len() < slots
+            run.queue.ahead() == 0 && run.transfers.len() < run.slots
         } else {
-            queue.ahead() < schedule.ahead
+            run.queue.ahead() < schedule.ahead
         };
-        let want = merging && held.is_none() && room && compares.len() < compare_slots;
-        let busy = !transfers.is_empty() || !compares.is_empty() || merging;
-        let watching = busy && cut.is_none() && watch.any();
+        let want = merging && held.is_none() && room && run.compares.len() < compare_slots;
+        let busy = !run.transfers.is_empty() || !run.compares.is_empty() || merging;
+        let watching = busy && run.cut.is_none() && run.watch.any();
         tokio::select! {
-            Some(r) = transfers.join_next(), if !transfers.is_empty() => match r {
+            Some(r) = run.transfers.join_next(), if !run.transfers.is_empty() => match r {
                 Ok((rel, link, done)) => {
-                    links_in_flight -= usize::from(link);
+                    run.links_in_flight -= usize::from(link);
                     let ok = dir.record(done);
-                    queue.finished(&rel, ok);
+                    run.queue.finished(&rel, ok);
                 }
                 // Stopped by a hard cutoff: not done, not an error; a rerun resumes it.
                 Err(e) if e.is_cancelled() => {}
                 Err(e) => panic!("transfer task: {e}"),
             },
-            Some(r) = compares.join_next(), if !compares.is_empty() => {
+            Some(r) = run.compares.join_next(), if !run.compares.is_empty() => {
                 let compared = match r {
                     Ok(c) => c,
                     Err(e) if e.is_cancelled() => continue,
                     Err(e) => panic!("compare task: {e}"),
                 };
                 match dir.compared(compared).await {
-                    Ok(Some(item)) => queue.push(item),
+                    Ok(Some(item)) => run.queue.push(item),
                     Ok(None) => {}
-                    Err(e) => failed = Some(e),
+                    Err(e) => run.failed = Some(e),
                 }
             }
             step = march.next(), if want => match step {
                 None => merging = false,
                 Some(Err(e)) => {
                     merging = false;
-                    failed = Some(e);
+                    run.failed = Some(e);
                 }
-                Some(Ok(marched)) if queue.holds(&marched) => held = Some(marched),
+                Some(Ok(marched)) if run.queue.holds(&marched) => held = Some(marched),
                 Some(Ok(marched)) => {
-                    if let Err(e) = take(dir, marched, &mut queue, &mut compares).await {
+                    if let Err(e) = take(dir, marched, &mut run.queue, &mut run.compares).await {
                         merging = false;
-                        failed = Some(e);
+                        run.failed = Some(e);
                     }
                 }
             },
-            c = watch.next(), if watching => cut = Some(c),
+            c = run.watch.next(), if watching => run.cut = Some(c),
             else => {
-                if failed.is_none() && cut.is_none() && queue.release_last() {
+                if run.failed.is_none() && run.cut.is_none() && run.queue.release_last() {
                     continue;
                 }
                 break;
             }
         }
     }
-    if cut.is_none() && failed.is_none() {
-        cut = watch.reached_at_end();
+    if run.cut.is_none() && run.failed.is_none() {
+        run.cut = run.watch.reached_at_end();
     }
-    Driven { failed, cut }
+    Driven {
+        failed: run.failed,
+        cut: run.cut,
+    }
+}
+
+/// What is in flight while the driver runs.
+struct Running<D: Direction> {
+    slots: usize,
+    queue: Queue<D::Item>,
+    transfers: JoinSet<(String, bool, D::Done)>,
+    compares: JoinSet<D::Compared>,
+    links_in_flight: usize,
+    watch: CutWatch,
+    failed: Option<S3Error>,
+    cut: Option<Cut>,
+}
+
+impl<D: Direction> Running<D> {
+    fn new(schedule: &Schedule) -> Running<D> {
+        Running {
+            slots: schedule.slots.max(1),
+            queue: Queue::new(schedule.links.clone()),
+            transfers: JoinSet::new(),
+            compares: JoinSet::new(),
+            links_in_flight: 0,
+            watch: schedule.cutoff.watch(schedule.stats.clone()),
+            failed: None,
+            cut: None,
+        }
+    }
+
+    /// Start queued items while a slot is free and no limit or error forbids it.
+    fn start_ready(&mut self, dir: &D) {
+        while self.transfers.len() < self.slots && self.failed.is_none() && self.cut.is_none() {
+            let Some(item) = self.queue.next(self.links_in_flight, self.slots) else {
+                break;
+            };
+            if let Err(c) = self.watch.admit(item.size()) {
+                self.cut = Some(c);
+                break;
+            }
+            let link = self.queue.is_link(item.rel());
+            self.links_in_flight += usize::from(link);
+            let rel = item.rel().to_string();
+            let transfer = dir.send(item);
+            self.transfers
+                .spawn(async move { (rel, link, transfer.await) });
+        }
+    }
+
+    /// With `--cutoff-mode hard`, stop what is in flight (a rerun resumes it).
+    fn stop_if_hard(&mut self) {
+        if self.watch.hard() {
+            self.transfers.abort_all();
+            self.compares.abort_all();
+        }
+    }
+
+    /// Nothing queued, nothing in flight, nothing stopped the run.
+    fn idle(&self) -> bool {
+        self.transfers.is_empty()
+            && self.compares.is_empty()
+            && self.queue.ahead() == 0
+            && self.failed.is_none()
+            && self.cut.is_none()
+    }
 }
 
 /// Decide one key and queue what the decision plans.

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::SharedCredentialsProvider;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     retry::RetryConfig, timeout::TimeoutConfig,
 };
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
@@ -19,7 +21,7 @@ use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::config::remote::{Credentials, S3Settings};
+use crate::config::remote::{Credentials, S3Settings, Secret};
 
 use super::error::find_transport;
 use super::{http, timeout};
@@ -97,7 +99,7 @@ pub struct ClientOptions {
 /// Credentials from the default chain (profiles, web identity, metadata), registered with
 /// [`crate::report::redact`] as they are resolved, so no log line can show them.
 #[derive(Debug)]
-struct Registering(aws_sdk_s3::config::SharedCredentialsProvider);
+struct Registering(SharedCredentialsProvider);
 
 impl aws_credential_types::provider::ProvideCredentials for Registering {
     fn provide_credentials<'a>(
@@ -138,71 +140,9 @@ pub async fn build_client(
             access_key_id,
             secret_access_key,
             session_token,
-        } => {
-            crate::report::redact::register_credentials(
-                &access_key_id,
-                secret_access_key.expose(),
-                session_token.as_ref().map(|t| t.expose()),
-            );
-            aws_sdk_s3::config::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    access_key_id,
-                    secret_access_key.expose(),
-                    session_token.map(|t| t.expose().to_string()),
-                    None,
-                    "s3ferry",
-                ),
-            )
-        }
+        } => static_credentials(access_key_id, secret_access_key, session_token),
         Credentials::DefaultChain => {
-            let mut loader =
-                aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
-            if let Some(p) = &settings.profile {
-                loader = loader.profile_name(p);
-            }
-            if region.is_none() && endpoint.is_some() {
-                // An explicit endpoint needs no region from instance metadata: take the
-                // profile's, if any, and sign us-east-1 otherwise. Nothing is probed.
-                let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
-                if let Some(p) = &settings.profile {
-                    profile = profile.profile_name(p);
-                }
-                use aws_config::meta::region::ProvideRegion;
-                region = Some(
-                    profile
-                        .build()
-                        .region()
-                        .await
-                        .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
-                );
-            }
-            if let Some(r) = &region {
-                loader = loader.region(Region::new(r.clone()));
-            }
-            let sdk = loader.load().await;
-            if region.is_none() {
-                region = sdk.region().map(|r| r.to_string());
-            }
-            if endpoint.is_none() {
-                endpoint = sdk.endpoint_url().map(String::from);
-            }
-            let chain = match &settings.profile {
-                // As the AWS CLI: a profile named on the command line wins over keys in the
-                // environment, which come first in the default chain.
-                Some(p) => aws_sdk_s3::config::SharedCredentialsProvider::new(
-                    aws_config::profile::ProfileFileCredentialsProvider::builder()
-                        .configure(
-                            &aws_config::provider_config::ProviderConfig::without_region()
-                                .with_http_client(http.clone()),
-                        )
-                        .profile_name(p)
-                        .build(),
-                ),
-                None => sdk.credentials_provider().ok_or_else(|| {
-                    anyhow::anyhow!("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")
-                })?,
-            };
-            aws_sdk_s3::config::SharedCredentialsProvider::new(Registering(chain))
+            default_chain(settings, &http, &mut region, &mut endpoint).await?
         }
     };
     let region = S3Settings {
@@ -238,4 +178,84 @@ pub async fn build_client(
         b = b.endpoint_url(ep);
     }
     Ok(Client::from_conf(b.build()))
+}
+
+/// Keys given in the configuration, registered for redaction first.
+fn static_credentials(
+    access_key_id: String,
+    secret_access_key: Secret,
+    session_token: Option<Secret>,
+) -> SharedCredentialsProvider {
+    crate::report::redact::register_credentials(
+        &access_key_id,
+        secret_access_key.expose(),
+        session_token.as_ref().map(|t| t.expose()),
+    );
+    SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+        access_key_id,
+        secret_access_key.expose(),
+        session_token.map(|t| t.expose().to_string()),
+        None,
+        "s3ferry",
+    ))
+}
+
+/// The AWS default chain (environment, profile, web identity, metadata), or the named
+/// profile, registered for redaction as it resolves. Where the settings have no region or no
+/// endpoint, the chain's (or the profile's) fill them in.
+async fn default_chain(
+    settings: &S3Settings,
+    http: &SharedHttpClient,
+    region: &mut Option<String>,
+    endpoint: &mut Option<String>,
+) -> anyhow::Result<SharedCredentialsProvider> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
+    if let Some(p) = &settings.profile {
+        loader = loader.profile_name(p);
+    }
+    if region.is_none() && endpoint.is_some() {
+        // An explicit endpoint needs no region from instance metadata: take the
+        // profile's, if any, and sign us-east-1 otherwise. Nothing is probed.
+        let mut profile = aws_config::profile::ProfileFileRegionProvider::builder();
+        if let Some(p) = &settings.profile {
+            profile = profile.profile_name(p);
+        }
+        use aws_config::meta::region::ProvideRegion;
+        *region = Some(
+            profile
+                .build()
+                .region()
+                .await
+                .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
+        );
+    }
+    if let Some(r) = region.as_ref() {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    let sdk = loader.load().await;
+    if region.is_none() {
+        *region = sdk.region().map(|r| r.to_string());
+    }
+    if endpoint.is_none() {
+        *endpoint = sdk.endpoint_url().map(String::from);
+    }
+    let chain = match &settings.profile {
+        // As the AWS CLI: a profile named on the command line wins over keys in the
+        // environment, which come first in the default chain.
+        Some(p) => SharedCredentialsProvider::new(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .configure(
+                    &aws_config::provider_config::ProviderConfig::without_region()
+                        .with_http_client(http.clone()),
+                )
+                .profile_name(p)
+                .build(),
+        ),
+        None => sdk.credentials_provider().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
+            )
+        })?,
+    };
+    Ok(SharedCredentialsProvider::new(Registering(chain)))
 }

@@ -24,6 +24,7 @@ use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout, parse_link};
 use crate::march::walk::LocalFile;
 use crate::read::etag::{Md5Digest, PartPlan};
+use crate::read::sha::InOrderSha;
 use crate::read::{self, Budget, SourceFile};
 use crate::report::Stats;
 use crate::s3::{self, Head, ObjectMeta, PartInfo, S3Error, Store, UploadInfo};
@@ -264,41 +265,12 @@ async fn upload_multipart(
         .open_for_ranges(&entry.rel, &entry.path, entry.stamp())
         .await?;
 
-    let (resume, stale) = if allow_resume {
-        find_resumable(&ctx.store, ctx.pending.get(), &entry.rel, &plan).await
-    } else {
-        (None, Vec::new())
-    };
-    let resumed = resume.is_some();
-    let (session, existing) = match resume {
-        Some((id, parts)) => {
-            tracing::info!(
-                "{}: resuming interrupted upload ({} parts already there)",
-                entry.rel,
-                parts.len()
-            );
-            let s = Session::adopt(
-                ctx.store.clone(),
-                ctx.stats.clone(),
-                ctx.retry,
-                &entry.rel,
-                id,
-            );
-            (s, parts)
-        }
-        None => {
-            let s = Session::create(
-                ctx.store.clone(),
-                ctx.stats.clone(),
-                ctx.retry,
-                &entry.rel,
-                &ObjectMeta::file(entry.mtime),
-                plan.part_size,
-            )
-            .await?;
-            (s, HashMap::new())
-        }
-    };
+    let Opened {
+        session,
+        existing,
+        stale,
+        resumed,
+    } = session(&ctx, &entry, &plan, allow_resume).await?;
     let session = Arc::new(session);
 
     // A registry blob must hash to its name: its SHA-256 is computed from the parts as they
@@ -322,17 +294,9 @@ async fn upload_multipart(
     };
     let result = send_parts(&ctx, &entry, parts).await;
     let result = match (result, sha, &blob_digest) {
-        (Ok(r), Some(sha), Some(expected)) => match sha.finish(plan.count) {
-            Some(actual) if &actual == expected => Ok(r),
-            Some(actual) => Err(UploadError::Registry {
-                path: entry.rel.clone(),
-                message: corrupt_blob(expected, &actual),
-            }),
-            None => Err(UploadError::Internal {
-                path: entry.rel.clone(),
-                message: "not every part was hashed".into(),
-            }),
-        },
+        (Ok(r), Some(sha), Some(expected)) => {
+            blob_hashes_to(&entry.rel, &sha, expected, plan.count).map(|()| r)
+        }
         (r, _, _) => r,
     };
     let (md5s, etags, reused) = match result {
@@ -374,6 +338,88 @@ async fn upload_multipart(
         reused_bytes: reused,
         resumed,
     })
+}
+
+/// The multipart upload a file's parts go to.
+struct Opened {
+    session: Session,
+    /// Parts already there, by number (an upload resumed).
+    existing: HashMap<u32, PartInfo>,
+    /// The other interrupted uploads of the key, to abort once the object is complete.
+    stale: Vec<String>,
+    resumed: bool,
+}
+
+/// The multipart upload a file's parts go to: an interrupted one to resume (found among those
+/// listed before the run, with its parts already there), or a new one.
+async fn session(
+    ctx: &UploadCtx,
+    entry: &LocalFile,
+    plan: &PartPlan,
+    allow_resume: bool,
+) -> Result<Opened, UploadError> {
+    let (resume, stale) = if allow_resume {
+        find_resumable(&ctx.store, ctx.pending.get(), &entry.rel, plan).await
+    } else {
+        (None, Vec::new())
+    };
+    let resumed = resume.is_some();
+    let (session, existing) = match resume {
+        Some((id, parts)) => {
+            tracing::info!(
+                "{}: resuming interrupted upload ({} parts already there)",
+                entry.rel,
+                parts.len()
+            );
+            let s = Session::adopt(
+                ctx.store.clone(),
+                ctx.stats.clone(),
+                ctx.retry,
+                &entry.rel,
+                id,
+            );
+            (s, parts)
+        }
+        None => {
+            let s = Session::create(
+                ctx.store.clone(),
+                ctx.stats.clone(),
+                ctx.retry,
+                &entry.rel,
+                &ObjectMeta::file(entry.mtime),
+                plan.part_size,
+            )
+            .await?;
+            (s, HashMap::new())
+        }
+    };
+    Ok(Opened {
+        session,
+        existing,
+        stale,
+        resumed,
+    })
+}
+
+/// Registry mode: a blob's SHA-256, taken from its parts as they were read, must be the
+/// digest its key names.
+fn blob_hashes_to(
+    rel: &str,
+    sha: &InOrderSha,
+    expected: &str,
+    parts: u64,
+) -> Result<(), UploadError> {
+    match sha.finish(parts) {
+        Some(actual) if actual == expected => Ok(()),
+        Some(actual) => Err(UploadError::Registry {
+            path: rel.to_string(),
+            message: corrupt_blob(expected, &actual),
+        }),
+        None => Err(UploadError::Internal {
+            path: rel.to_string(),
+            message: "not every part was hashed".into(),
+        }),
+    }
 }
 
 /// Whether the completed object's metadata is this version's; `headed` is a HEAD already made
