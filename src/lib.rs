@@ -7,8 +7,8 @@
 //! - [`cli`]: the flags (clap), rclone and AWS CLI compatibility, and [`cli::app`], the one
 //!   place that turns flags, the config file and the environment into each command's options.
 //! - [`commands`]: `sync`/`copy` in its three directions (directory → bucket, bucket →
-//!   directory, bucket → bucket), `check`, `cleanup`, and what they share: the scheduler of
-//!   transfers, the cutoffs and the deletion tail.
+//!   directory, bucket → bucket) on one driver, `check`, `cleanup`, and what they share: the
+//!   cutoffs and the deletion tail.
 //! - [`transfer`]: moving and proving one item: upload, download, bucket-to-bucket relay, the
 //!   multipart session, verification, and the confined writes of a restore.
 //! - [`march`]: setting a source beside a destination: the local walk, the bucket listing, the

@@ -61,11 +61,15 @@ pub trait Direction {
         marched: Marched<Self::Src, Self::Dst>,
     ) -> impl Future<Output = Result<Next<Self::Item, Self::Compare>, S3Error>>;
 
-    /// Decide a key once its comparison has run: the item to send, if any.
+    /// Decide a key once its comparison has run: the item to send, if any. A direction
+    /// whose decisions ask for no comparison keeps this default.
     fn compared(
         &mut self,
         compared: Self::Compared,
-    ) -> impl Future<Output = Result<Option<Self::Item>, S3Error>>;
+    ) -> impl Future<Output = Result<Option<Self::Item>, S3Error>> {
+        let _ = compared;
+        async { Ok(None) }
+    }
 
     /// The transfer of one item, run as a task of its own.
     fn send(&self, item: Self::Item) -> impl Future<Output = Self::Done> + Send + 'static;

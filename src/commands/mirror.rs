@@ -399,10 +399,6 @@ impl Direction for Mirror {
         }))
     }
 
-    async fn compared(&mut self, (): ()) -> Result<Option<CopyItem>, S3Error> {
-        Ok(None)
-    }
-
     fn send(&self, item: CopyItem) -> impl Future<Output = Copied> + Send + 'static {
         let (r, known) = (self.relay.clone(), self.known_blobs.clone());
         async move {

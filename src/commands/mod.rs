@@ -1,7 +1,8 @@
-//! The commands: `sync` and `copy` in each direction, `check` and `cleanup`. A command sets a
-//! source beside a destination with the [`crate::march`], decides per key, and hands the work
-//! to [`schedule`], which runs transfers under the cutoffs; each direction contributes only its
-//! decisions and the transfer of one item ([`crate::transfer`]).
+//! The commands: `sync` and `copy` in each direction, `check` and `cleanup`. A sync or copy
+//! runs on the one driver ([`drive`]) over the [`crate::march`], whatever its direction; a direction
+//! ([`sync`]: directory → bucket, [`restore`]: bucket → directory, [`mirror`]: bucket →
+//! bucket) brings its decisions and the transfer of one item ([`crate::transfer`]), and
+//! every run ends the same way ([`delete`], with the cutoffs of [`schedule`]).
 
 pub mod check;
 pub mod cleanup;

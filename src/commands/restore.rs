@@ -386,10 +386,6 @@ impl Direction for Restore {
         }))
     }
 
-    async fn compared(&mut self, (): ()) -> Result<Option<Fetch>, S3Error> {
-        Ok(None)
-    }
-
     fn send(&self, item: Fetch) -> impl Future<Output = Restored> + Send + 'static {
         let f = self.fetcher.clone();
         let dest = self.dest.clone().expect("no transfer in a dry run");

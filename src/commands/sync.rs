@@ -1,4 +1,7 @@
-//! The `sync` and `copy` commands: walk → list → plan → read → upload → (sync only) delete.
+//! `sync` and `copy` from a directory to a bucket: walk → list → plan → read → upload →
+//! (sync only) delete, as one direction of the driver ([`super::drive`]): this module
+//! decides each key ([`plan::decide`], with a HEAD or a hash where the listing cannot settle
+//! it) and uploads one file ([`upload::upload`]).
 //!
 //! One file's failure never stops the others; it is counted, logged and reflected in the exit
 //! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
