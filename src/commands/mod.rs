@@ -1,8 +1,8 @@
 //! The commands: `sync` and `copy` in each direction, `check` and `cleanup`. A sync or copy
-//! runs on the one driver ([`drive`]) over the [`crate::march`], whatever its direction; a direction
-//! ([`sync`]: directory → bucket, [`restore`]: bucket → directory, [`mirror`]: bucket →
-//! bucket) brings its decisions and the transfer of one item ([`crate::transfer`]), and
-//! every run ends the same way ([`delete`], with the cutoffs of [`schedule`]).
+//! runs on the one driver ([`drive`]) over the [`crate::march`], whatever its direction; a
+//! direction ([`sync`]: directory → bucket, [`restore`]: bucket → directory, [`mirror`]:
+//! bucket → bucket) brings its decisions and the transfer of one item ([`crate::transfer`]),
+//! and every run ends the same way ([`delete`], with the cutoffs of [`schedule`]).
 
 pub mod check;
 pub mod cleanup;
