@@ -12,7 +12,8 @@ use crate::cli::{Cli, Command, Global};
 use crate::commands::check::{self, CheckOptions};
 use crate::commands::cleanup;
 use crate::commands::delete::Ending;
-use crate::commands::sync::{self, Mode, SyncOptions};
+use crate::commands::sync::{self, SyncOptions};
+use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
 use crate::config::rclone_conf::{self, ConfError};
@@ -157,6 +158,42 @@ fn cutoff(g: &Global) -> crate::commands::schedule::Cutoff {
     }
 }
 
+/// What every `sync` and `copy` is told, whatever its direction, from the flags.
+fn run_options(g: &Global, mode: Mode, registry: Option<Layout>) -> RunOptions {
+    let t = &g.transfer;
+    let (progress, stats_interval) = progress(g);
+    RunOptions {
+        mode,
+        dry_run: t.dry_run,
+        delete_excluded: g.filter.delete_excluded,
+        max_delete: u64::try_from(t.max_delete).ok(),
+        cutoff: cutoff(g),
+        progress,
+        stats_interval,
+        registry,
+        include_uploads: g.registry.registry_uploads,
+    }
+}
+
+/// What a rerun of an upload skips, from rclone's flags (the first that is set wins).
+fn skip_rule(t: &crate::cli::TransferFlags) -> SkipRule {
+    if t.ignore_existing {
+        SkipRule::Exists
+    } else if t.checksum {
+        SkipRule::Checksum
+    } else if t.size_only {
+        SkipRule::SizeOnly
+    } else if t.update && t.use_server_modtime {
+        SkipRule::UpdateServerTime
+    } else if t.update {
+        SkipRule::Update
+    } else if t.use_server_modtime {
+        SkipRule::ServerTime
+    } else {
+        SkipRule::SizeAndTime
+    }
+}
+
 /// How a run that moved data ended, for its exit code.
 struct Ended<'a> {
     errors: Exit,
@@ -230,18 +267,16 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
     let aws = dst_path.remote.is_none();
     let limits = limits(g, &dst_settings);
     let filter = filter(g, aws)?;
-    let (progress, stats_interval) = progress(g);
     let src_store = store(g, src_path, &src_settings, &limits).await?;
     let dst_store = store(g, dst_path, &dst_settings, &limits).await?;
     let t = &g.transfer;
     let mode = aws_sync(mode, aws, t.delete, "to");
+    let registry = remote_registry(g, &src_store).await?;
     let opts = crate::commands::mirror::MirrorOptions {
-        mode,
-        dry_run: t.dry_run,
+        run: run_options(g, mode, registry),
         size_only: t.size_only,
         ignore_existing: t.ignore_existing,
         checksum: t.checksum,
-        max_delete: u64::try_from(t.max_delete).ok(),
         server_side,
         create_bucket: t.create_bucket,
         location_constraint: dst_settings.location_constraint.clone(),
@@ -249,12 +284,6 @@ async fn run_mirror(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Res
             again: t.retries.saturating_sub(1),
             sleep: t.retries_sleep,
         },
-        progress,
-        stats_interval,
-        registry: remote_registry(g, &src_store).await?,
-        include_uploads: g.registry.registry_uploads,
-        cutoff: cutoff(g),
-        delete_excluded: g.filter.delete_excluded,
     };
     let summary = crate::commands::mirror::run(src_store, dst_store, filter, limits, opts).await?;
     write_report(g, &summary)?;
@@ -288,24 +317,15 @@ async fn run_restore(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Re
     let aws = path.remote.is_none();
     let limits = limits(g, &settings);
     let filter = filter(g, aws)?;
-    let (progress, stats_interval) = progress(g);
     let store = store(g, path, &settings, &limits).await?;
     let t = &g.transfer;
     let mode = aws_sync(mode, aws, t.delete, "from");
     let registry = remote_registry(g, &store).await?;
     let opts = crate::commands::restore::RestoreOptions {
-        registry,
-        include_uploads: g.registry.registry_uploads,
-        cutoff: cutoff(g),
-        delete: mode == Mode::Sync,
-        delete_excluded: g.filter.delete_excluded,
-        max_delete: u64::try_from(t.max_delete).ok(),
-        dry_run: t.dry_run,
+        run: run_options(g, mode, registry),
         size_only: t.size_only,
         ignore_existing: t.ignore_existing,
         direct_io: t.direct_io == crate::read::DirectIo::Auto,
-        progress,
-        stats_interval,
     };
     use crate::commands::restore::{self, RestoreError};
     let summary = restore::run(store, root, filter, limits, opts)
@@ -701,44 +721,21 @@ async fn run_sync(g: &Global, src: &str, dst: &str, mode: Mode) -> anyhow::Resul
         aws,
         limits,
         filter,
-        progress,
-        stats_interval,
         registry,
         store,
+        ..
     } = setup(g, src, dst).await?;
     let t = &g.transfer;
     let mode = aws_sync(mode, aws, t.delete, "to");
     let opts = SyncOptions {
-        mode,
-        dry_run: t.dry_run,
-        skip_rule: if t.ignore_existing {
-            SkipRule::Exists
-        } else if t.checksum {
-            SkipRule::Checksum
-        } else if t.size_only {
-            SkipRule::SizeOnly
-        } else if t.update && t.use_server_modtime {
-            SkipRule::UpdateServerTime
-        } else if t.update {
-            SkipRule::Update
-        } else if t.use_server_modtime {
-            SkipRule::ServerTime
-        } else {
-            SkipRule::SizeAndTime
-        },
+        run: run_options(g, mode, registry),
+        skip_rule: skip_rule(t),
         update_modtime: !t.no_update_modtime,
-        delete_excluded: g.filter.delete_excluded,
-        max_delete: u64::try_from(t.max_delete).ok(),
         copy_links: t.copy_links,
         create_bucket: t.create_bucket,
         location_constraint: settings.location_constraint.clone(),
         integrity_retries: t.retries.saturating_sub(1),
         retries_sleep: t.retries_sleep,
-        cutoff: cutoff(g),
-        progress,
-        stats_interval,
-        registry,
-        include_uploads: g.registry.registry_uploads,
         io: io_engine(g)?,
     };
     let summary = sync::run(store, root, filter, limits, opts).await?;

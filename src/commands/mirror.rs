@@ -12,17 +12,16 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::commands::delete::{Ending, delete_objects};
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::{Cut, Cutoff, stopped};
-use crate::commands::sync::Mode;
+use crate::commands::schedule::{Cut, stopped};
+use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::{Kind, Layout};
+use crate::config::registry::Kind;
 use crate::march::list::{self, ListedObject};
 use crate::march::plan::same_mtime;
 use crate::march::{self, March, Marched, RemoteSide, Step};
@@ -30,7 +29,7 @@ use crate::read::Budget;
 use crate::read::etag::ETag;
 use crate::report::class::Class;
 use crate::report::requests::RequestSnapshot;
-use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::report::{self, Progress, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::download;
 use crate::transfer::multipart::Retry;
@@ -40,30 +39,17 @@ use crate::transfer::relay::{self, Expect, Proof, Relay};
 /// How to run a bucket-to-bucket sync or copy.
 #[derive(Debug, Clone)]
 pub struct MirrorOptions {
-    pub mode: Mode,
-    pub dry_run: bool,
+    /// What every direction is told.
+    pub run: RunOptions,
     pub size_only: bool,
     pub ignore_existing: bool,
     /// `--checksum`: objects whose ETags cannot be compared are copied, not judged by mtime.
     pub checksum: bool,
-    pub max_delete: Option<u64>,
-    /// `--delete-excluded`: the destination is listed without the filters' rules, so what
-    /// they leave out there is extra and deleted with the rest.
-    pub delete_excluded: bool,
     /// Copy through us even on one endpoint (`--disable copy`, or two sets of credentials).
     pub server_side: bool,
     pub create_bucket: bool,
     pub location_constraint: Option<String>,
     pub retry: Retry,
-    pub progress: ProgressMode,
-    pub stats_interval: Duration,
-    /// Registry mode: `_uploads` left out (unless `include_uploads`), links copied only after
-    /// every blob before them (none after a failure), and, on streamed copies, blobs proven by
-    /// their digest and links by their target.
-    pub registry: Option<Layout>,
-    pub include_uploads: bool,
-    /// `--max-transfer`, `--max-duration`, `--cutoff-mode`.
-    pub cutoff: Cutoff,
 }
 
 /// What a bucket-to-bucket run did, for the exit code, the summary line and `--report`.
@@ -150,7 +136,7 @@ pub async fn run(
     opts: MirrorOptions,
 ) -> Result<MirrorSummary, S3Error> {
     let src_listing = list::start(&src, &filter, limits.checkers).await?;
-    let dst_filter = if opts.delete_excluded {
+    let dst_filter = if opts.run.delete_excluded {
         filter.shard_only()
     } else {
         filter.clone()
@@ -160,7 +146,7 @@ pub async fn run(
         &dst_filter,
         limits.checkers,
         opts.create_bucket,
-        opts.dry_run,
+        opts.run.dry_run,
         opts.location_constraint.as_deref(),
     )
     .await?;
@@ -176,6 +162,7 @@ pub async fn run(
         retry: opts.retry,
         pending: Default::default(),
         registry: opts
+            .run
             .registry
             .clone()
             .map(|layout| (layout, known_blobs.clone())),
@@ -189,14 +176,14 @@ pub async fn run(
             "two endpoints (or two sets of credentials): objects are streamed through, every part hashed"
         }
     );
-    let progress =
-        (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
+    let progress = (!opts.run.dry_run)
+        .then(|| Progress::start(stats.clone(), opts.run.progress, opts.run.stats_interval));
     let mut march = March::new(
         RemoteSide::new(src_listing),
         RemoteSide::new(dst_listing),
-        opts.registry.clone().map(|layout| march::Registry {
+        opts.run.registry.clone().map(|layout| march::Registry {
             layout,
-            include_uploads: opts.include_uploads,
+            include_uploads: opts.run.include_uploads,
             dst_blobs: known_blobs.clone(),
         }),
     );
@@ -204,17 +191,17 @@ pub async fn run(
         slots: limits.transfers,
         compare_slots: 1,
         ahead: 0,
-        links: if opts.registry.is_some() {
+        links: if opts.run.registry.is_some() {
             LinkOrder::AfterEveryBlob
         } else {
             LinkOrder::Any
         },
-        cutoff: opts.cutoff.clone(),
+        cutoff: opts.run.cutoff.clone(),
         stats: stats.clone(),
     };
     let mut mirror = Mirror {
         summary: MirrorSummary {
-            dry_run: opts.dry_run,
+            dry_run: opts.run.dry_run,
             ..MirrorSummary::default()
         },
         relay,
@@ -230,7 +217,7 @@ pub async fn run(
         ..
     } = mirror;
     if let Some(c) = cut {
-        stopped(c, &opts.cutoff);
+        stopped(c, &opts.run.cutoff);
     }
     if let Some(p) = progress {
         p.finish().await;
@@ -257,7 +244,7 @@ async fn end(
     let src_name = format!("bucket {}", src.shown(&src.path.prefix));
     if let Some(c) = cut {
         summary.ending.cut(c, deletes.len());
-    } else if opts.dry_run {
+    } else if opts.run.dry_run {
         for d in &deletes {
             tracing::warn!("{d}: Skipped delete as --dry-run is set");
         }
@@ -267,7 +254,7 @@ async fn end(
             errors,
             sources,
             planned,
-            opts.max_delete,
+            opts.run.max_delete,
             &src_name,
             "objects",
         ) {
@@ -352,7 +339,7 @@ impl Direction for Mirror {
             Step::SrcOnly(o) => (o, None),
             Step::Both(o, d) => (o, Some(d)),
             Step::DstOnly(d) => {
-                if opts.mode == Mode::Sync {
+                if opts.run.mode == Mode::Sync {
                     self.deletes.push(d.rel);
                 }
                 return Ok(Next::Nothing);
@@ -371,7 +358,7 @@ impl Direction for Mirror {
         let stats = &self.relay.stats;
         Stats::add(&stats.files_total, 1);
         Stats::add(&stats.bytes_total, obj.size);
-        if opts.dry_run {
+        if opts.run.dry_run {
             tracing::warn!("{}: would copy (dry run)", obj.rel);
             return Ok(Next::Nothing);
         }
@@ -482,6 +469,9 @@ fn record(summary: &mut MirrorSummary, stats: &Stats, copied: Copied) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::schedule::Cutoff;
+    use crate::report::ProgressMode;
+    use std::time::Duration;
     use std::time::SystemTime;
 
     fn obj(size: u64, etag: &str) -> ListedObject {
@@ -496,22 +486,24 @@ mod tests {
     #[test]
     fn decisions() {
         let plain = MirrorOptions {
-            mode: Mode::Copy,
-            dry_run: false,
+            run: RunOptions {
+                mode: Mode::Copy,
+                dry_run: false,
+                delete_excluded: false,
+                max_delete: None,
+                cutoff: Cutoff::default(),
+                progress: ProgressMode::Off,
+                stats_interval: Duration::ZERO,
+                registry: None,
+                include_uploads: false,
+            },
             size_only: false,
             ignore_existing: false,
             checksum: false,
-            max_delete: None,
-            delete_excluded: false,
             server_side: true,
             create_bucket: false,
             location_constraint: None,
             retry: Retry::default(),
-            progress: ProgressMode::Off,
-            stats_interval: Duration::ZERO,
-            registry: None,
-            include_uploads: false,
-            cutoff: Cutoff::default(),
         };
         let size_only = MirrorOptions {
             size_only: true,

@@ -14,10 +14,42 @@ pub mod schedule;
 pub mod sync;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::commands::schedule::Cutoff;
 use crate::config::filter::Filter;
+use crate::config::registry::Layout;
 use crate::march::list::{self, Listing};
+use crate::report::ProgressMode;
 use crate::s3::{S3Error, Store};
+
+/// `sync` deletes what only the destination holds; `copy` never deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Sync,
+    Copy,
+}
+
+/// What every `sync` and `copy` is told, whatever its direction: built once from the flags,
+/// the config file and the environment (`crate::cli::app`); each direction's options add only
+/// what is its own.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mode: Mode,
+    pub dry_run: bool,
+    /// `--delete-excluded`: the destination is read without the filters' rules, so what they
+    /// leave out there is extra and deleted with the rest.
+    pub delete_excluded: bool,
+    pub max_delete: Option<u64>,
+    /// `--max-transfer`, `--max-duration` and how they stop the run.
+    pub cutoff: Cutoff,
+    pub progress: ProgressMode,
+    pub stats_interval: Duration,
+    /// Registry mode (the source is a distribution storage tree), if on.
+    pub registry: Option<Layout>,
+    /// Registry mode: also move the driver's `_uploads` state.
+    pub include_uploads: bool,
+}
 
 /// Start listing a destination bucket; where it does not exist and `--create-bucket` asks
 /// for it (and this is no dry run), create it, in `location` if given, and list it empty.

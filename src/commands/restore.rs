@@ -12,23 +12,24 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use crate::commands::delete::Ending;
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::{Cut, Cutoff, stopped};
+use crate::commands::schedule::{Cut, stopped};
+use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::{Kind, Layout};
+use crate::config::registry::Kind;
 use crate::march::list::{self, ListedObject};
 use crate::march::plan::same_mtime;
 use crate::march::walk::{self, LocalFile, WalkError};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
 use crate::report::class::Class;
-use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::report::{self, Progress, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::confine::Root;
 use crate::transfer::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
@@ -36,27 +37,14 @@ use crate::transfer::download::{self, DownloadError, Expect, Fetcher, KeyError, 
 /// How to run a restore.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    /// `sync`: files only in the directory are deleted once every object was restored.
-    pub delete: bool,
-    /// `--delete-excluded`: the directory is walked without the filters' rules, so what they
-    /// leave out there is extra and deleted with the rest.
-    pub delete_excluded: bool,
-    pub max_delete: Option<u64>,
-    pub dry_run: bool,
+    /// What every direction is told.
+    pub run: RunOptions,
     /// Keep any file of the same size (`--size-only`), or any file at all
     /// (`--ignore-existing`).
     pub size_only: bool,
     pub ignore_existing: bool,
     /// `--direct-io auto`: large files are written past the page cache.
     pub direct_io: bool,
-    pub progress: ProgressMode,
-    pub stats_interval: Duration,
-    /// Registry mode: blobs are proven by their digest as they arrive, links are written only
-    /// once every blob is, and the driver's `_uploads` are left out (unless `include_uploads`).
-    pub registry: Option<Layout>,
-    pub include_uploads: bool,
-    /// `--max-transfer`, `--max-duration`, `--cutoff-mode`.
-    pub cutoff: Cutoff,
 }
 
 /// What a restore did, for the exit code, the summary line and `--report`.
@@ -137,7 +125,7 @@ pub async fn run(
     opts: RestoreOptions,
 ) -> Result<RestoreSummary, RestoreError> {
     // Every write goes through the directory held open here, never through a symlink.
-    let dest = if opts.dry_run {
+    let dest = if opts.run.dry_run {
         None
     } else {
         Some(Arc::new(
@@ -148,7 +136,7 @@ pub async fn run(
     let walked = walk::spawn(
         root.clone(),
         String::new(),
-        if opts.delete_excluded {
+        if opts.run.delete_excluded {
             filter.shard_only()
         } else {
             filter.clone()
@@ -157,14 +145,14 @@ pub async fn run(
         limits.walk_threads,
     );
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let progress =
-        (!opts.dry_run).then(|| Progress::start(stats.clone(), opts.progress, opts.stats_interval));
+    let progress = (!opts.run.dry_run)
+        .then(|| Progress::start(stats.clone(), opts.run.progress, opts.run.stats_interval));
     let mut march = March::new(
         RemoteSide::new(listing),
         LocalSide::new(walked),
-        opts.registry.clone().map(|layout| march::Registry {
+        opts.run.registry.clone().map(|layout| march::Registry {
             layout,
-            include_uploads: opts.include_uploads,
+            include_uploads: opts.run.include_uploads,
             dst_blobs: Default::default(),
         }),
     );
@@ -175,17 +163,17 @@ pub async fn run(
         slots: limits.transfers,
         compare_slots: 1,
         ahead: 0,
-        links: if opts.registry.is_some() {
+        links: if opts.run.registry.is_some() {
             LinkOrder::AfterEveryBlob
         } else {
             LinkOrder::Any
         },
-        cutoff: opts.cutoff.clone(),
+        cutoff: opts.run.cutoff.clone(),
         stats: stats.clone(),
     };
     let mut restore = Restore {
         summary: RestoreSummary {
-            dry_run: opts.dry_run,
+            dry_run: opts.run.dry_run,
             ..RestoreSummary::default()
         },
         fetcher: Fetcher {
@@ -209,7 +197,7 @@ pub async fn run(
         ..
     } = restore;
     if let Some(c) = cut {
-        stopped(c, &opts.cutoff);
+        stopped(c, &opts.run.cutoff);
     }
     if let Some(p) = progress {
         p.finish().await;
@@ -309,7 +297,7 @@ impl Direction for Restore {
             Step::SrcOnly(obj) => (obj, None),
             Step::Both(obj, local) => (obj, Some(local)),
             Step::DstOnly(local) => {
-                if self.opts.delete {
+                if self.opts.run.mode == Mode::Sync {
                     self.deletes.push(local);
                 }
                 return Ok(Next::Nothing);
@@ -333,7 +321,7 @@ impl Direction for Restore {
             }
         };
         summary.objects_source += 1;
-        let expect = match (&kind, &self.opts.registry) {
+        let expect = match (&kind, &self.opts.run.registry) {
             (Some(Kind::Blob { digest }), _) => Expect::Blob(digest.clone()),
             (Some(Kind::Link { path_digest }), Some(layout)) => {
                 let layout = layout.clone();
@@ -419,7 +407,7 @@ fn delete_extra(
     dest: Option<&Root>,
 ) {
     summary.ending.deletes_planned = deletes.len() as u64;
-    let Some(dest) = dest.filter(|_| !opts.dry_run) else {
+    let Some(dest) = dest.filter(|_| !opts.run.dry_run) else {
         for d in &deletes {
             tracing::warn!("{}: Skipped delete as --dry-run is set", d.rel);
         }
@@ -431,7 +419,7 @@ fn delete_extra(
         errors,
         sources,
         planned,
-        opts.max_delete,
+        opts.run.max_delete,
         &src_name,
         "files",
     ) {
@@ -510,6 +498,9 @@ fn record(summary: &mut RestoreSummary, stats: &Stats, restored: Restored) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::schedule::Cutoff;
+    use crate::report::ProgressMode;
+    use std::time::Duration;
 
     fn obj(size: u64) -> ListedObject {
         ListedObject {
@@ -533,18 +524,20 @@ mod tests {
     #[test]
     fn decisions() {
         let plain = RestoreOptions {
-            delete: false,
-            delete_excluded: false,
-            max_delete: None,
-            dry_run: false,
+            run: RunOptions {
+                mode: Mode::Copy,
+                dry_run: false,
+                delete_excluded: false,
+                max_delete: None,
+                cutoff: Cutoff::default(),
+                progress: ProgressMode::Off,
+                stats_interval: Duration::ZERO,
+                registry: None,
+                include_uploads: false,
+            },
             size_only: false,
             ignore_existing: false,
             direct_io: true,
-            progress: ProgressMode::Off,
-            stats_interval: Duration::ZERO,
-            registry: None,
-            include_uploads: false,
-            cutoff: Cutoff::default(),
         };
         let size_only = RestoreOptions {
             size_only: true,

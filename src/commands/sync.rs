@@ -18,10 +18,11 @@ use serde::Serialize;
 
 use crate::commands::delete::{Ending, delete_objects};
 use crate::commands::drive::{Direction, Driven, LinkOrder, Next, Planned, Schedule, drive};
-use crate::commands::schedule::{Cut, Cutoff};
+use crate::commands::schedule::Cut;
+use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::{Kind, Layout};
+use crate::config::registry::Kind;
 use crate::march::list::ListedObject;
 use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::march::walk::{self, LocalFile};
@@ -29,44 +30,25 @@ use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::{Budget, IoEngine};
 use crate::report::class::ERRORS_KEPT;
 use crate::report::requests::RequestSnapshot;
-use crate::report::{self, Progress, ProgressMode, Stats};
+use crate::report::{self, Progress, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::upload::{self, Proof, RegistryCtx, UploadCtx};
 use crate::transfer::verify::{self, Verdict, VerifyOptions};
 
-/// `sync` deletes extraneous objects; `copy` never deletes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Sync,
-    Copy,
-}
-
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    pub mode: Mode,
-    pub dry_run: bool,
+    /// What every direction is told.
+    pub run: RunOptions,
     pub skip_rule: SkipRule,
     /// A file whose mtime changed but not its content gives its mtime to its object (rclone's
     /// default; off with `--no-update-modtime`).
     pub update_modtime: bool,
-    /// `--delete-excluded`: the bucket is listed without the filters' rules, so what they
-    /// leave out there is extra and deleted with the rest.
-    pub delete_excluded: bool,
-    pub max_delete: Option<u64>,
     pub copy_links: bool,
     pub create_bucket: bool,
     pub location_constraint: Option<String>,
     pub integrity_retries: u32,
     /// Pause before each integrity retry (`--retries-sleep`).
     pub retries_sleep: Duration,
-    /// `--max-transfer`, `--max-duration` and how they stop the run.
-    pub cutoff: Cutoff,
-    pub progress: ProgressMode,
-    pub stats_interval: Duration,
-    /// Registry mode (the source is a distribution storage tree), if on.
-    pub registry: Option<Layout>,
-    /// Registry mode: also sync the driver's `_uploads` state.
-    pub include_uploads: bool,
     /// The engine that reads the source, and why it was chosen.
     pub io: (Arc<IoEngine>, String),
 }
@@ -155,7 +137,7 @@ pub async fn run(
         opts.copy_links,
         limits.walk_threads,
     );
-    let listed_by = if opts.delete_excluded {
+    let listed_by = if opts.run.delete_excluded {
         filter.shard_only()
     } else {
         filter.clone()
@@ -165,19 +147,24 @@ pub async fn run(
         &listed_by,
         limits.checkers,
         opts.create_bucket,
-        opts.dry_run,
+        opts.run.dry_run,
         opts.location_constraint.as_deref(),
     )
     .await?;
     let mut run = Run::new(&store, &limits, stats.clone(), opts);
-    let progress = (!run.opts.dry_run)
-        .then(|| Progress::start(stats.clone(), run.opts.progress, run.opts.stats_interval));
+    let progress = (!run.opts.run.dry_run).then(|| {
+        Progress::start(
+            stats.clone(),
+            run.opts.run.progress,
+            run.opts.run.stats_interval,
+        )
+    });
     let mut march = March::new(
         LocalSide::new(walked),
         RemoteSide::new(listing),
-        run.opts.registry.clone().map(|layout| march::Registry {
+        run.opts.run.registry.clone().map(|layout| march::Registry {
             layout,
-            include_uploads: run.opts.include_uploads,
+            include_uploads: run.opts.run.include_uploads,
             dst_blobs: run.known_blobs.clone(),
         }),
     );
@@ -226,12 +213,12 @@ async fn end(
         let why = cut.flag();
         tracing::warn!(
             "{src_name}: stopped at {why} ({:?} cutoff); nothing deleted: run again to go on",
-            opts.cutoff.mode
+            opts.run.cutoff.mode
         );
         summary.ending.cut(cut, deletes.len());
     }
 
-    if opts.dry_run {
+    if opts.run.dry_run {
         for d in &deletes {
             tracing::warn!(
                 "{}: Skipped delete as --dry-run is set (size {})",
@@ -251,7 +238,7 @@ async fn end(
             errors,
             sources,
             planned,
-            opts.max_delete,
+            opts.run.max_delete,
             &src_name,
             "files",
         ) {
@@ -370,7 +357,7 @@ impl Direction for Run {
             (Decision::ReadMtime, Step::Both(s, d)) => {
                 // Touched since its upload: the object's recorded mtime, then the content.
                 let (ctx, rule) = (self.ctx.clone(), self.opts.skip_rule);
-                let set = self.opts.update_modtime && !self.opts.dry_run;
+                let set = self.opts.update_modtime && !self.opts.run.dry_run;
                 Next::Compare(Box::pin(async move {
                     let v = read_mtime(&ctx, &s, &d, rule, set).await;
                     (s, v)
@@ -381,7 +368,7 @@ impl Direction for Run {
                 Next::Nothing
             }
             (Decision::Delete, Step::DstOnly(d)) => {
-                if self.opts.mode == Mode::Sync {
+                if self.opts.run.mode == Mode::Sync {
                     self.deletes.push(d);
                 }
                 Next::Nothing
@@ -425,7 +412,7 @@ impl Direction for Run {
         let rel = sent.0.clone();
         let ok = record(sent, &self.ctx, &mut self.summary).is_some();
         if ok
-            && let Some(layout) = &self.opts.registry
+            && let Some(layout) = &self.opts.run.registry
             && let Kind::Blob { digest } = layout.kind(&rel)
         {
             self.known_blobs.lock().expect("known blobs").insert(digest);
@@ -450,14 +437,14 @@ impl Run {
                 sleep: opts.retries_sleep,
             },
             pending: std::sync::OnceLock::new(),
-            registry: opts.registry.clone().map(|layout| RegistryCtx {
+            registry: opts.run.registry.clone().map(|layout| RegistryCtx {
                 layout,
                 known_blobs: known_blobs.clone(),
             }),
         });
         let mut run = Run {
             summary: SyncSummary {
-                dry_run: opts.dry_run,
+                dry_run: opts.run.dry_run,
                 ..Default::default()
             },
             deletes: Vec::new(),
@@ -465,7 +452,7 @@ impl Run {
             known_blobs,
             opts,
         };
-        if !run.opts.dry_run {
+        if !run.opts.run.dry_run {
             tracing::info!("reading with {}: {why}", run.ctx.io.name());
             run.summary.io_engine = run.ctx.io.name();
             run.summary.io_engine_reason = why;
@@ -487,14 +474,14 @@ impl Run {
                 limits.checkers.max(slots)
             },
             ahead: QUEUED_AHEAD,
-            links: match &self.opts.registry {
+            links: match &self.opts.run.registry {
                 Some(layout) => LinkOrder::AfterTheirBlob {
                     layout: layout.clone(),
                     known: self.known_blobs.clone(),
                 },
                 None => LinkOrder::Any,
             },
-            cutoff: self.opts.cutoff.clone(),
+            cutoff: self.opts.run.cutoff.clone(),
             stats,
         }
     }
@@ -507,7 +494,7 @@ impl Run {
     ) -> Result<Next<Upload, BoxFuture<'static, Compared>>, S3Error> {
         Stats::add(&self.ctx.stats.files_total, 1);
         Stats::add(&self.ctx.stats.bytes_total, s.size);
-        if self.opts.dry_run {
+        if self.opts.run.dry_run {
             tracing::warn!(
                 "{}: Skipped copy as --dry-run is set ({}, size {})",
                 s.rel,
@@ -683,20 +670,20 @@ async fn abort_leftovers(
         let Some(rel) = u.key.strip_prefix(&store.path.prefix) else {
             continue;
         };
-        let covered = filter.allows(rel)
-            && opts
-                .registry
-                .as_ref()
-                .is_none_or(|l| opts.include_uploads || !matches!(l.kind(rel), Kind::Upload))
-            && {
-                let path = root.join(rel);
-                let meta = if opts.copy_links {
-                    std::fs::metadata(&path)
-                } else {
-                    std::fs::symlink_metadata(&path)
+        let covered =
+            filter.allows(rel)
+                && opts.run.registry.as_ref().is_none_or(|l| {
+                    opts.run.include_uploads || !matches!(l.kind(rel), Kind::Upload)
+                })
+                && {
+                    let path = root.join(rel);
+                    let meta = if opts.copy_links {
+                        std::fs::metadata(&path)
+                    } else {
+                        std::fs::symlink_metadata(&path)
+                    };
+                    meta.is_ok_and(|m| m.is_file())
                 };
-                meta.is_ok_and(|m| m.is_file())
-            };
         if !covered {
             continue;
         }
