@@ -215,10 +215,18 @@ fn link_error(path: String, e: String) -> Difference {
 
 /// What one check task found.
 enum Found {
-    /// A file's verdict: its path, size, verdict (`None`: not in the destination), whether
-    /// its blob digest was checked, and whether the object was written after the file last
-    /// changed (so a difference means another writer replaced it).
-    Verdict(String, u64, Option<Verdict>, bool, bool),
+    /// A file's verdict.
+    Verdict {
+        rel: String,
+        size: u64,
+        /// `None`: not in the destination.
+        verdict: Option<Verdict>,
+        /// Its blob digest was checked.
+        blob: bool,
+        /// The object was written after the file last changed, so a difference means
+        /// another writer replaced it.
+        replaced: bool,
+    },
     /// A link's check.
     Link(Option<Difference>),
 }
@@ -260,7 +268,13 @@ impl CheckSummary {
                 }
                 return;
             }
-            Found::Verdict(rel, size, v, blob, replaced) => (rel, size, v, blob, replaced),
+            Found::Verdict {
+                rel,
+                size,
+                verdict,
+                blob,
+                replaced,
+            } => (rel, size, verdict, blob, replaced),
         };
         if blob && !matches!(v, Some(Verdict::CorruptSource(_) | Verdict::Error(_))) {
             self.blobs_digest_verified += 1;
@@ -571,7 +585,13 @@ impl Checking {
 
     /// A key only the source has.
     fn missing_on_dst(&mut self, rel: String) {
-        self.found(Found::Verdict(rel, 0, None, false, false));
+        self.found(Found::Verdict {
+            rel,
+            size: 0,
+            verdict: None,
+            blob: false,
+            replaced: false,
+        });
     }
 
     /// Prove one pair in a task of its own: `verify` gives the verdict, after which the
@@ -591,7 +611,13 @@ impl Checking {
             let (v, replaced) = verify.await;
             Stats::add(&stats.checks_done, 1);
             stats.skipped(size);
-            Found::Verdict(rel, size, Some(v), blob, replaced)
+            Found::Verdict {
+                rel,
+                size,
+                verdict: Some(v),
+                blob,
+                replaced,
+            }
         });
     }
 }

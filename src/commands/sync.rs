@@ -310,13 +310,14 @@ impl Planned for Upload {
     }
 }
 
-/// An upload's outcome: the key, its size, why it was sent, and what became of it.
-type Sent = (
-    String,
-    u64,
-    Reason,
-    Result<upload::Uploaded, upload::UploadError>,
-);
+/// An upload's outcome.
+struct Sent {
+    rel: String,
+    size: u64,
+    /// Why it was sent.
+    reason: Reason,
+    result: Result<upload::Uploaded, upload::UploadError>,
+}
 
 impl Direction for Run {
     type Src = LocalFile;
@@ -402,14 +403,19 @@ impl Direction for Run {
             let _flight = ctx.stats.start_one();
             let Upload { file, reason } = item;
             let (size, rel) = (file.size, file.rel.clone());
-            let r = upload::upload(ctx.clone(), file).await;
-            (rel, size, reason, r)
+            let result = upload::upload(ctx.clone(), file).await;
+            Sent {
+                rel,
+                size,
+                reason,
+                result,
+            }
         }
     }
 
     /// Record a finished upload; a blob's waiting links become ready.
     fn record(&mut self, sent: Sent) -> bool {
-        let rel = sent.0.clone();
+        let rel = sent.rel.clone();
         let ok = record(sent, &self.ctx, &mut self.summary).is_some();
         if ok
             && let Some(layout) = &self.opts.run.registry
@@ -601,16 +607,16 @@ async fn read_mtime(
 }
 
 fn record(
-    (rel, size, reason, r): (
-        String,
-        u64,
-        Reason,
-        Result<upload::Uploaded, upload::UploadError>,
-    ),
+    Sent {
+        rel,
+        size,
+        reason,
+        result,
+    }: Sent,
     ctx: &UploadCtx,
     summary: &mut SyncSummary,
 ) -> Option<String> {
-    match r {
+    match result {
         Ok(u) => {
             Stats::add(&ctx.stats.files_done, 1);
             summary.files_uploaded += 1;
