@@ -514,7 +514,13 @@ async fn store(
         path_style: None,
     };
     let counts = Arc::new(crate::report::requests::RequestCounts::default());
-    let client = s3::build_client(s, &opts, counts.clone()).await?;
+    let client = s3::build_client(s, &opts, counts.clone())
+        .await
+        .map_err(|e| match e {
+            // Wrong HTTP settings are a usage error (see exit_for).
+            s3::ClientError::Http(e) => anyhow::Error::from(e),
+            e => e.into(),
+        })?;
     let put = PutOptions {
         acl: s.acl.clone(),
         sse: s.server_side_encryption.clone(),

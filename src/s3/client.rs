@@ -120,6 +120,16 @@ impl aws_credential_types::provider::ProvideCredentials for Registering {
     }
 }
 
+/// Why no client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The HTTP stack's settings (a CA bundle, a proxy) are wrong.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error("no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile")]
+    NoCredentials,
+}
+
 /// Build a client for the settings.
 ///
 /// `counts` receives the SDK's retry attempts; pass the same value to [`Store::new`](super::Store::new).
@@ -127,7 +137,7 @@ pub async fn build_client(
     settings: &S3Settings,
     opts: &ClientOptions,
     counts: Arc<RequestCounts>,
-) -> anyhow::Result<Client> {
+) -> Result<Client, ClientError> {
     let http = http::build(&opts.http)?;
     let mut region = settings.region.clone().filter(|r| !r.is_empty());
     let mut endpoint = settings.endpoint.clone();
@@ -208,7 +218,7 @@ async fn default_chain(
     http: &SharedHttpClient,
     region: &mut Option<String>,
     endpoint: &mut Option<String>,
-) -> anyhow::Result<SharedCredentialsProvider> {
+) -> Result<SharedCredentialsProvider, ClientError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http.clone());
     if let Some(p) = &settings.profile {
         loader = loader.profile_name(p);
@@ -251,11 +261,9 @@ async fn default_chain(
                 .profile_name(p)
                 .build(),
         ),
-        None => sdk.credentials_provider().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile"
-            )
-        })?,
+        None => sdk
+            .credentials_provider()
+            .ok_or(ClientError::NoCredentials)?,
     };
     Ok(SharedCredentialsProvider::new(Registering(chain)))
 }

@@ -18,7 +18,7 @@ mod store;
 pub mod timeout;
 mod types;
 
-pub use client::{ClientOptions, build_client};
+pub use client::{ClientError, ClientOptions, build_client};
 pub use error::S3Error;
 pub use store::{Body, Store};
 pub use types::*;

@@ -1,13 +1,7 @@
 //! Stage: download, the mirror of [`crate::transfer::upload`] for restores (`REMOTE:BUCKET[/P]` → a
-//! directory). This module holds what every download needs before a byte moves: where an
-//! object's bytes may land on the local filesystem.
-//!
-//! A key is not a path. S3 allows keys no filesystem can hold as they are (`a//b`, `../x`, a
-//! NUL, a 300-byte name), and a restore that followed such a key could write outside its
-//! directory. So every key is mapped to a path under the destination root by one checked
-//! function, and a key that cannot be mapped is an error naming the key, never a crash and
-//! never a file elsewhere. Keys ending in `/` with no bytes are the "folders" that consoles
-//! create: there is nothing to restore for them.
+//! directory). Every key is first mapped to a path under the destination, or refused with its
+//! reason ([`key`]); keys ending in `/` with no bytes are the "folders" that consoles create:
+//! there is nothing to restore for them.
 //!
 //! A download is written beside its target under a hidden temporary name and renamed into
 //! place only once proven, so the final name never holds a partial file: the parts are fetched
@@ -24,264 +18,30 @@ use std::io::Write;
 
 use futures::{FutureExt, StreamExt};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::limits::Limits;
 use crate::march::list::ListedObject;
+use crate::read::Budget;
 use crate::read::etag::{ETag, Md5Digest, PartPlan};
 use crate::read::sha::InOrderSha;
-use crate::read::{Budget, ReadError};
 use crate::report::Stats;
 use crate::s3::{self, Head, S3Error, Store};
-use crate::transfer::confine::{self, Dir, Refused, Root};
+use crate::transfer::confine::{self, Root};
 
-/// The longest file name Linux filesystems take (`NAME_MAX`), in bytes.
-pub const NAME_MAX: usize = 255;
-/// The longest path the kernel takes in one call (`PATH_MAX`, with its NUL), in bytes.
-pub const PATH_MAX: usize = 4095;
+mod error;
+pub mod key;
+mod partial;
+
 pub use crate::march::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
 pub use crate::s3::parse_mtime;
-
-/// Why a key cannot be restored as a file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    /// A folder marker (`photos/`, no bytes): nothing to restore, not an error to count.
-    #[error("{key:?}: a folder marker, not a file")]
-    FolderMarker { key: String },
-    #[error(
-        "{key:?}: has an empty path component (a leading '/', '//' or a trailing '/'): rename the object, or exclude it with --exclude"
-    )]
-    EmptyComponent { key: String },
-    #[error(
-        "{key:?}: has a '.' or '..' path component, which would leave its directory: rename the object, or exclude it with --exclude"
-    )]
-    DotComponent { key: String },
-    #[error("{key:?}: contains a NUL byte, which no filesystem takes in a name: rename the object")]
-    Nul { key: String },
-    #[error(
-        "{key:?}: the component {component:?} is {len} bytes, more than the {NAME_MAX} a file name may have: rename the object, or exclude it with --exclude"
-    )]
-    NameTooLong {
-        key: String,
-        component: String,
-        len: usize,
-    },
-    #[error(
-        "{key:?}: the local path would be {len} bytes, more than the {PATH_MAX} Linux takes: restore a longer prefix into a shorter directory, or rename the object"
-    )]
-    PathTooLong { key: String, len: usize },
-    #[error(
-        "{key:?}: ends in {PARTIAL_SUFFIX:?}, the name s3ferry gives downloads in progress: rename the object"
-    )]
-    Reserved { key: String },
-}
-
-/// The path under `root` that the object `rel` (its key relative to the source prefix) is
-/// restored to, or why it cannot be.
-pub fn local_path(root: &Path, rel: &str, size: u64) -> Result<PathBuf, KeyError> {
-    let key = || rel.to_string();
-    if rel.ends_with('/') && size == 0 && !rel.trim_end_matches('/').contains("//") {
-        return Err(KeyError::FolderMarker { key: key() });
-    }
-    if rel.contains('\0') {
-        return Err(KeyError::Nul { key: key() });
-    }
-    let mut path = root.to_path_buf();
-    for component in rel.split('/') {
-        match component {
-            "" => return Err(KeyError::EmptyComponent { key: key() }),
-            "." | ".." => return Err(KeyError::DotComponent { key: key() }),
-            c if c.len() > NAME_MAX => {
-                return Err(KeyError::NameTooLong {
-                    key: key(),
-                    component: c.to_string(),
-                    len: c.len(),
-                });
-            }
-            c => path.push(c),
-        }
-    }
-    if rel.ends_with(PARTIAL_SUFFIX) || rel.ends_with(LEDGER_SUFFIX) {
-        return Err(KeyError::Reserved { key: key() });
-    }
-    let len = path.as_os_str().len();
-    if len > PATH_MAX {
-        return Err(KeyError::PathTooLong { key: key(), len });
-    }
-    Ok(path)
-}
-
-/// The name the download of the file `name` is written under until it is proven: a hidden
-/// name in the same directory (so the final rename is atomic), `.NAME.s3ferry-partial`; for a
-/// name too long to take the prefix and suffix, its MD5 in their place.
-pub fn partial_name(name: &str) -> String {
-    if 1 + name.len() + PARTIAL_SUFFIX.len() <= NAME_MAX {
-        format!(".{name}{PARTIAL_SUFFIX}")
-    } else {
-        format!(
-            ".{}{PARTIAL_SUFFIX}",
-            hex::encode(crate::read::etag::md5_of(name.as_bytes()))
-        )
-    }
-}
-
-/// The name of the ledger of the partial file `partial` (a [`partial_name`]): which parts it
-/// holds, with their MD5s, for a rerun to resume from.
-pub fn ledger_name(partial: &str) -> String {
-    let stem = partial.strip_suffix(PARTIAL_SUFFIX).unwrap_or(partial);
-    format!("{stem}{LEDGER_SUFFIX}")
-}
-
-/// Where a download's files are: the target's directory, held open, and the three names in it.
-struct Place {
-    dir: Dir,
-    name: String,
-    partial: String,
-    ledger: String,
-    /// The partial file's path, for messages.
-    shown: PathBuf,
-    /// The partial file this download made or took over (device, inode): only that one is
-    /// ever removed or renamed into place.
-    made: std::sync::OnceLock<(u64, u64)>,
-}
-
-impl Place {
-    fn new(dir: Dir, name: &str) -> Place {
-        let partial = partial_name(name);
-        Place {
-            ledger: ledger_name(&partial),
-            shown: dir.shown(&partial),
-            name: name.to_string(),
-            partial,
-            dir,
-            made: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// What the ledger says, if there is one to read.
-    fn ledger_text(&self, key: &str) -> Option<String> {
-        let mut f = self.dir.open(&self.ledger, false, key).ok()??;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut f, &mut text).ok()?;
-        Some(text)
-    }
-
-    /// Whether the ledger records at least one proven part.
-    fn ledger_has_parts(&self, key: &str) -> bool {
-        self.ledger_text(key).is_some_and(|t| t.lines().count() > 1)
-    }
-
-    /// Remove the partial file (if it is still the one this download wrote) and its ledger.
-    fn clean(&self) {
-        if let Some(&made) = self.made.get() {
-            let _ = self.dir.remove_same(&self.partial, made);
-        }
-        let _ = self.dir.remove(&self.ledger);
-    }
-}
-
-/// The ledger's first line: the object version and part layout its parts belong to.
-fn ledger_header(etag: &str, size: u64, part: u64) -> String {
-    format!("s3ferry-parts 1 {} {size} {part}\n", etag.trim_matches('"'))
-}
-
-/// Parts a partial file already holds for this very version and layout: those its ledger
-/// records whose bytes, read back, still hash to the recorded MD5 (a part torn by a crash is
-/// fetched again). Anything else (no ledger, another version) is nothing.
-fn resumable(
-    place: &Place,
-    key: &str,
-    header: &str,
-    plan: &PartPlan,
-    size: u64,
-) -> std::collections::HashMap<u64, Md5Digest> {
-    let mut out = std::collections::HashMap::new();
-    let Some(text) = place.ledger_text(key) else {
-        return out;
-    };
-    let Some(rest) = text.strip_prefix(header) else {
-        return out;
-    };
-    let Ok(Some(file)) = place.dir.open(&place.partial, false, key) else {
-        return out;
-    };
-    if file.metadata().map(|m| m.len()).ok() != Some(size) {
-        return out;
-    }
-    for line in rest.lines() {
-        let Some((i, hex)) = line.split_once(' ') else {
-            continue;
-        };
-        let (Ok(i), Ok(want)) = (i.parse::<u64>(), hex::decode(hex)) else {
-            continue;
-        };
-        if i >= plan.count || want.len() != 16 || out.contains_key(&i) {
-            continue;
-        }
-        let (off, len) = plan.range(i);
-        let mut buf = vec![0u8; len as usize];
-        if file.read_exact_at(&mut buf, off).is_ok() {
-            let got = crate::read::etag::md5_of(&buf);
-            if got[..] == want[..] {
-                out.insert(i, got);
-            }
-        }
-    }
-    out
-}
-
-/// Why an object was not restored.
-#[derive(Debug, thiserror::Error)]
-pub enum DownloadError {
-    #[error(transparent)]
-    S3(#[from] S3Error),
-    #[error("{path}: {message}")]
-    Io { path: String, message: String },
-    /// The destination directory has something in the way (a symlink, a file where a
-    /// directory must be): never followed, never replaced.
-    #[error(transparent)]
-    Local(#[from] Refused),
-    #[error(
-        "{key:?}: {got} bytes received where {want} were expected: the object changed while it was read; rerun"
-    )]
-    Short { key: String, got: u64, want: u64 },
-    #[error(
-        "{key:?}: the bytes received do not match the object's ETag {etag} ({got}): nothing was written under its name; rerun"
-    )]
-    Integrity {
-        key: String,
-        etag: String,
-        got: String,
-    },
-}
-
-impl DownloadError {
-    pub fn class(&self) -> crate::report::class::Class {
-        match self {
-            DownloadError::S3(e) => e.class(),
-            DownloadError::Short { .. } | DownloadError::Integrity { .. } => {
-                crate::report::class::Class::Temporary
-            }
-            DownloadError::Io { .. } | DownloadError::Local(_) => {
-                crate::report::class::Class::Permanent
-            }
-        }
-    }
-}
-
-fn io(path: &Path, e: impl std::fmt::Display) -> DownloadError {
-    DownloadError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// A filesystem error writing `path`, with what to do about it where there is a fix.
-fn fs(path: &Path, e: std::io::Error) -> DownloadError {
-    io(path, format!("{e}{}", confine::hint(&e)))
-}
+pub use error::DownloadError;
+use error::{fs, io};
+pub use key::{KeyError, NAME_MAX, PATH_MAX, local_path};
+use partial::{Ledger, PartialFile, Place, ledger_header, resumable};
+pub use partial::{ledger_name, partial_name};
 
 /// How a restored file was proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,91 +81,6 @@ pub struct Fetcher {
     /// `--direct-io auto`: large files are written past the page cache where the filesystem
     /// allows it.
     pub direct: bool,
-}
-
-/// The file a download is written to: with a second descriptor opened with `O_DIRECT` for
-/// large files, so their bytes go from the part buffers to the disk without a copy into the
-/// page cache (measured: that copy was 62 % of a restore's CPU samples), where the filesystem
-/// allows it. The aligned body of each part goes that way; a part's unaligned tail, and any
-/// part in a buffer that is not page-aligned, through the page cache.
-struct PartialFile {
-    file: std::fs::File,
-    direct: Option<std::fs::File>,
-    refused: std::sync::atomic::AtomicBool,
-}
-
-impl PartialFile {
-    /// Create the file, or with `keep` open it as an earlier attempt left it.
-    fn create(
-        place: &Place,
-        key: &str,
-        size: u64,
-        direct: bool,
-        keep: bool,
-    ) -> Result<PartialFile, DownloadError> {
-        let kept = if keep {
-            place.dir.open(&place.partial, true, key)?
-        } else {
-            None
-        };
-        let file = match kept {
-            Some(f) => f,
-            None => place.dir.create(&place.partial, key)?,
-        };
-        if let Ok(m) = file.metadata() {
-            use std::os::unix::fs::MetadataExt;
-            let _ = place.made.set((m.dev(), m.ino()));
-        }
-        file.set_len(size).map_err(|e| fs(&place.shown, e))?;
-        let direct = direct
-            .then(|| place.dir.open_direct(&place.partial, &file))
-            .flatten();
-        Ok(PartialFile {
-            file,
-            direct,
-            refused: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// Hash what the file holds now, as [`crate::transfer::verify::hash_file`] does.
-    async fn hash(
-        &self,
-        shown: &Path,
-        md5: bool,
-        part_sizes: &[u64],
-        sha256: bool,
-    ) -> Result<crate::transfer::verify::Hashes, DownloadError> {
-        let file = self.file.try_clone().map_err(|e| io(shown, e))?;
-        let (p, part_sizes) = (shown.to_path_buf(), part_sizes.to_vec());
-        let name = shown.display().to_string();
-        crate::read::blocking(&name, move || {
-            let f = crate::read::SourceFile::from_file(file, &p)?;
-            crate::transfer::verify::hash_open(&f, md5, &part_sizes, sha256)
-        })
-        .await
-        .map_err(|e: ReadError| io(shown, e))
-    }
-
-    fn write_at(&self, data: &[u8], off: u64) -> std::io::Result<()> {
-        use std::sync::atomic::Ordering;
-        let align = crate::read::DIRECT_ALIGN;
-        let body = data.len() / align * align;
-        if let Some(d) = &self.direct
-            && body > 0
-            && off.is_multiple_of(align as u64)
-            && (data.as_ptr() as usize).is_multiple_of(align)
-            && !self.refused.load(Ordering::Relaxed)
-        {
-            match d.write_all_at(&data[..body], off) {
-                Ok(()) => return self.file.write_all_at(&data[body..], off + body as u64),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    self.refused.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.file.write_all_at(data, off)
-    }
 }
 
 /// The mtime an object carries: rclone's `mtime` metadata (seconds, a dot, nanoseconds) in
@@ -780,9 +455,6 @@ impl Layout {
         Ok(())
     }
 }
-
-/// The ledger of a download in progress, shared by the groups that write to it.
-type Ledger = Arc<std::sync::Mutex<std::fs::File>>;
 
 /// Fetch every part not already there, two groups out at once: one being fetched while the
 /// one before it is hashed and written. Returns every part's MD5 (where parts are hashed) and
