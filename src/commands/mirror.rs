@@ -29,7 +29,7 @@ use crate::read::Budget;
 use crate::read::etag::ETag;
 use crate::report::class::Class;
 use crate::report::requests::RequestSnapshot;
-use crate::report::{self, Progress, Stats};
+use crate::report::{self, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::download;
 use crate::transfer::multipart::Retry;
@@ -136,11 +136,7 @@ pub async fn run(
     opts: MirrorOptions,
 ) -> Result<MirrorSummary, S3Error> {
     let src_listing = list::start(&src, &filter, limits.checkers).await?;
-    let dst_filter = if opts.run.delete_excluded {
-        filter.shard_only()
-    } else {
-        filter.clone()
-    };
+    let dst_filter = opts.run.destination_filter(&filter);
     let dst_listing = super::list_destination(
         &dst,
         &dst_filter,
@@ -176,8 +172,7 @@ pub async fn run(
             "two endpoints (or two sets of credentials): objects are streamed through, every part hashed"
         }
     );
-    let progress = (!opts.run.dry_run)
-        .then(|| Progress::start(stats.clone(), opts.run.progress, opts.run.stats_interval));
+    let progress = opts.run.progress(&stats);
     let mut march = March::new(
         RemoteSide::new(src_listing),
         RemoteSide::new(dst_listing),

@@ -20,7 +20,7 @@ use crate::commands::schedule::Cutoff;
 use crate::config::filter::Filter;
 use crate::config::registry::Layout;
 use crate::march::list::{self, Listing};
-use crate::report::ProgressMode;
+use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
 
 /// `sync` deletes what only the destination holds; `copy` never deletes.
@@ -49,6 +49,23 @@ pub struct RunOptions {
     pub registry: Option<Layout>,
     /// Registry mode: also move the driver's `_uploads` state.
     pub include_uploads: bool,
+}
+
+impl RunOptions {
+    /// The filter the destination is read with: the run's, or with `--delete-excluded` only
+    /// its shard, so that what the filters leave out there is extra and deleted.
+    pub fn destination_filter(&self, filter: &Filter) -> Filter {
+        if self.delete_excluded {
+            filter.shard_only()
+        } else {
+            filter.clone()
+        }
+    }
+
+    /// The progress line of a run that moves data (none in a dry run).
+    pub fn progress(&self, stats: &Arc<Stats>) -> Option<Progress> {
+        (!self.dry_run).then(|| Progress::start(stats.clone(), self.progress, self.stats_interval))
+    }
 }
 
 /// Start listing a destination bucket; where it does not exist and `--create-bucket` asks

@@ -29,7 +29,7 @@ use crate::march::walk::{self, LocalFile, WalkError};
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::Budget;
 use crate::report::class::Class;
-use crate::report::{self, Progress, Stats};
+use crate::report::{self, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::confine::Root;
 use crate::transfer::download::{self, DownloadError, Expect, Fetcher, KeyError, Proof};
@@ -136,17 +136,12 @@ pub async fn run(
     let walked = walk::spawn(
         root.clone(),
         String::new(),
-        if opts.run.delete_excluded {
-            filter.shard_only()
-        } else {
-            filter.clone()
-        },
+        opts.run.destination_filter(&filter),
         false,
         limits.walk_threads,
     );
     let stats = Arc::new(Stats::for_requests(store.requests.clone()));
-    let progress = (!opts.run.dry_run)
-        .then(|| Progress::start(stats.clone(), opts.run.progress, opts.run.stats_interval));
+    let progress = opts.run.progress(&stats);
     let mut march = March::new(
         RemoteSide::new(listing),
         LocalSide::new(walked),

@@ -30,7 +30,7 @@ use crate::march::{self, LocalSide, March, Marched, RemoteSide, Step};
 use crate::read::{Budget, IoEngine};
 use crate::report::class::ERRORS_KEPT;
 use crate::report::requests::RequestSnapshot;
-use crate::report::{self, Progress, Stats};
+use crate::report::{self, Stats};
 use crate::s3::{S3Error, Store};
 use crate::transfer::upload::{self, Proof, RegistryCtx, UploadCtx};
 use crate::transfer::verify::{self, Verdict, VerifyOptions};
@@ -137,11 +137,7 @@ pub async fn run(
         opts.copy_links,
         limits.walk_threads,
     );
-    let listed_by = if opts.run.delete_excluded {
-        filter.shard_only()
-    } else {
-        filter.clone()
-    };
+    let listed_by = opts.run.destination_filter(&filter);
     let listing = super::list_destination(
         &store,
         &listed_by,
@@ -152,13 +148,7 @@ pub async fn run(
     )
     .await?;
     let mut run = Run::new(&store, &limits, stats.clone(), opts);
-    let progress = (!run.opts.run.dry_run).then(|| {
-        Progress::start(
-            stats.clone(),
-            run.opts.run.progress,
-            run.opts.run.stats_interval,
-        )
-    });
+    let progress = run.opts.run.progress(&stats);
     let mut march = March::new(
         LocalSide::new(walked),
         RemoteSide::new(listing),

@@ -35,11 +35,11 @@ mod error;
 pub mod key;
 mod partial;
 
-pub use crate::march::walk::{LEDGER_SUFFIX, PARTIAL_SUFFIX, is_partial};
+pub use crate::march::walk::is_partial;
 pub use crate::s3::parse_mtime;
 pub use error::DownloadError;
 use error::{fs, io};
-pub use key::{KeyError, NAME_MAX, PATH_MAX, local_path};
+pub use key::{KeyError, NAME_MAX, local_path};
 use partial::{Ledger, PartialFile, Place, ledger_header, resumable};
 pub use partial::{ledger_name, partial_name};
 
