@@ -65,7 +65,7 @@ async fn main() {
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
                 let buf = budget.buffer(st.size).await;
-                e.read_whole("bench", &p, st, buf, false)
+                e.read_whole("bench", &p, st, buf, false, None)
                     .await
                     .unwrap()
                     .0

@@ -16,6 +16,12 @@ if ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
   echo "installing moto[server] from PyPI" >&2
   pip_install 'moto[server]>=5,<6'
 fi
+# moto computes CRC32C and CRC64NVME checksums only with these (else it falls back to CRC32
+# and stores wrong values): the checksum tests read them back.
+if ! python3 -c 'import crc32c, awscrt.checksums' >/dev/null 2>&1; then
+  echo "installing crc32c and awscrt from PyPI (moto's checksums)" >&2
+  pip_install 'crc32c>=2,<3' 'awscrt>=0.20,<1'
+fi
 [ "${1:-}" = "--moto-only" ] && exit 0
 
 if [ ! -x .tools/bin/s3s-fs ]; then

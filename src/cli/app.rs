@@ -527,6 +527,8 @@ async fn store(
         sse_kms_key_id: s.sse_kms_key_id.clone(),
         storage_class: s.storage_class.clone(),
         sign_payload: g.s3.s3_sign_payload,
+        checksum: s.checksum.unwrap_or_default(),
+        opaque_etags: Default::default(),
     };
     // Under a bandwidth limit a healthy request may take any time: only the idle timeout
     // stays (a stalled server still trips it; waiting for the limit does not).

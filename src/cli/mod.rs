@@ -390,6 +390,10 @@ pub struct S3Keys {
         value_name = "CLASS"
     )]
     pub s3_storage_class: Option<String>,
+    /// S3 checksum beside Content-MD5 on uploads: auto (only where ETags cannot prove an
+    /// object; registry blobs carry their SHA-256), off, crc32c, crc64nvme or sha256.
+    #[arg(long, global = true, env = "RCLONE_S3_CHECKSUM", value_name = "MODE")]
+    pub s3_checksum: Option<String>,
 }
 
 impl S3Keys {
@@ -414,6 +418,7 @@ impl S3Keys {
             ("server_side_encryption", &self.s3_server_side_encryption),
             ("sse_kms_key_id", &self.s3_sse_kms_key_id),
             ("storage_class", &self.s3_storage_class),
+            ("checksum", &self.s3_checksum),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))

@@ -23,7 +23,7 @@ use crate::march::{self, LocalSide, March, Marched, RemoteSide, Side, Step};
 use crate::report::requests::RequestSnapshot;
 use crate::report::{Progress, ProgressMode, Stats};
 use crate::s3::{S3Error, Store};
-use crate::transfer::verify::{self, Verdict, VerifyOptions};
+use crate::transfer::verify::{self, By, Verdict, VerifyOptions};
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -111,6 +111,11 @@ pub struct CheckSummary {
     pub corrupt_blobs: u64,
     /// Registry mode (`--verify-digests`): source blobs proven to hash to their name.
     pub blobs_digest_verified: u64,
+    /// How the matching files were proven: by ETag, by the S3 checksum the server stored
+    /// (one HEAD, no download), or by downloading the object.
+    pub proven_by_etag: u64,
+    pub proven_by_checksum: u64,
+    pub proven_by_download: u64,
     pub errors: u64,
     pub bytes_verified: u64,
     pub differences_total: u64,
@@ -281,7 +286,12 @@ impl CheckSummary {
         }
         let (kind, detail) = match v {
             None => (Outcome::MissingOnDst, format!("file not in {dst_name}")),
-            Some(Verdict::Match) => {
+            Some(Verdict::Match(by)) => {
+                match by {
+                    By::Etag => self.proven_by_etag += 1,
+                    By::Checksum => self.proven_by_checksum += 1,
+                    By::Download => self.proven_by_download += 1,
+                }
                 self.matching += 1;
                 self.bytes_verified += size;
                 outputs.write("match", &rel);
@@ -471,6 +481,12 @@ fn conclude(s: &mut CheckSummary, src_name: &str, dst_name: &str, opts: &CheckOp
     }
     if s.matching > 0 {
         tracing::warn!("{dst_name}: {} matching files", s.matching);
+        tracing::info!(
+            "{dst_name}: matching files proven: {} by ETag, {} by checksum, {} by download",
+            s.proven_by_etag,
+            s.proven_by_checksum,
+            s.proven_by_download
+        );
     }
 }
 

@@ -87,6 +87,7 @@ mod tests {
             key: "k".into(),
             upload_id: "u".into(),
             initiated: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            checksum: None,
         };
         let day = Duration::from_secs(86_400);
         assert!(is_stale(&at(100_000 - 86_400), now, day));

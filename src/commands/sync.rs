@@ -68,6 +68,11 @@ pub struct SyncSummary {
     /// the listing alone.
     pub files_checked_by_head: u64,
     pub objects_refreshed: u64,
+    /// How each upload was proven: by its ETag (the MD5 or composite of what we sent), by the
+    /// S3 checksum the server stored (where the ETag is not an MD5), or not at all
+    /// (`hash_not_comparable`: `check` downloads these to prove them).
+    pub proven_by_etag: u64,
+    pub proven_by_checksum: u64,
     pub hash_not_comparable: u64,
     /// Files or parts sent again after an integrity failure.
     pub retries: u64,
@@ -193,6 +198,14 @@ async fn end(
             "registry mode: skipped {} files ({}) of in-progress uploads (_uploads); --registry-uploads includes them",
             summary.registry_uploads_skipped,
             report::bytes(summary.registry_uploads_skipped_bytes)
+        );
+    }
+    if summary.files_uploaded > 0 {
+        tracing::info!(
+            "uploads proven: {} by ETag, {} by checksum, {} not comparable",
+            summary.proven_by_etag,
+            summary.proven_by_checksum,
+            summary.hash_not_comparable
         );
     }
     if let Some(e) = failed {
@@ -529,7 +542,7 @@ async fn compare_content(
         None => verify::verify(&ctx.store, s, d, vopts, None).await,
     };
     match verdict {
-        Verdict::Match => Settled::Same {
+        Verdict::Match(_) => Settled::Same {
             headed: false,
             mtime_set: false,
         },
@@ -614,14 +627,22 @@ fn record(
             if u.resumed {
                 summary.files_resumed += 1;
             }
-            if u.proof == Proof::NotComparable {
-                summary.hash_not_comparable += 1;
-                tracing::info!(
-                    "{rel}: Copied ({}); ETag is not an MD5, `check` will download to verify",
-                    reason.as_str()
-                );
-            } else {
-                tracing::info!("{rel}: Copied ({})", reason.as_str());
+            match u.proof {
+                Proof::NotComparable => {
+                    summary.hash_not_comparable += 1;
+                    tracing::info!(
+                        "{rel}: Copied ({}); ETag is not an MD5 and no checksum proves it, `check` will download to verify",
+                        reason.as_str()
+                    );
+                }
+                Proof::Checksum => {
+                    summary.proven_by_checksum += 1;
+                    tracing::info!("{rel}: Copied ({}); proven by checksum", reason.as_str());
+                }
+                Proof::Verified => {
+                    summary.proven_by_etag += 1;
+                    tracing::info!("{rel}: Copied ({})", reason.as_str());
+                }
             }
             Some(rel)
         }

@@ -5,6 +5,7 @@
 //! settings, so every precedence rule (flags > environment > config file) is unit-tested here.
 //! Secrets are wrapped so that no `Debug` or `Display` can print them.
 
+use crate::read::checksum::ChecksumMode;
 use std::path::PathBuf;
 
 use crate::config::rclone_conf::RemoteSection;
@@ -220,6 +221,8 @@ pub struct S3Settings {
     pub server_side_encryption: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub storage_class: Option<String>,
+    /// `checksum` (`--s3-checksum`): when uploads carry an S3 checksum.
+    pub checksum: Option<ChecksumMode>,
     /// `--profile`: the AWS profile whose credentials, region and endpoint to use (s3:// only).
     pub profile: Option<String>,
 }
@@ -302,6 +305,7 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "server_side_encryption",
     "sse_kms_key_id",
     "storage_class",
+    "checksum",
     "description",
 ];
 
@@ -406,6 +410,16 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
         server_side_encryption: get("server_side_encryption"),
         sse_kms_key_id: get("sse_kms_key_id"),
         storage_class: get("storage_class"),
+        checksum: match get("checksum") {
+            None => None,
+            Some(v) => Some(
+                ChecksumMode::parse(&v).ok_or_else(|| SettingsError::BadValue {
+                    remote: remote.into(),
+                    key: "checksum".into(),
+                    why: "use auto, off, crc32c, crc64nvme or sha256".into(),
+                })?,
+            ),
+        },
         profile: None,
     })
 }

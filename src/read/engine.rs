@@ -14,7 +14,9 @@ use bytes::Bytes;
 use sha2::Digest;
 
 use super::{Buffer, ReadError, SourceFile, Stamp};
+use crate::read::checksum::{Algorithm, Checksum};
 use crate::read::etag::Md5Digest;
+use crate::read::hasher::Hashed;
 #[cfg(test)]
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -107,8 +109,9 @@ impl IoEngine {
     }
 
     /// A whole file read into `buf` (as long as the walked size), checked to be the walked
-    /// version, with its MD5 and, when `sha256`, its SHA-256, both computed off the reactor.
-    /// Reads too large for one ring READ use pread whatever the engine.
+    /// version, with its MD5, its SHA-256 when `sha256`, and the checksum `checksum`, all
+    /// computed off the reactor. Reads too large for one ring READ use pread whatever the
+    /// engine.
     pub async fn read_whole(
         &self,
         rel: &str,
@@ -116,6 +119,7 @@ impl IoEngine {
         walked: Stamp,
         mut buf: Buffer,
         sha256: bool,
+        checksum: Option<Algorithm>,
     ) -> Result<(Bytes, Digests), ReadError> {
         let buf = match &self.engine {
             #[cfg(target_os = "linux")]
@@ -130,7 +134,7 @@ impl IoEngine {
                 .await?
             }
         };
-        hash_off_reactor(rel, buf, sha256).await
+        hash_off_reactor(rel, buf, sha256, checksum).await
     }
 
     /// `buf.len()` bytes at `offset` of an open file, and their MD5.
@@ -142,19 +146,20 @@ impl IoEngine {
         buf: Buffer,
     ) -> Result<(Bytes, Md5Digest), ReadError> {
         let buf = self.read_range(rel, file, offset, buf).await?;
-        let (data, d) = hash_off_reactor(rel, buf, false).await?;
+        let (data, d) = hash_off_reactor(rel, buf, false, None).await?;
         Ok((data, d.md5))
     }
 
     /// Several ranges of an open file (each buffer filled from its offset), read in parallel
     /// and then hashed as one batch, lane by lane: the MD5 work of a group of parts costs about
-    /// what one part alone would.
+    /// what one part alone would. Each range's checksum `checksum` is computed with its MD5.
     pub async fn read_ranges(
         &self,
         rel: &str,
         file: &Arc<SourceFile>,
         ranges: Vec<(u64, Buffer)>,
-    ) -> Result<Vec<(Bytes, Md5Digest)>, ReadError> {
+        checksum: Option<Algorithm>,
+    ) -> Result<Vec<Hashed>, ReadError> {
         let reads = ranges
             .into_iter()
             .map(|(offset, buf)| self.read_range(rel, file, offset, buf));
@@ -164,11 +169,12 @@ impl IoEngine {
                 .into_iter()
                 .map(|b| {
                     let d = crate::read::etag::md5_of(b.as_ref());
-                    (b.freeze(), d)
+                    let sum = checksum.map(|a| Checksum::of(a, b.as_ref()));
+                    (b.freeze(), d, sum)
                 })
                 .collect());
         }
-        Ok(super::hasher::md5_all(bufs).await)
+        Ok(super::hasher::hash_all(bufs, checksum).await)
     }
 
     async fn read_range(
@@ -213,16 +219,27 @@ impl IoEngine {
 }
 
 /// What was computed over the bytes of one read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
     pub md5: Md5Digest,
     pub sha256: Option<[u8; 32]>,
+    pub checksum: Option<Checksum>,
 }
 
-fn digests(data: &[u8], sha256: bool) -> Digests {
+fn digests(data: &[u8], sha256: bool, checksum: Option<Algorithm>) -> Digests {
+    let sha256: Option<[u8; 32]> = sha256.then(|| sha2::Sha256::digest(data).into());
+    let checksum = checksum.map(|a| match (a, sha256) {
+        // The blob's SHA-256, computed once for both.
+        (Algorithm::Sha256, Some(d)) => Checksum {
+            algorithm: a,
+            digest: d.to_vec(),
+        },
+        _ => Checksum::of(a, data),
+    });
     Digests {
         md5: crate::read::etag::md5_of(data),
-        sha256: sha256.then(|| sha2::Sha256::digest(data).into()),
+        sha256,
+        checksum,
     }
 }
 
@@ -232,19 +249,27 @@ async fn hash_off_reactor(
     rel: &str,
     buf: Buffer,
     sha256: bool,
+    checksum: Option<Algorithm>,
 ) -> Result<(Bytes, Digests), ReadError> {
     if buf.len() <= HASH_INLINE {
-        let d = digests(buf.as_ref(), sha256);
+        let d = digests(buf.as_ref(), sha256, checksum);
         return Ok((buf.freeze(), d));
     }
-    if !sha256 {
-        // MD5 alone (parts, and files that are not registry blobs): hashed in SIMD lanes
-        // together with the other reads waiting.
-        let (data, md5) = super::hasher::md5(buf).await;
-        return Ok((data, Digests { md5, sha256: None }));
+    if !sha256 && checksum != Some(Algorithm::Sha256) {
+        // MD5 (and a CRC) alone (parts, and files that are not registry blobs): hashed in
+        // SIMD lanes together with the other reads waiting.
+        let (data, md5, checksum) = super::hasher::hash(buf, checksum).await;
+        return Ok((
+            data,
+            Digests {
+                md5,
+                sha256: None,
+                checksum,
+            },
+        ));
     }
     super::blocking(rel, move || {
-        let d = digests(buf.as_ref(), sha256);
+        let d = digests(buf.as_ref(), sha256, checksum);
         Ok((buf.freeze(), d))
     })
     .await
@@ -290,11 +315,13 @@ mod tests {
                 ranges.push((DIRECT_ALIGN as u64 + 1, budget.buffer(2 << 20).await));
                 let offsets: Vec<(u64, usize)> =
                     ranges.iter().map(|(o, b)| (*o, b.len())).collect();
-                let got = engine.read_ranges("big", &f, ranges).await.unwrap();
-                for ((off, len), (bytes, md5)) in offsets.into_iter().zip(got) {
+                let alg = Some(Algorithm::Crc64nvme);
+                let got = engine.read_ranges("big", &f, ranges, alg).await.unwrap();
+                for ((off, len), (bytes, md5, sum)) in offsets.into_iter().zip(got) {
                     let want = &data[off as usize..off as usize + len];
                     assert!(bytes.as_ref() == want, "bytes at {off} (refused {refused})");
                     assert_eq!(md5, crate::read::etag::md5_of(want));
+                    assert_eq!(sum, Some(Checksum::of(Algorithm::Crc64nvme, want)));
                 }
             }
             let off = engine.open_for_ranges("big", &p, stamp(&p));

@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use crate::read::checksum::{Algorithm, Checksum};
 use crate::read::etag::Md5Digest;
 
 use super::Buffer;
@@ -22,10 +23,15 @@ use super::Buffer;
 /// Most messages hashed in one batch (two AVX-512 registers' worth).
 const MAX_BATCH: usize = 16;
 
-type Reply = tokio::sync::oneshot::Sender<(Bytes, Md5Digest)>;
+/// A buffer hashed: its bytes, MD5, and the checksum asked for.
+pub type Hashed = (Bytes, Md5Digest, Option<Checksum>);
+
+type Reply = tokio::sync::oneshot::Sender<Hashed>;
+
+type Job = (Buffer, Option<Algorithm>, Reply);
 
 struct Queue {
-    jobs: Mutex<Vec<(Buffer, Reply)>>,
+    jobs: Mutex<Vec<Job>>,
     ready: Condvar,
 }
 
@@ -48,7 +54,7 @@ fn queue() -> &'static Arc<Queue> {
 fn serve(q: &Queue) {
     let engine = md5_many::Md5Many::new();
     loop {
-        let batch: Vec<(Buffer, Reply)> = {
+        let batch: Vec<Job> = {
             let mut jobs = q.jobs.lock().unwrap_or_else(|e| e.into_inner());
             while jobs.is_empty() {
                 jobs = q.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
@@ -56,10 +62,13 @@ fn serve(q: &Queue) {
             let n = jobs.len().min(MAX_BATCH);
             jobs.drain(..n).collect()
         };
-        let inputs: Vec<&[u8]> = batch.iter().map(|(b, _)| b.as_ref()).collect();
+        let inputs: Vec<&[u8]> = batch.iter().map(|(b, _, _)| b.as_ref()).collect();
         let digests = md5_batch(&engine, &inputs);
-        for ((buf, reply), d) in batch.into_iter().zip(digests) {
-            let _ = reply.send((buf.freeze(), d));
+        for ((buf, alg, reply), d) in batch.into_iter().zip(digests) {
+            // The checksum runs at memory speed (CRCs by carry-less multiply), after the
+            // batch's MD5 lanes, while the buffer is still in cache for small ones.
+            let sum = alg.map(|a| Checksum::of(a, buf.as_ref()));
+            let _ = reply.send((buf.freeze(), d, sum));
         }
     }
 }
@@ -73,20 +82,32 @@ fn md5_batch(engine: &md5_many::Md5Many, inputs: &[&[u8]]) -> Vec<Md5Digest> {
 
 /// Hash `buf` on the MD5 thread, together with whatever else is waiting there.
 pub async fn md5(buf: Buffer) -> (Bytes, Md5Digest) {
-    let mut out = md5_all(vec![buf]).await;
+    let (data, md5, _) = hash(buf, None).await;
+    (data, md5)
+}
+
+/// [`md5`], and the checksum `alg` of the same bytes.
+pub async fn hash(buf: Buffer, alg: Option<Algorithm>) -> Hashed {
+    let mut out = hash_all(vec![buf], alg).await;
     out.pop().expect("one answer per buffer")
 }
 
 /// Hash several buffers on the MD5 thread, queued in one step so that they share a batch
 /// (the parts of a file read together: see `upload::send_parts`).
 pub async fn md5_all(bufs: Vec<Buffer>) -> Vec<(Bytes, Md5Digest)> {
+    let out = hash_all(bufs, None).await;
+    out.into_iter().map(|(b, d, _)| (b, d)).collect()
+}
+
+/// [`md5_all`], and the checksum `alg` of each buffer.
+pub async fn hash_all(bufs: Vec<Buffer>, alg: Option<Algorithm>) -> Vec<Hashed> {
     let q = queue();
     let mut answers = Vec::with_capacity(bufs.len());
     {
         let mut jobs = q.jobs.lock().unwrap_or_else(|e| e.into_inner());
         for buf in bufs {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            jobs.push((buf, tx));
+            jobs.push((buf, alg, tx));
             answers.push(rx);
         }
     }

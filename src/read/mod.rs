@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 pub mod buffers;
+pub mod checksum;
 pub mod engine;
 pub mod etag;
 pub mod hasher;

@@ -17,13 +17,14 @@ use aws_sdk_s3::types::{
 use bytes::Bytes;
 
 use crate::config::remote::S3Path;
+use crate::read::checksum::{Algorithm, Checksum, ObjectChecksum};
 use crate::read::etag::Md5Digest;
 use crate::report::class::Class;
 
 use super::error::{classify, find_transport_as, transport};
 use super::types::{
-    Head, ListPage, Listed, META_MTIME, ObjectMeta, PartInfo, PutOptions, UploadInfo, Written,
-    check_page, content_md5, format_mtime,
+    Answered, Head, ListPage, Listed, META_MTIME, ObjectMeta, PartInfo, PutOptions, UploadInfo,
+    Written, check_page, content_md5, format_mtime,
 };
 use super::{S3Error, body, http, timeout};
 use crate::report::requests::{RequestCounts, bump};
@@ -101,6 +102,62 @@ macro_rules! object_headers {
         .set_ssekms_key_id($put.sse_kms_key_id.clone())
         .set_storage_class($put.storage_class.as_deref().map(StorageClass::from))
     };
+}
+
+/// Put `sum` in its header (`x-amz-checksum-<algorithm>`) on a request builder; PutObject,
+/// UploadPart and CompleteMultipartUpload have the same setters. Always a header, never an
+/// aws-chunked trailer: the value is computed before the request is sent, and Ceph and
+/// several gateways refuse trailers.
+macro_rules! with_checksum {
+    ($req:expr, $sum:expr) => {{
+        let req = $req;
+        match $sum {
+            None => req,
+            Some((alg, value)) => match alg {
+                Algorithm::Crc32c => req.checksum_crc32_c(value),
+                Algorithm::Crc64nvme => req.checksum_crc64_nvme(value),
+                Algorithm::Sha256 => req.checksum_sha256(value),
+            },
+        }
+    }};
+}
+
+/// The checksums an answer carries (PutObject, UploadPart, CompleteMultipartUpload and
+/// HeadObject answers have the same getters).
+macro_rules! answered {
+    ($out:expr) => {{
+        let out = &$out;
+        let mut a: Answered = Vec::new();
+        for (alg, v) in [
+            (Algorithm::Crc32c, out.checksum_crc32_c()),
+            (Algorithm::Crc64nvme, out.checksum_crc64_nvme()),
+            (Algorithm::Sha256, out.checksum_sha256()),
+        ] {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                a.push((alg, v.to_string()));
+            }
+        }
+        a
+    }};
+}
+
+/// S3's name for an algorithm.
+fn sdk_algorithm(alg: Algorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
+    use aws_sdk_s3::types::ChecksumAlgorithm as A;
+    match alg {
+        Algorithm::Crc32c => A::Crc32C,
+        Algorithm::Crc64nvme => A::Crc64Nvme,
+        Algorithm::Sha256 => A::Sha256,
+    }
+}
+
+/// A multipart object's checksum type for `alg`.
+fn sdk_type(alg: Algorithm) -> aws_sdk_s3::types::ChecksumType {
+    if alg.full_object() {
+        aws_sdk_s3::types::ChecksumType::FullObject
+    } else {
+        aws_sdk_s3::types::ChecksumType::Composite
+    }
 }
 
 /// An ETag to pin a request to; none for an empty one (a listing without ETags).
@@ -223,7 +280,7 @@ impl Store {
         })
     }
 
-    /// Single-request upload with Content-MD5.
+    /// Single-request upload with Content-MD5, and the checksum `sum` when given.
     /// PUT `body` as `rel`; its bytes are counted into `tally` as they are sent (all of them
     /// when this returns Ok, none when it fails).
     pub async fn put_object(
@@ -231,6 +288,7 @@ impl Store {
         rel: &str,
         body: Bytes,
         md5: &Md5Digest,
+        sum: Option<&Checksum>,
         meta: &ObjectMeta,
         tally: Arc<dyn body::Tally>,
     ) -> Result<Written, S3Error> {
@@ -247,6 +305,10 @@ impl Store {
             .body(stream)
             .content_length(len as i64)
             .content_md5(content_md5(md5));
+        // `x-amz-sdk-checksum-algorithm` too, as AWS's SDKs send it (moto stores a checksum
+        // only with it); the SDK computes nothing itself when the value is set.
+        let req = with_checksum!(req, sum.map(|c| (c.algorithm, c.base64())))
+            .set_checksum_algorithm(sum.map(|c| sdk_algorithm(c.algorithm)));
         let req = object_headers!(req, p, meta, None)
             .customize()
             .config_override(self.ceiling(len));
@@ -265,14 +327,19 @@ impl Store {
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),
             ),
+            checksums: answered!(out),
         })
     }
 
+    /// Start a multipart upload of `rel`, whose metadata records `part_size`; with `checksum`,
+    /// its parts carry that checksum and the object gets one (full-object for the CRCs,
+    /// composite for SHA-256).
     pub async fn create_multipart(
         &self,
         rel: &str,
         meta: &ObjectMeta,
         part_size: u64,
+        checksum: Option<Algorithm>,
     ) -> Result<String, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.create_multipart);
@@ -281,7 +348,9 @@ impl Store {
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
-            .key(&key);
+            .key(&key)
+            .set_checksum_algorithm(checksum.map(sdk_algorithm))
+            .set_checksum_type(checksum.map(sdk_type));
         let out = object_headers!(req, p, meta, Some(part_size))
             .send()
             .await
@@ -291,6 +360,7 @@ impl Store {
             .ok_or_else(|| S3Error::protocol("create multipart upload", &key, "no UploadId"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn upload_part(
         &self,
         rel: &str,
@@ -298,8 +368,9 @@ impl Store {
         number: u32,
         body: Bytes,
         md5: &Md5Digest,
+        sum: Option<&Checksum>,
         tally: Arc<dyn body::Tally>,
-    ) -> Result<String, S3Error> {
+    ) -> Result<(String, Answered), S3Error> {
         let key = self.key(rel);
         bump(&self.requests.upload_part);
         let len = body.len() as u64;
@@ -313,7 +384,9 @@ impl Store {
             .part_number(number as i32)
             .body(stream)
             .content_length(len as i64)
-            .content_md5(content_md5(md5))
+            .content_md5(content_md5(md5));
+        let req = with_checksum!(req, sum.map(|c| (c.algorithm, c.base64())))
+            .set_checksum_algorithm(sum.map(|c| sdk_algorithm(c.algorithm)))
             .customize()
             .config_override(self.ceiling(len));
         let req = if self.put.sign_payload {
@@ -325,7 +398,7 @@ impl Store {
         counted.settle(out.is_ok());
         let out = out.map_err(|e| classify("upload part", self.bucket(), &key, e))?;
         self.requests.bytes_sent.fetch_add(len, Ordering::Relaxed);
-        Ok(out.e_tag().unwrap_or_default().to_string())
+        Ok((out.e_tag().unwrap_or_default().to_string(), answered!(out)))
     }
 
     /// A request body whose bytes go to `tally` as they are sent; with signed payloads,
@@ -338,40 +411,52 @@ impl Store {
         }
     }
 
+    /// Complete an upload from its parts' ETags (in part order). With `checksums` (the parts'
+    /// checksums, in the same order, and the object's), each part is named with its checksum
+    /// and a full-object checksum is sent for the server to check against the whole object.
     pub async fn complete_multipart(
         &self,
         rel: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        checksums: Option<(&[Checksum], &ObjectChecksum)>,
     ) -> Result<Written, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.complete);
+        let part_sums = checksums.map(|(p, _)| p);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|(n, etag)| {
-                        CompletedPart::builder()
-                            .part_number(*n as i32)
-                            .e_tag(etag)
-                            .build()
+                    .enumerate()
+                    .map(|(i, (n, etag))| {
+                        let b = CompletedPart::builder().part_number(*n as i32).e_tag(etag);
+                        let sum = part_sums.and_then(|s| s.get(i));
+                        with_checksum!(b, sum.map(|c| (c.algorithm, c.base64()))).build()
                     })
                     .collect(),
             ))
             .build();
-        let out = self
+        let whole = checksums.and_then(|(_, whole)| match whole {
+            ObjectChecksum::Full(c) => Some(c),
+            ObjectChecksum::Composite { .. } => None,
+        });
+        let req = self
             .client
             .complete_multipart_upload()
             .bucket(self.bucket())
             .key(&key)
             .upload_id(upload_id)
             .multipart_upload(completed)
+            .set_checksum_type(whole.map(|c| sdk_type(c.algorithm)));
+        let out = with_checksum!(req, whole.map(|c| (c.algorithm, c.base64())))
             .send()
             .await
             .map_err(|e| classify("complete multipart upload", self.bucket(), &key, e))?;
         Ok(Written {
             etag: out.e_tag().unwrap_or_default().to_string(),
             etag_not_md5: kms_or_customer(out.server_side_encryption(), None),
+            checksums: answered!(out),
         })
     }
 
@@ -480,6 +565,10 @@ impl Store {
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),
             ),
+            checksums: out
+                .copy_object_result()
+                .map(|r| answered!(r))
+                .unwrap_or_default(),
         })
     }
 
@@ -566,6 +655,7 @@ impl Store {
                         key: k.to_string(),
                         upload_id: id.to_string(),
                         initiated: u.initiated().and_then(|t| SystemTime::try_from(*t).ok()),
+                        checksum: u.checksum_algorithm().map(|a| a.as_str().to_string()),
                     });
                 }
             }
@@ -648,6 +738,21 @@ impl Store {
 
     /// HEAD an object, optionally asking for one part's length.
     pub async fn head(&self, rel: &str, part_number: Option<u32>) -> Result<Head, S3Error> {
+        self.head_as(rel, part_number, false).await
+    }
+
+    /// HEAD an object in checksum mode (`x-amz-checksum-mode: ENABLED`): [`Head::checksums`]
+    /// holds what the server stored, where it stores checksums.
+    pub async fn head_checksums(&self, rel: &str) -> Result<Head, S3Error> {
+        self.head_as(rel, None, true).await
+    }
+
+    async fn head_as(
+        &self,
+        rel: &str,
+        part_number: Option<u32>,
+        checksums: bool,
+    ) -> Result<Head, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.head);
         let out = self
@@ -656,6 +761,7 @@ impl Store {
             .bucket(self.bucket())
             .key(&key)
             .set_part_number(part_number.map(|n| n as i32))
+            .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
             .send()
             .await
             .map_err(|e| classify("head", self.bucket(), &key, e))?;
@@ -668,6 +774,7 @@ impl Store {
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),
             ),
+            checksums: answered!(out),
         })
     }
 
@@ -734,6 +841,7 @@ impl Store {
                 out.server_side_encryption(),
                 out.sse_customer_algorithm(),
             ),
+            checksums: answered!(out),
         };
         let body = Body {
             stream: out.body,

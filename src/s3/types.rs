@@ -4,7 +4,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use base64::Engine;
+
+use crate::read::checksum::{AUTO_ALGORITHM, Algorithm, ChecksumMode};
 
 use crate::read::etag::Md5Digest;
 
@@ -25,6 +30,11 @@ pub struct PutOptions {
     /// over every byte (SHA-256) buys nothing but CPU; `--s3-sign-payload` turns it on for
     /// servers that insist.
     pub sign_payload: bool,
+    /// `--s3-checksum`: when uploads carry an S3 checksum beside Content-MD5.
+    pub checksum: ChecksumMode,
+    /// Set once an answer showed that this server's ETags are not MD5s (`auto` then sends
+    /// checksums for the rest of the run). Shared by every clone of these options.
+    pub opaque_etags: Arc<AtomicBool>,
 }
 
 impl PutOptions {
@@ -34,7 +44,37 @@ impl PutOptions {
             .as_deref()
             .is_some_and(|s| s.starts_with("aws:kms"))
     }
+
+    /// The checksum every upload carries now: the one `--s3-checksum` names; with `auto`,
+    /// CRC64NVME once the ETags are known not to prove objects (SSE-KMS configured, or an
+    /// answer showed it); otherwise none.
+    pub fn checksum(&self) -> Option<Algorithm> {
+        match self.checksum {
+            ChecksumMode::Off => None,
+            ChecksumMode::Auto => (self.etag_not_md5()
+                || self.opaque_etags.load(Ordering::Relaxed))
+            .then_some(AUTO_ALGORITHM),
+            m => m.always(),
+        }
+    }
+
+    /// Note that an answer carried an ETag that is not an MD5 (see [`PutOptions::checksum`]).
+    /// Returns whether this changes what `auto` sends from now on.
+    pub fn learn_opaque_etags(&self) -> bool {
+        self.checksum == ChecksumMode::Auto && !self.opaque_etags.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether registry blobs that go in one PUT carry their SHA-256 (their name) as
+    /// `x-amz-checksum-sha256`, for the server to refuse bytes that do not match it: unless
+    /// checksums are off or another algorithm is named (a request carries one checksum).
+    pub fn blob_digests(&self) -> bool {
+        matches!(self.checksum, ChecksumMode::Auto | ChecksumMode::Sha256)
+    }
 }
+
+/// Checksums an answer carried, by algorithm, as the server wrote them (`base64`, or
+/// `base64-N` for a composite).
+pub type Answered = Vec<(Algorithm, String)>;
 
 /// An object listed under the prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +101,8 @@ pub struct ListPage {
 pub struct Written {
     pub etag: String,
     pub etag_not_md5: bool,
+    /// The checksums the answer carried (none from servers without checksum support).
+    pub checksums: Answered,
 }
 
 /// An in-progress multipart upload.
@@ -69,6 +111,8 @@ pub struct UploadInfo {
     pub key: String,
     pub upload_id: String,
     pub initiated: Option<SystemTime>,
+    /// The checksum algorithm the upload was created with, as the listing names it.
+    pub checksum: Option<String>,
 }
 
 /// A part of an in-progress multipart upload.
@@ -88,6 +132,8 @@ pub struct Head {
     pub metadata: HashMap<String, String>,
     pub content_type: Option<String>,
     pub etag_not_md5: bool,
+    /// The object's stored checksums (asked for with checksum mode; none otherwise).
+    pub checksums: Answered,
 }
 
 /// What an object carries besides its bytes: written with every upload, carried over when an

@@ -2,15 +2,19 @@
 //! then completed and proven, or aborted. Local files (`upload`) and objects streamed from
 //! another bucket (`relay`) feed the same session, so both send parts with Content-MD5,
 //! check every part's ETag, retry integrity failures the same way and prove the completed
-//! object by its composite ETag.
+//! object by its composite ETag. Where a checksum goes with the bytes (`--s3-checksum`, a
+//! registry blob's digest), the server's answer must carry the same value, or the write is
+//! an integrity failure like a wrong ETag; where the ETag is not an MD5, that checksum is the
+//! proof.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::read::ReadError;
+use crate::read::checksum::{Algorithm, Checksum, ChecksumMode, ObjectChecksum};
 use crate::read::etag::{ETag, Md5Digest, PartError};
 use crate::report::Stats;
-use crate::s3::{Head, ObjectMeta, PartInfo, S3Error, Store, Written};
+use crate::s3::{Answered, Head, ObjectMeta, PartInfo, S3Error, Store, Written};
 
 /// Why a file was not uploaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,9 +62,70 @@ impl UploadError {
 pub enum Proof {
     /// The server's ETag matches our MD5 (or composite).
     Verified,
-    /// The server's ETag is not an MD5 (SSE-KMS, SSE-C, or a gateway's own): `check` must
-    /// download to verify.
+    /// The server's ETag is not an MD5, and the checksum it stored is the one we sent.
+    Checksum,
+    /// The server's ETag is not an MD5 (SSE-KMS, SSE-C, or a gateway's own) and no checksum
+    /// proves the object: `check` must download to verify.
     NotComparable,
+}
+
+/// Whether the server's answer for `alg` is `ours`: `None` when it gave none for `alg`
+/// (a server without checksum support, or a part of a full-object upload on some servers).
+pub fn checksum_answered(answered: &Answered, ours: &ObjectChecksum) -> Option<bool> {
+    let (_, value) = answered.iter().find(|(a, _)| *a == ours.algorithm())?;
+    Some(
+        match (ObjectChecksum::parse(ours.algorithm(), value), ours) {
+            (Some(theirs), _) if &theirs == ours => true,
+            // A composite written without its part count.
+            (Some(ObjectChecksum::Full(c)), ObjectChecksum::Composite { of_parts, .. }) => {
+                &c == of_parts
+            }
+            _ => false,
+        },
+    )
+}
+
+/// Where the ETag cannot prove a write and the answer did not carry the checksum we sent
+/// (some servers answer CompleteMultipartUpload without it): the checksum the server stored,
+/// from a HEAD in checksum mode.
+async fn ask_stored(
+    store: &Store,
+    rel: &str,
+    w: &mut Written,
+    sent: Option<&ObjectChecksum>,
+    etag: &Result<Proof, String>,
+) -> Result<(), S3Error> {
+    if let (Some(ours), Ok(Proof::NotComparable)) = (sent, etag)
+        && checksum_answered(&w.checksums, ours).is_none()
+    {
+        w.checksums = store.head_checksums(rel).await?.checksums;
+    }
+    Ok(())
+}
+
+/// Add the checksum we sent to an ETag's verdict: a stored checksum that differs from ours
+/// fails the write, one that matches proves it where the ETag cannot.
+fn with_checksum(
+    etag: Result<Proof, String>,
+    w: &Written,
+    sent: Option<&ObjectChecksum>,
+) -> Result<Proof, String> {
+    let answered = sent.and_then(|ours| Some((ours, checksum_answered(&w.checksums, ours)?)));
+    match (answered, etag) {
+        (Some((ours, false)), _) => {
+            let theirs = w
+                .checksums
+                .iter()
+                .find(|(a, _)| *a == ours.algorithm())
+                .map_or("", |(_, v)| v.as_str());
+            Err(format!(
+                "server stored checksum {} {theirs}, not the {ours} we sent",
+                ours.algorithm()
+            ))
+        }
+        (Some((_, true)), Ok(Proof::NotComparable)) => Ok(Proof::Checksum),
+        (_, etag) => etag,
+    }
 }
 
 /// Compare a single-PUT ETag with the MD5 we sent.
@@ -124,6 +189,7 @@ pub async fn with_etag(
     let written = Written {
         etag: head.etag.clone(),
         etag_not_md5: w.etag_not_md5 || head.etag_not_md5,
+        checksums: w.checksums,
     };
     Ok((written, Some(head)))
 }
@@ -147,9 +213,12 @@ pub fn prove_composite(
     }
 }
 
-/// Upload `data` (whose MD5 is `md5`) in one PUT with Content-MD5 and prove it: the ETag
-/// must be that MD5. A bad digest or another ETag is retried; an object that still fails is
-/// deleted, so no later run skips it.
+/// Upload `data` (whose MD5 is `md5`, and `sum` its checksum to send) in one PUT with
+/// Content-MD5 and prove it: the ETag must be that MD5, and a stored checksum must be `sum`.
+/// A bad digest or another ETag or checksum is retried; an object that still fails is
+/// deleted, so no later run skips it. With `--s3-checksum auto`, an answer whose ETag proves
+/// nothing teaches the run to send checksums, and this object is sent again with one.
+#[allow(clippy::too_many_arguments)]
 pub async fn put_proven(
     store: &Store,
     stats: &Arc<Stats>,
@@ -157,19 +226,48 @@ pub async fn put_proven(
     rel: &str,
     data: bytes::Bytes,
     md5: Md5Digest,
+    mut sum: Option<Checksum>,
     meta: &ObjectMeta,
 ) -> Result<Proof, UploadError> {
     let kms = store.put.etag_not_md5();
     let len = data.len() as u64;
     let mut attempt = 0;
     loop {
-        let sent = store.put_object(rel, data.clone(), &md5, meta, stats.clone());
+        let sent = store.put_object(rel, data.clone(), &md5, sum.as_ref(), meta, stats.clone());
         let result = match sent.await {
             Ok(w) => with_etag(store, rel, w).await.map(|(w, _)| w),
             Err(e) => Err(e),
         };
+        let ours = sum.clone().map(ObjectChecksum::Full);
+        let result = match result {
+            Ok(mut w) => {
+                let etag = prove_single(&w, &md5, kms);
+                ask_stored(store, rel, &mut w, ours.as_ref(), &etag)
+                    .await
+                    .map(|()| (w, etag))
+            }
+            Err(e) => Err(e),
+        };
         let failure = match result {
-            Ok(w) => match prove_single(&w, &md5, kms) {
+            Ok((w, etag)) => match with_checksum(etag, &w, ours.as_ref()) {
+                Ok(Proof::NotComparable)
+                    if sum.is_none() && store.put.checksum == ChecksumMode::Auto =>
+                {
+                    let first = store.put.learn_opaque_etags();
+                    let alg = store.put.checksum().expect("auto sends a checksum now");
+                    if first {
+                        tracing::info!(
+                            "{rel}: the server's ETags are not MD5s: uploads carry {alg} checksums from now on"
+                        );
+                    }
+                    let bytes = data.clone();
+                    sum = Some(
+                        crate::read::blocking(rel, move || Ok(Checksum::of(alg, &bytes))).await?,
+                    );
+                    // Sent again with the checksum: these bytes do not count twice.
+                    stats.unmoved(len);
+                    continue;
+                }
                 Ok(proof) => return Ok(proof),
                 Err(message) => {
                     // Sent again below: these bytes do not count twice.
@@ -199,10 +297,13 @@ pub struct Session {
     pub retry: Retry,
     pub rel: String,
     pub upload_id: String,
+    /// The checksum every part carries, and the object's.
+    pub checksum: Option<Algorithm>,
 }
 
 impl Session {
-    /// Start a new upload of `rel`, its metadata recording `part_size`.
+    /// Start a new upload of `rel`, its metadata recording `part_size`, its parts carrying
+    /// `checksum`.
     pub async fn create(
         store: Arc<Store>,
         stats: Arc<Stats>,
@@ -210,18 +311,24 @@ impl Session {
         rel: &str,
         meta: &ObjectMeta,
         part_size: u64,
+        checksum: Option<Algorithm>,
     ) -> Result<Session, S3Error> {
-        let upload_id = store.create_multipart(rel, meta, part_size).await?;
-        Ok(Session::adopt(store, stats, retry, rel, upload_id))
+        let upload_id = store
+            .create_multipart(rel, meta, part_size, checksum)
+            .await?;
+        Ok(Session::adopt(
+            store, stats, retry, rel, upload_id, checksum,
+        ))
     }
 
-    /// Go on with an upload an earlier run started.
+    /// Go on with an upload an earlier run started (with `checksum`, as it was created).
     pub fn adopt(
         store: Arc<Store>,
         stats: Arc<Stats>,
         retry: Retry,
         rel: &str,
         upload_id: String,
+        checksum: Option<Algorithm>,
     ) -> Session {
         Session {
             store,
@@ -229,18 +336,20 @@ impl Session {
             retry,
             rel: rel.to_string(),
             upload_id,
+            checksum,
         }
     }
 
-    /// Send part `number` (`data`, whose MD5 is `md5`) unless `existing` (the part an
-    /// interrupted upload already holds) has these very bytes. The returned ETag must be the
-    /// MD5 sent; a bad digest or another ETag is retried. Returns the part's ETag and whether
-    /// it was reused.
+    /// Send part `number` (`data`, whose MD5 is `md5` and checksum `sum`) unless `existing`
+    /// (the part an interrupted upload already holds) has these very bytes. The returned ETag
+    /// must be the MD5 sent, and a checksum the answer carries must be `sum`; a bad digest or
+    /// another ETag or checksum is retried. Returns the part's ETag and whether it was reused.
     pub async fn send(
         &self,
         number: u32,
         data: bytes::Bytes,
         md5: Md5Digest,
+        sum: Option<&Checksum>,
         existing: Option<&PartInfo>,
     ) -> Result<(String, bool), UploadError> {
         let len = data.len() as u64;
@@ -262,22 +371,31 @@ impl Session {
                     number,
                     data.clone(),
                     &md5,
+                    sum,
                     self.stats.clone(),
                 )
                 .await
             {
-                Ok(etag) => {
+                Ok((etag, answered)) => {
                     let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
                     let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
-                    if ok || opaque {
+                    let ours = sum.cloned().map(ObjectChecksum::Full);
+                    let stored = ours.as_ref().and_then(|o| checksum_answered(&answered, o));
+                    if (ok || opaque) && stored != Some(false) {
                         return Ok((etag, false));
                     }
                     // Sent again below: these bytes do not count twice.
                     self.stats.unmoved(len);
-                    format!(
-                        "part {number}: server ETag {etag} is not the MD5 we sent ({})",
-                        hex::encode(md5)
-                    )
+                    if stored == Some(false) {
+                        format!(
+                            "part {number}: the server stored another checksum than the one we sent"
+                        )
+                    } else {
+                        format!(
+                            "part {number}: server ETag {etag} is not the MD5 we sent ({})",
+                            hex::encode(md5)
+                        )
+                    }
                 }
                 Err(e) if is_bad_digest(&e) => format!("part {number}: {e}"),
                 Err(e) => return Err(e.into()),
@@ -294,15 +412,23 @@ impl Session {
     }
 
     /// Complete the upload from its parts' ETags (in part order) and prove the object by the
-    /// composite of `md5s`. An object that fails the proof is deleted, so no later run skips
-    /// it. Returns the proof and the HEAD made when the answer had no ETag.
+    /// composite of `md5s` and, when the parts carried checksums (`sums`, with each part's
+    /// length), by the object's checksum the server stored. An object that fails the proof is
+    /// deleted, so no later run skips it. Returns the proof and the HEAD made when the answer
+    /// had no ETag.
     pub async fn complete(
         &self,
         etags: Vec<String>,
         md5s: &[Md5Digest],
+        sums: Option<&[(Checksum, u64)]>,
     ) -> Result<(Proof, Written, Option<Head>), UploadError> {
-        let (written, headed) = self.finish(etags).await?;
-        match prove_composite(&written, md5s, self.store.put.etag_not_md5()) {
+        let whole = sums.and_then(ObjectChecksum::of_parts);
+        let parts: Option<Vec<Checksum>> = sums.map(|s| s.iter().map(|(c, _)| c.clone()).collect());
+        let checksums = parts.as_deref().zip(whole.as_ref());
+        let (mut written, headed) = self.finish_with(etags, checksums).await?;
+        let etag = prove_composite(&written, md5s, self.store.put.etag_not_md5());
+        ask_stored(&self.store, &self.rel, &mut written, whole.as_ref(), &etag).await?;
+        match with_checksum(etag, &written, whole.as_ref()) {
             Ok(p) => Ok((p, written, headed)),
             Err(message) => {
                 let _ = self.store.delete(&self.rel).await;
@@ -318,6 +444,14 @@ impl Session {
     /// the server copied, whose MD5s we never saw. Returns what was written (its ETag, from
     /// a HEAD when the answer had none) and that HEAD.
     pub async fn finish(&self, etags: Vec<String>) -> Result<(Written, Option<Head>), UploadError> {
+        self.finish_with(etags, None).await
+    }
+
+    async fn finish_with(
+        &self,
+        etags: Vec<String>,
+        checksums: Option<(&[Checksum], &ObjectChecksum)>,
+    ) -> Result<(Written, Option<Head>), UploadError> {
         if etags.iter().any(String::is_empty) {
             return Err(UploadError::Internal {
                 path: self.rel.clone(),
@@ -327,7 +461,7 @@ impl Session {
         let parts: Vec<(u32, String)> = (1..).zip(etags).collect();
         let written = self
             .store
-            .complete_multipart(&self.rel, &self.upload_id, &parts)
+            .complete_multipart(&self.rel, &self.upload_id, &parts, checksums)
             .await?;
         Ok(with_etag(&self.store, &self.rel, written).await?)
     }
@@ -360,6 +494,7 @@ mod tests {
         let w = |etag: String, kms: bool| Written {
             etag,
             etag_not_md5: kms,
+            checksums: Vec::new(),
         };
         let hex = hex::encode(md5);
         assert_eq!(

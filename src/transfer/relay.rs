@@ -165,7 +165,12 @@ async fn start(
     } else {
         (None, Vec::new())
     };
-    if let Some((id, parts)) = chosen {
+    if let Some(crate::transfer::upload::Resumable {
+        upload_id: id,
+        parts,
+        ..
+    }) = chosen
+    {
         let kept: Kept = parts
             .into_iter()
             .filter_map(|(n, p)| match ETag::parse(&p.etag) {
@@ -181,7 +186,7 @@ async fn start(
             );
             let reused: u64 = kept.keys().map(|&n| plan.range(n as u64 - 1).1).sum();
             r.stats.reused(reused);
-            let s = Session::adopt(r.dst.clone(), r.stats.clone(), r.retry, rel, id);
+            let s = Session::adopt(r.dst.clone(), r.stats.clone(), r.retry, rel, id, None);
             return Ok((s, kept, stale));
         }
     }
@@ -192,6 +197,7 @@ async fn start(
         rel,
         meta,
         plan.part_size,
+        None,
     )
     .await?;
     Ok((s, Kept::new(), stale))
@@ -480,8 +486,17 @@ async fn streamed(
             if compared && etag != &ETag::Md5(md5) {
                 return Err(not_the_source(obj, &ETag::Md5(md5)));
             }
-            multipart::put_proven(&r.dst, &r.stats, r.retry, rel, data, md5, &meta_of(&h, obj))
-                .await?;
+            multipart::put_proven(
+                &r.dst,
+                &r.stats,
+                r.retry,
+                rel,
+                data,
+                md5,
+                None,
+                &meta_of(&h, obj),
+            )
+            .await?;
             return Ok(if compared {
                 Proof::Streamed
             } else {
@@ -535,7 +550,7 @@ async fn streamed(
         session.abort().await;
         return Err(not_the_source(obj, &read));
     }
-    let (_, _, headed) = session.complete(etags, &md5s).await?;
+    let (_, _, headed) = session.complete(etags, &md5s, None).await?;
     if !finish_resumed(r, rel, stale, resumed, &meta, headed).await? {
         tracing::info!("{rel}: the resumed copy carried another version's metadata; copying again");
         return Box::pin(streamed(r, obj, etag, head, layout, false, expect)).await;
@@ -689,7 +704,7 @@ async fn stream_group(
         .iter()
         .zip(hashed)
         .map(|(&(number, _), (data, md5))| async move {
-            let (etag, _) = session.send(number, data, md5, None).await?;
+            let (etag, _) = session.send(number, data, md5, None, None).await?;
             Ok::<_, UploadError>((number, md5, etag))
         });
     futures::future::try_join_all(sends).await

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::limits::Limits;
 use crate::config::registry::{Kind, Layout, parse_link};
 use crate::march::walk::LocalFile;
+use crate::read::checksum::{Algorithm, Checksum};
 use crate::read::etag::{Md5Digest, PartPlan};
 use crate::read::sha::InOrderSha;
 use crate::read::{self, Budget, SourceFile};
@@ -139,10 +140,24 @@ pub async fn upload(ctx: Arc<UploadCtx>, entry: LocalFile) -> Result<Uploaded, U
 
 async fn upload_single(ctx: &UploadCtx, entry: &LocalFile) -> Result<Uploaded, UploadError> {
     let is_blob = ctx.registry.as_ref().is_some_and(|r| r.is_blob(&entry.rel));
+    // A registry blob carries its SHA-256, its name, for the server to check; other files
+    // the run's checksum, if any.
+    let checksum = if is_blob && ctx.store.put.blob_digests() {
+        Some(Algorithm::Sha256)
+    } else {
+        ctx.store.put.checksum()
+    };
     let buf = ctx.budget.buffer(entry.size).await;
     let (data, digests) = ctx
         .io
-        .read_whole(&entry.rel, &entry.path, entry.stamp(), buf, is_blob)
+        .read_whole(
+            &entry.rel,
+            &entry.path,
+            entry.stamp(),
+            buf,
+            is_blob,
+            checksum,
+        )
         .await?;
     let md5 = digests.md5;
     if let Some(reg) = &ctx.registry
@@ -160,6 +175,7 @@ async fn upload_single(ctx: &UploadCtx, entry: &LocalFile) -> Result<Uploaded, U
         &entry.rel,
         data,
         md5,
+        digests.checksum,
         &ObjectMeta::file(entry.mtime),
     )
     .await?;
@@ -220,7 +236,7 @@ pub async fn find_resumable(
     pending: Option<&HashMap<String, Vec<UploadInfo>>>,
     rel: &str,
     plan: &PartPlan,
-) -> (Option<(String, HashMap<u32, PartInfo>)>, Vec<String>) {
+) -> (Option<Resumable>, Vec<String>) {
     let key = store.key(rel);
     let Some(pending) = pending.and_then(|p| p.get(&key)) else {
         return (None, Vec::new());
@@ -241,12 +257,24 @@ pub async fn find_resumable(
         .collect();
     let chosen = chosen.map(|i| {
         let (u, parts) = &candidates[i];
-        (
-            u.upload_id.clone(),
-            parts.iter().map(|p| (p.number, p.clone())).collect(),
-        )
+        Resumable {
+            upload_id: u.upload_id.clone(),
+            parts: parts.iter().map(|p| (p.number, p.clone())).collect(),
+            // The upload goes on with the checksum it was created with: S3 takes no other
+            // for its parts.
+            checksum: u.checksum.as_deref().and_then(Algorithm::parse),
+        }
     });
     (chosen, others)
+}
+
+/// An interrupted upload to go on with.
+pub struct Resumable {
+    pub upload_id: String,
+    /// Its parts, by number.
+    pub parts: HashMap<u32, PartInfo>,
+    /// The checksum its parts carry.
+    pub checksum: Option<Algorithm>,
 }
 
 async fn upload_multipart(
@@ -299,7 +327,7 @@ async fn upload_multipart(
         }
         (r, _, _) => r,
     };
-    let (md5s, etags, reused) = match result {
+    let (md5s, sums, etags, reused) = match result {
         Ok(r) => r,
         Err(e) => {
             // Keep the upload for the next run to resume when the failure was temporary;
@@ -317,7 +345,8 @@ async fn upload_multipart(
         })?;
 
     debug_assert_eq!(etags.len() as u64, plan.count);
-    let (proof, _, headed) = session.complete(etags, &md5s).await?;
+    let sums: Option<Vec<(Checksum, u64)>> = sums.into_iter().collect();
+    let (proof, _, headed) = session.complete(etags, &md5s, sums.as_deref()).await?;
     for id in stale {
         let _ = ctx
             .store
@@ -365,7 +394,11 @@ async fn session(
     };
     let resumed = resume.is_some();
     let (session, existing) = match resume {
-        Some((id, parts)) => {
+        Some(Resumable {
+            upload_id,
+            parts,
+            checksum,
+        }) => {
             tracing::info!(
                 "{}: resuming interrupted upload ({} parts already there)",
                 entry.rel,
@@ -376,7 +409,8 @@ async fn session(
                 ctx.stats.clone(),
                 ctx.retry,
                 &entry.rel,
-                id,
+                upload_id,
+                checksum,
             );
             (s, parts)
         }
@@ -388,6 +422,7 @@ async fn session(
                 &entry.rel,
                 &ObjectMeta::file(entry.mtime),
                 plan.part_size,
+                ctx.store.put.checksum(),
             )
             .await?;
             (s, HashMap::new())
@@ -440,7 +475,13 @@ async fn metadata_matches(
     )
 }
 
-type PartsDone = (Vec<Md5Digest>, Vec<String>, u64);
+/// Every part's MD5 and checksum (with its length), its ETag, and the bytes reused.
+type PartsDone = (
+    Vec<Md5Digest>,
+    Vec<Option<(Checksum, u64)>>,
+    Vec<String>,
+    u64,
+);
 
 /// What [`send_parts`] uploads.
 struct Parts<'a> {
@@ -473,6 +514,7 @@ async fn send_parts(
     } = parts;
     let n = plan.count as usize;
     let mut md5s = vec![[0u8; 16]; n];
+    let mut sums = vec![None; n];
     let mut etags = vec![String::new(); n];
     let mut reused = 0u64;
     // Two groups out at once: one uploading while the next is read and hashed.
@@ -505,8 +547,9 @@ async fn send_parts(
         };
         match joined {
             Ok(Ok(done)) => {
-                for (number, len, md5, etag, was_reused) in done {
+                for (number, len, md5, sum, etag, was_reused) in done {
                     md5s[number as usize - 1] = md5;
+                    sums[number as usize - 1] = sum.map(|s| (s, len));
                     etags[number as usize - 1] = etag;
                     if was_reused {
                         reused += len;
@@ -527,7 +570,7 @@ async fn send_parts(
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok((md5s, etags, reused))
+    Ok((md5s, sums, etags, reused))
 }
 
 /// One group of parts of a file: read and hashed together, then uploaded.
@@ -544,8 +587,8 @@ struct Group {
     uploading: Arc<Semaphore>,
 }
 
-/// A part done: number, length, MD5, ETag, and whether the interrupted upload had it.
-type PartDone = (u32, u64, Md5Digest, String, bool);
+/// A part done: number, length, MD5, checksum, ETag, and whether the interrupted upload had it.
+type PartDone = (u32, u64, Md5Digest, Option<Checksum>, String, bool);
 
 impl Group {
     async fn send(self) -> Result<Vec<PartDone>, UploadError> {
@@ -559,13 +602,16 @@ impl Group {
             .zip(bufs)
             .map(|(&(_, (offset, _)), buf)| (offset, buf))
             .collect();
-        let read = ctx.io.read_ranges(&self.rel, &self.file, ranges).await?;
+        let read = ctx
+            .io
+            .read_ranges(&self.rel, &self.file, ranges, self.session.checksum)
+            .await?;
         let this = &self;
         let sends =
             self.parts
                 .iter()
                 .zip(read)
-                .map(|(&(number, (_, len)), (data, md5))| async move {
+                .map(|(&(number, (_, len)), (data, md5, sum))| async move {
                     // The SHA-256 of a registry blob is hashed on a blocking thread while the
                     // part is sent; the part is done when both are.
                     let hashing = this.sha.clone().map(|sha| {
@@ -579,7 +625,7 @@ impl Group {
                             .await
                             .expect("the upload slots are never closed");
                         this.session
-                            .send(number, data, md5, this.existing.get(&number))
+                            .send(number, data, md5, sum.as_ref(), this.existing.get(&number))
                             .await
                     };
                     if let Some(h) = hashing {
@@ -589,7 +635,7 @@ impl Group {
                         })?;
                     }
                     let (etag, was_reused) = sent?;
-                    Ok::<_, UploadError>((number, len, md5, etag, was_reused))
+                    Ok::<_, UploadError>((number, len, md5, sum, etag, was_reused))
                 });
         futures::future::try_join_all(sends).await
     }
@@ -613,6 +659,7 @@ mod tests {
             key: "k".into(),
             upload_id: id.into(),
             initiated: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+            checksum: None,
         }
     }
 

@@ -4,8 +4,10 @@
 //! ETag by recomputing `md5(concat(part md5s))-N` from the file with the right part size (from
 //! our metadata, else `HEAD ?partNumber=1`, else the sizes common tools use). A listing without
 //! ETags (some servers omit them) costs one HEAD per object, not a download. When no ETag can
-//! prove it (SSE-KMS, SSE-C, an unknown part size) the object is downloaded and its MD5
-//! compared, unless `--no-download`, and then it is counted as unverified — never as a match.
+//! prove it (SSE-KMS, SSE-C, an unknown part size) the S3 checksum the server stored is the
+//! next proof: one HEAD in checksum mode, and the same checksum computed over the file. Only
+//! where neither exists is the object downloaded and its MD5 compared, unless `--no-download`,
+//! and then it is counted as unverified — never as a match.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use sha2::Sha256;
 
 use crate::march::list::ListedObject;
 use crate::march::walk::LocalFile;
+use crate::read::checksum::{self, Algorithm, Checksum, ObjectChecksum};
 use crate::read::etag::{ETag, MIB, Md5Digest, PartPlan, candidate_part_sizes};
 use crate::read::{self, ReadError, SourceFile, Stamp};
 use crate::s3::{self, Head, S3Error, Store};
@@ -24,10 +27,21 @@ const HASH_BLOCK: u64 = 4 * MIB;
 /// Most part sizes tried when reproducing a multipart ETag without a recorded part size.
 const MAX_CANDIDATES: usize = 8;
 
+/// What proved a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The ETag: the object's MD5, or the composite of its parts' MD5s.
+    Etag,
+    /// The S3 checksum the server stored (where the ETag is not an MD5).
+    Checksum,
+    /// The object's bytes, downloaded.
+    Download,
+}
+
 /// The outcome of checking one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Match,
+    Match(By),
     SizeDiffers,
     HashDiffers,
     /// Content could not be proven (reason given); counted as a difference, never a match.
@@ -203,9 +217,105 @@ async fn download_compare(store: &Store, entry: &LocalFile, blob: &mut BlobCheck
         (Err(e), _) => Verdict::Error(e.to_string()),
         (_, Err(e)) => Verdict::Error(e.to_string()),
         (Ok((n, _)), _) if n != entry.size => Verdict::SizeDiffers,
-        (Ok((_, r)), Ok(l)) if r == l => Verdict::Match,
+        (Ok((_, r)), Ok(l)) if r == l => Verdict::Match(By::Download),
         _ => Verdict::HashDiffers,
     }
+}
+
+/// The checksum of a file as S3 stores it for `stored`'s shape: over the whole file, or, for a
+/// composite, over each part of `part_size` bytes and then over those. With `sha256`, the
+/// file's SHA-256 too (a registry blob's name), from the same pass.
+pub fn file_checksum(
+    f: &SourceFile,
+    alg: Algorithm,
+    part_size: Option<u64>,
+    sha256: bool,
+) -> Result<(ObjectChecksum, Option<String>), ReadError> {
+    let mut sha = sha256.then(Sha256::new);
+    let mut h = checksum::Hasher::new(alg);
+    let mut parts: Vec<(Checksum, u64)> = Vec::new();
+    let mut filled = 0u64;
+    f.for_each_block(HASH_BLOCK, |all| {
+        if let Some(s) = sha.as_mut() {
+            s.update(all);
+        }
+        let Some(part) = part_size else {
+            h.update(all);
+            return;
+        };
+        let mut block = all;
+        while !block.is_empty() {
+            let take = ((part - filled) as usize).min(block.len());
+            h.update(&block[..take]);
+            filled += take as u64;
+            block = &block[take..];
+            if filled == part {
+                let done = std::mem::replace(&mut h, checksum::Hasher::new(alg));
+                parts.push((done.finish(), part));
+                filled = 0;
+            }
+        }
+    })?;
+    let sha = sha.map(|s| hex::encode(s.finalize()));
+    if part_size.is_none() {
+        return Ok((ObjectChecksum::Full(h.finish()), sha));
+    }
+    if filled > 0 || parts.is_empty() {
+        parts.push((h.finish(), filled));
+    }
+    let sum = ObjectChecksum::of_parts(&parts).expect("at least one part");
+    Ok((sum, sha))
+}
+
+/// Prove the object by the checksum the server stored (a HEAD in checksum mode) against the
+/// same checksum of the file. `None` when the server stores none, or a composite whose part
+/// size is unknown: the caller falls back to downloading.
+async fn by_checksum(
+    store: &Store,
+    entry: &LocalFile,
+    blob: &mut BlobCheck<'_>,
+) -> Option<Verdict> {
+    let head = match store.head_checksums(&entry.rel).await {
+        Ok(h) => h,
+        Err(e) => return Some(Verdict::Error(e.to_string())),
+    };
+    if head.content_length != entry.size {
+        return Some(Verdict::SizeDiffers);
+    }
+    let stored = head
+        .checksums
+        .iter()
+        .find_map(|(alg, v)| ObjectChecksum::parse(*alg, v))?;
+    let part_size = match &stored {
+        ObjectChecksum::Full(_) => None,
+        ObjectChecksum::Composite { parts, .. } => Some(
+            s3::recorded_part_size(&head.metadata)
+                .filter(|&p| crate::read::etag::fits(entry.size, p, *parts))?,
+        ),
+    };
+    let (path, st, alg, sha) = (
+        entry.path.clone(),
+        entry.stamp(),
+        stored.algorithm(),
+        blob.wanted(),
+    );
+    let computed = read::blocking(&entry.rel, move || {
+        file_checksum(&SourceFile::open(&path, st)?, alg, part_size, sha)
+    })
+    .await;
+    Some(match computed {
+        Err(e) => Verdict::Error(e.to_string()),
+        Ok((ours, sha)) => {
+            if let Some(a) = sha {
+                blob.actual = Some(a);
+            }
+            if ours == stored {
+                Verdict::Match(By::Checksum)
+            } else {
+                Verdict::HashDiffers
+            }
+        }
+    })
 }
 
 async fn cannot_prove(
@@ -215,6 +325,9 @@ async fn cannot_prove(
     why: &str,
     blob: &mut BlobCheck<'_>,
 ) -> Verdict {
+    if let Some(v) = by_checksum(store, entry, blob).await {
+        return v;
+    }
     if opts.download {
         download_compare(store, entry, blob).await
     } else {
@@ -318,7 +431,7 @@ async fn verify_content(
                 Err(e) => return Verdict::Error(e.to_string()),
             };
             if local == remote {
-                return Verdict::Match;
+                return Verdict::Match(By::Etag);
             }
             // A plain ETag that differs: a real difference, unless the object is encrypted
             // with KMS or a customer key, whose ETags are not MD5s.
@@ -398,7 +511,7 @@ async fn verify_multipart(
         && !blob.wanted()
     {
         return match file_composite_parallel(src, part, opts.parallel_parts).await {
-            Ok(got) if got == want => Verdict::Match,
+            Ok(got) if got == want => Verdict::Match(By::Etag),
             Ok(_) => Verdict::HashDiffers,
             Err(e) => Verdict::Error(e.to_string()),
         };
@@ -414,7 +527,7 @@ async fn verify_multipart(
             Ok(mut h) => {
                 blob.take(&mut h);
                 if h.composites.contains(&want) {
-                    return Verdict::Match;
+                    return Verdict::Match(By::Etag);
                 }
                 if exact {
                     return Verdict::HashDiffers;
@@ -478,7 +591,7 @@ pub async fn verify_objects(
             Err(e) => return Verdict::Error(e.to_string()),
         };
         if a == b && !matches!(a, ETag::Opaque(_)) {
-            return Verdict::Match;
+            return Verdict::Match(By::Etag);
         }
         if matches!((&a, &b), (ETag::Md5(_), ETag::Md5(_))) {
             return Verdict::HashDiffers;
@@ -492,7 +605,7 @@ pub async fn verify_objects(
     match tokio::try_join!(object_md5(src_store, src), object_md5(dst_store, dst)) {
         Err(e) => Verdict::Error(e.to_string()),
         Ok(((n, _), (m, _))) if n != src.size || m != dst.size => Verdict::SizeDiffers,
-        Ok(((_, x), (_, y))) if x == y => Verdict::Match,
+        Ok(((_, x), (_, y))) if x == y => Verdict::Match(By::Download),
         Ok(_) => Verdict::HashDiffers,
     }
 }

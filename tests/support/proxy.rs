@@ -139,3 +139,154 @@ fn requests(
         }
     }
 }
+
+/// A proxy that records every request's head and answers as a bucket whose ETags are not
+/// MD5s (SSE-KMS on AWS, MinIO with KES, several gateways): every ETag the server returns, in
+/// headers and in XML, keeps its length but has each hex digit moved to `g`–`v`, so no client
+/// can read an MD5 in it. Checksums and bodies pass unchanged.
+pub struct Recorder {
+    pub port: u16,
+    /// Each request's head (request line and headers), in the order they arrived.
+    pub heads: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn opaque_etag_proxy(upstream: u16) -> Recorder {
+    etag_proxy(upstream, false)
+}
+
+/// [`opaque_etag_proxy`] for multipart objects only (ETags `…-N`): a gateway whose multipart
+/// ETags are not composite MD5s, while its part ETags (which a client names back in
+/// CompleteMultipartUpload) stay the parts' MD5s.
+pub fn opaque_multipart_etag_proxy(upstream: u16) -> Recorder {
+    etag_proxy(upstream, true)
+}
+
+fn etag_proxy(upstream: u16, multipart_only: bool) -> Recorder {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h2 = heads.clone();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let heads = h2.clone();
+            thread::spawn(move || record(c_read, s_write, &heads));
+            thread::spawn(move || disguise(server, client, multipart_only));
+        }
+    });
+    Recorder { port, heads }
+}
+
+/// Forward requests unchanged, keeping each head.
+fn record(mut from: TcpStream, mut to: TcpStream, heads: &std::sync::Mutex<Vec<String>>) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let header_end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                    return;
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..header_end]).to_string();
+        let len: usize = head
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap_or(0))
+            })
+            .unwrap_or(0);
+        heads.lock().unwrap().push(head);
+        while pending.len() < header_end + len {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        let request: Vec<u8> = pending.drain(..header_end + len).collect();
+        if to.write_all(&request).is_err() {
+            return;
+        }
+    }
+}
+
+/// Pass answers back with every quoted 32-digit hex run (an ETag) made opaque. A tail that
+/// may hold the start of one waits for the next read, or 20 ms of quiet.
+fn disguise(mut from: TcpStream, mut to: TcpStream, multipart_only: bool) {
+    let _ = from.set_read_timeout(Some(std::time::Duration::from_millis(20)));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.extend_from_slice(&buf[..n]);
+                make_opaque(&mut pending, multipart_only);
+                let keep = pending
+                    .iter()
+                    .rev()
+                    .take(40)
+                    .position(|&b| b == b'"' || b == b'&')
+                    .map_or(0, |p| p + 1);
+                let send = pending.len() - keep;
+                if to.write_all(&pending[..send]).is_err() {
+                    return;
+                }
+                pending.drain(..send);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !pending.is_empty() && to.write_all(&pending).is_err() {
+                    return;
+                }
+                pending.clear();
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = to.write_all(&pending);
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Rewrite, in place, each `"` or `&quot;` followed by 32 hex digits (and `-`, with
+/// `multipart_only`): the digits become `g`–`v` (same length, so framing is untouched).
+pub fn make_opaque(buf: &mut [u8], multipart_only: bool) {
+    let mut i = 0;
+    while i < buf.len() {
+        let start = if buf[i] == b'"' {
+            Some(i + 1)
+        } else if buf[i..].starts_with(b"&quot;") {
+            Some(i + 6)
+        } else {
+            None
+        };
+        if let Some(s) = start
+            && s + 32 <= buf.len()
+            && buf[s..s + 32].iter().all(u8::is_ascii_hexdigit)
+            && (!multipart_only || buf.get(s + 32) == Some(&b'-'))
+        {
+            for b in &mut buf[s..s + 32] {
+                let v = (*b as char).to_digit(16).unwrap() as u8;
+                *b = b'g' + v;
+            }
+            i = s + 32;
+            continue;
+        }
+        i += 1;
+    }
+}
