@@ -183,6 +183,22 @@ fn where_etags_are_not_md5s_checksums_prove_uploads_and_check_downloads_nothing(
     assert_eq!(r["proven_by_checksum"], 6, "{r}");
     assert_eq!(r["requests"]["get"], 0, "{r}");
 
+    // A restore proves every file by the stored checksum as well.
+    let back = tempfile::tempdir().unwrap();
+    let d = back.path().to_str().unwrap();
+    let (out, r) = s3ferry_reported(&home, &["copy", &dst, d]);
+    ok(&out);
+    assert_eq!(r["files_restored"], 6, "{r}");
+    assert_eq!(r["proven_by_checksum"], 6, "{r}");
+    assert_eq!(r["hash_not_comparable"], 0, "{r}");
+    for (rel, data) in &files {
+        assert_eq!(
+            &std::fs::read(back.path().join(rel)).unwrap(),
+            data,
+            "{rel}"
+        );
+    }
+
     // An object replaced by other bytes of the same size (stored with their own checksum) is
     // caught, still without a download.
     let (rel, data) = &files[3];
@@ -363,4 +379,99 @@ fn a_server_that_stores_another_checksum_or_refuses_ours_fails_the_file() {
             "sent, then sent once again: {err}"
         );
     }
+}
+
+#[test]
+fn a_restore_refuses_bytes_that_do_not_match_the_stored_checksum() {
+    // Bytes damaged in the bucket after they were stored (the server's file changed behind
+    // its back): the proxy hides the ETags, so the stored checksum is the only proof.
+    let direct = client_at(&format!("http://127.0.0.1:{}", s3s_fs().port));
+    let b = bucket_at(&direct, "rot");
+    let data = bytes(50_000, 8);
+    rt().block_on(async {
+        direct
+            .put_object()
+            .bucket(&b)
+            .key("k")
+            .body(data.clone().into())
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme)
+            .send()
+            .await
+            .unwrap()
+    });
+    let stored_file = s3s_fs_root().join(&b).join("k");
+    let mut rotten = std::fs::read(&stored_file).unwrap();
+    assert_eq!(rotten, data);
+    rotten[100] ^= 4;
+    std::fs::write(&stored_file, &rotten).unwrap();
+    let proxy = opaque_etag_proxy(s3s_fs().port);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let back = tempfile::tempdir().unwrap();
+    let d = back.path().to_str().unwrap();
+    let out = s3ferry(&home, &["copy", &format!("harbor-s3:{b}"), d]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 5, "{err}");
+    assert!(err.contains("checksum"), "{err}");
+    assert!(
+        !back.path().join("k").exists(),
+        "nothing written under its name"
+    );
+}
+
+#[test]
+fn bucket_copies_carry_the_checksum() {
+    let s3s_ep = format!("http://127.0.0.1:{}", s3s_fs().port);
+    let conf = format!(
+        "{}{}",
+        seed_conf(),
+        conf_for(&s3s_ep).replace("[harbor-s3]", "[other]")
+    );
+    let home = Home::with_conf(&conf);
+    let s3s = client_at(&s3s_ep);
+    let moto = client();
+    // The source on s3s-fs, without checksums.
+    let src = bucket_at(&s3s, "cpsrc");
+    let small = bytes(70_000, 21);
+    let big = bytes(11 * MIB, 22);
+    for (k, d) in [("small", &small), ("big", &big)] {
+        rt().block_on(async {
+            s3s.put_object()
+                .bucket(&src)
+                .key(k)
+                .body(d.clone().into())
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    // Streamed to moto (another endpoint): computed from the bytes as they pass.
+    let dst = bucket("cpdst");
+    let mut args = vec![
+        "copy".to_string(),
+        format!("other:{src}"),
+        format!("harbor-s3:{dst}"),
+        "--s3-checksum".into(),
+        "crc64nvme".into(),
+    ];
+    args.extend(SMALL_PARTS.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&s3ferry(&home, &args));
+    for (k, d) in [("small", &small), ("big", &big)] {
+        assert_eq!(
+            stored(&moto, &dst, k),
+            Some(("crc64nvme".into(), expected("crc64nvme", d, None))),
+            "{k}"
+        );
+    }
+    // Server-side, within moto: the server computes it for the copy.
+    let dst2 = bucket("cpdst2");
+    let (from, to) = (format!("harbor-s3:{dst}"), format!("harbor-s3:{dst2}"));
+    ok(&s3ferry(
+        &home,
+        &["copy", &from, &to, "--s3-checksum", "sha256"],
+    ));
+    assert_eq!(
+        stored(&moto, &dst2, "small"),
+        Some(("sha256".into(), expected("sha256", &small, None)))
+    );
 }

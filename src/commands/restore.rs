@@ -58,7 +58,10 @@ pub struct RestoreSummary {
     pub bytes_resumed: u64,
     /// Folder markers (`photos/`, no bytes): nothing to restore.
     pub folder_markers: u64,
-    /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C): sizes only.
+    /// Restored where the ETag is not an MD5, proven by the S3 checksum the server stored.
+    pub proven_by_checksum: u64,
+    /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C) and no checksum is stored:
+    /// sizes only.
     pub hash_not_comparable: u64,
     /// Deletions and limits: how the run ended.
     #[serde(flatten)]
@@ -476,11 +479,18 @@ fn record(summary: &mut RestoreSummary, stats: &Stats, restored: Restored) {
             summary.files_restored += 1;
             summary.bytes_restored += bytes;
             Stats::add(&stats.files_done, 1);
-            if proof == Proof::Unproven {
-                summary.hash_not_comparable += 1;
-                tracing::warn!("{rel}: restored, but its ETag is not an MD5: sizes only");
-            } else {
-                tracing::info!("{rel}: restored ({proof:?} proven)");
+            match proof {
+                Proof::Unproven => {
+                    summary.hash_not_comparable += 1;
+                    tracing::warn!(
+                        "{rel}: restored, but its ETag is not an MD5 and the server stores no checksum: sizes only"
+                    );
+                }
+                Proof::Checksum => {
+                    summary.proven_by_checksum += 1;
+                    tracing::info!("{rel}: restored (checksum proven)");
+                }
+                _ => tracing::info!("{rel}: restored ({proof:?} proven)"),
             }
         }
         (_, Err(e)) => {

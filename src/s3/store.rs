@@ -545,7 +545,9 @@ impl Store {
                 .set_metadata(Some(metadata))
                 .set_content_type(content_type),
         };
+        // The copy gets the run's checksum, computed by the server from the source's bytes.
         let out = req
+            .set_checksum_algorithm(p.checksum().map(sdk_algorithm))
             .set_acl(p.acl.as_deref().map(ObjectCannedAcl::from))
             .set_server_side_encryption(p.sse.as_deref().map(ServerSideEncryption::from))
             .set_ssekms_key_id(p.sse_kms_key_id.clone())
@@ -738,13 +740,19 @@ impl Store {
 
     /// HEAD an object, optionally asking for one part's length.
     pub async fn head(&self, rel: &str, part_number: Option<u32>) -> Result<Head, S3Error> {
-        self.head_as(rel, part_number, false).await
+        self.head_as(rel, part_number, false, None).await
     }
 
     /// HEAD an object in checksum mode (`x-amz-checksum-mode: ENABLED`): [`Head::checksums`]
     /// holds what the server stored, where it stores checksums.
     pub async fn head_checksums(&self, rel: &str) -> Result<Head, S3Error> {
-        self.head_as(rel, None, true).await
+        self.head_as(rel, None, true, None).await
+    }
+
+    /// [`Store::head_checksums`] of the version with ETag `if_match` ([`S3Error::Changed`]
+    /// otherwise).
+    pub async fn head_checksums_of(&self, rel: &str, if_match: &str) -> Result<Head, S3Error> {
+        self.head_as(rel, None, true, Some(if_match)).await
     }
 
     async fn head_as(
@@ -752,6 +760,7 @@ impl Store {
         rel: &str,
         part_number: Option<u32>,
         checksums: bool,
+        if_match: Option<&str>,
     ) -> Result<Head, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.head);
@@ -762,9 +771,10 @@ impl Store {
             .key(&key)
             .set_part_number(part_number.map(|n| n as i32))
             .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
+            .set_if_match(pin(if_match))
             .send()
             .await
-            .map_err(|e| classify("head", self.bucket(), &key, e))?;
+            .map_err(|e| changed(classify("head", self.bucket(), &key, e), &key))?;
         Ok(Head {
             content_length: out.content_length().unwrap_or(0).max(0) as u64,
             etag: out.e_tag().unwrap_or_default().to_string(),

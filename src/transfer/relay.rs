@@ -27,6 +27,7 @@ use crate::config::limits::Limits;
 use crate::config::registry::Layout;
 use crate::march::list::ListedObject;
 use crate::read::Budget;
+use crate::read::checksum::Checksum;
 use crate::read::etag::{ETag, GIB, Md5Digest, PartPlan};
 use crate::report::Stats;
 use crate::s3::{Head, ObjectMeta, Store, UploadInfo, Written};
@@ -197,7 +198,7 @@ async fn start(
         rel,
         meta,
         plan.part_size,
-        None,
+        r.dst.put.checksum(),
     )
     .await?;
     Ok((s, Kept::new(), stale))
@@ -480,7 +481,8 @@ async fn streamed(
             let (buf, h) = download::get_into(&r.src, None, rel, &obj.etag, (0, obj.size), buf)
                 .await
                 .map_err(from_download)?;
-            let (data, md5) = crate::read::hasher::md5(buf).await;
+            // The destination's checksum, if any, from the same pass as the MD5.
+            let (data, md5, sum) = crate::read::hasher::hash(buf, r.dst.put.checksum()).await;
             check_expected(r, rel, &data, expect).await?;
             let compared = !h.etag_not_md5 && matches!(etag, ETag::Md5(_));
             if compared && etag != &ETag::Md5(md5) {
@@ -493,7 +495,7 @@ async fn streamed(
                 rel,
                 data,
                 md5,
-                None,
+                sum,
                 &meta_of(&h, obj),
             )
             .await?;
@@ -514,7 +516,8 @@ async fn streamed(
         Expect::Blob(d) => Some(d.clone()),
         _ => None,
     };
-    let resume = resume && !whole_md5 && blob.is_none();
+    // Nor for the destination's checksum, whose parts must all be read to be sent.
+    let resume = resume && !whole_md5 && blob.is_none() && r.dst.put.checksum().is_none();
     let (session, kept, stale) = start(r, obj, &plan, &meta, resume).await?;
     let session = Arc::new(session);
     let resumed = !kept.is_empty();
@@ -533,7 +536,7 @@ async fn streamed(
         },
         (r, ..) => r,
     };
-    let (md5s, etags, whole) = match result {
+    let (md5s, sums, etags, whole) = match result {
         Ok(v) => v,
         Err(e) => {
             session.end_after(&e).await;
@@ -550,7 +553,8 @@ async fn streamed(
         session.abort().await;
         return Err(not_the_source(obj, &read));
     }
-    let (_, _, headed) = session.complete(etags, &md5s, None).await?;
+    let sums: Option<Vec<(Checksum, u64)>> = sums.into_iter().collect();
+    let (_, _, headed) = session.complete(etags, &md5s, sums.as_deref()).await?;
     if !finish_resumed(r, rel, stale, resumed, &meta, headed).await? {
         tracing::info!("{rel}: the resumed copy carried another version's metadata; copying again");
         return Box::pin(streamed(r, obj, etag, head, layout, false, expect)).await;
@@ -571,10 +575,16 @@ fn layout_kept(etag: &ETag, read: &ETag) -> bool {
     }
 }
 
-type Streamed = (Vec<Md5Digest>, Vec<String>, Option<Md5Digest>);
+/// Every part's MD5, checksum (with its length) and ETag, and the whole object's MD5.
+type Streamed = (
+    Vec<Md5Digest>,
+    Vec<Option<(Checksum, u64)>>,
+    Vec<String>,
+    Option<Md5Digest>,
+);
 
-/// Parts sent: number, MD5, the destination's ETag.
-type Sent = Vec<(u32, Md5Digest, String)>;
+/// Parts sent: number, MD5, checksum, the destination's ETag.
+type Sent = Vec<(u32, Md5Digest, Option<Checksum>, String)>;
 
 /// GET, hash and send every part, a group at a time; two groups out at once (one sending
 /// while the next is fetched), one when the whole object's MD5 is needed, since it is
@@ -590,6 +600,7 @@ async fn stream_parts(
 ) -> Result<Streamed, UploadError> {
     let n = plan.count as usize;
     let (mut md5s, mut etags) = (vec![[0u8; 16]; n], vec![String::new(); n]);
+    let mut sums = vec![None; n];
     for (&number, (md5, etag)) in &kept {
         md5s[number as usize - 1] = *md5;
         etags[number as usize - 1] = etag.clone();
@@ -623,7 +634,9 @@ async fn stream_parts(
         };
         match joined {
             Ok(Ok(done)) => {
-                for (number, md5, etag) in done {
+                for (number, md5, sum, etag) in done {
+                    let i = number as usize - 1;
+                    sums[i] = sum.map(|s| (s, plan.range(i as u64).1));
                     md5s[number as usize - 1] = md5;
                     etags[number as usize - 1] = etag;
                 }
@@ -646,7 +659,7 @@ async fn stream_parts(
         let h = std::mem::take(&mut *w.lock().expect("whole md5"));
         h.finalize().into()
     });
-    Ok((md5s, etags, whole))
+    Ok((md5s, sums, etags, whole))
 }
 
 async fn stream_group(
@@ -668,9 +681,9 @@ async fn stream_group(
         .into_iter()
         .map(|(b, _)| b)
         .collect();
-    let hashed = crate::read::hasher::md5_all(filled).await;
+    let hashed = crate::read::hasher::hash_all(filled, session.checksum).await;
     if let Some(w) = whole {
-        let data: Vec<bytes::Bytes> = hashed.iter().map(|(d, _)| d.clone()).collect();
+        let data: Vec<bytes::Bytes> = hashed.iter().map(|(d, _, _)| d.clone()).collect();
         tokio::task::spawn_blocking(move || {
             let mut h = w.lock().expect("whole md5");
             for d in &data {
@@ -687,7 +700,7 @@ async fn stream_group(
         let data: Vec<(u64, bytes::Bytes)> = parts
             .iter()
             .zip(&hashed)
-            .map(|(&(n, _), (d, _))| (n as u64 - 1, d.clone()))
+            .map(|(&(n, _), (d, _, _))| (n as u64 - 1, d.clone()))
             .collect();
         tokio::task::spawn_blocking(move || {
             for (i, d) in data {
@@ -703,9 +716,9 @@ async fn stream_group(
     let sends = parts
         .iter()
         .zip(hashed)
-        .map(|(&(number, _), (data, md5))| async move {
-            let (etag, _) = session.send(number, data, md5, None, None).await?;
-            Ok::<_, UploadError>((number, md5, etag))
+        .map(|(&(number, _), (data, md5, sum))| async move {
+            let (etag, _) = session.send(number, data, md5, sum.as_ref(), None).await?;
+            Ok::<_, UploadError>((number, md5, sum, etag))
         });
     futures::future::try_join_all(sends).await
 }

@@ -91,6 +91,7 @@ pub fn s3s_fs() -> &'static Server {
             panic!("start {bin}: {e}: run tests/setup.sh (cargo install s3s-fs)");
         }
         let root = tempfile::tempdir().unwrap().keep();
+        let _ = S3S_FS_ROOT.set(root.clone());
         let port = free_port();
         let keeper = r#"root=$1; shift; "$@" </dev/null >/dev/null 2>&1 & pid=$!
 cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
@@ -118,6 +119,15 @@ cat >/dev/null; kill "$pid"; wait "$pid"; rm -rf "$root""#;
             _child: child,
         }
     })
+}
+
+static S3S_FS_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Where s3s-fs keeps its buckets (one directory each, objects as files under their keys): for
+/// tests that damage an object behind the server's back.
+pub fn s3s_fs_root() -> &'static Path {
+    s3s_fs();
+    S3S_FS_ROOT.get().expect("set when s3s-fs starts")
 }
 
 /// Ceph RGW (a production S3 server: it validates Content-MD5 and answers

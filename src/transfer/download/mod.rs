@@ -25,6 +25,7 @@ use std::time::SystemTime;
 use crate::config::limits::Limits;
 use crate::march::list::ListedObject;
 use crate::read::Budget;
+use crate::read::checksum::ObjectChecksum;
 use crate::read::etag::{ETag, Md5Digest, PartPlan};
 use crate::read::sha::InOrderSha;
 use crate::report::Stats;
@@ -50,7 +51,11 @@ pub enum Proof {
     Md5,
     /// The composite of the parts' MD5s equals the multipart ETag.
     Composite,
-    /// The ETag is not an MD5 (SSE-KMS, SSE-C, a server's own format): sizes only.
+    /// The ETag is not an MD5, and the S3 checksum the server stored equals that of the
+    /// bytes written.
+    Checksum,
+    /// The ETag is not an MD5 (SSE-KMS, SSE-C, a server's own format) and the server stores
+    /// no checksum: sizes only.
     Unproven,
 }
 
@@ -250,16 +255,11 @@ async fn fetch(
         )
         .await?;
     }
-    let proof = prove(
-        obj,
-        &layout.etag,
-        not_md5,
-        &md5s,
-        layout.hash_parts,
-        &file,
-        partial,
-    )
-    .await?;
+    let proof = if not_md5 || matches!(layout.etag, ETag::Opaque(_)) {
+        prove_by_checksum(f, obj, &file, partial).await?
+    } else {
+        prove(obj, &layout.etag, &md5s, layout.hash_parts, &file, partial).await?
+    };
     let mtime = object_mtime(heads.into_iter().flatten(), obj.last_modified);
     let had_ledger = ledger.take().is_some();
     install(place, &obj.rel, file, mtime, had_ledger).await?;
@@ -686,20 +686,57 @@ pub async fn get_into(
     Ok((buf, head))
 }
 
+/// Where the ETag proves nothing: check the bytes written against the S3 checksum the server
+/// stored for this version of the object (a HEAD in checksum mode, pinned to the listed ETag).
+/// Unproven where it stores none, or a composite whose part size is not recorded.
+async fn prove_by_checksum(
+    f: &Fetcher,
+    obj: &ListedObject,
+    file: &PartialFile,
+    partial: &Path,
+) -> Result<Proof, DownloadError> {
+    let head = f.store.head_checksums_of(&obj.rel, &obj.etag).await?;
+    let Some(stored) = head
+        .checksums
+        .iter()
+        .find_map(|(alg, v)| ObjectChecksum::parse(*alg, v))
+    else {
+        return Ok(Proof::Unproven);
+    };
+    let part_size = match &stored {
+        ObjectChecksum::Full(_) => None,
+        ObjectChecksum::Composite { parts, .. } => {
+            match s3::recorded_part_size(&head.metadata)
+                .filter(|&p| crate::read::etag::fits(obj.size, p, *parts))
+            {
+                Some(p) => Some(p),
+                None => return Ok(Proof::Unproven),
+            }
+        }
+    };
+    let ours = file
+        .checksum(partial, stored.algorithm(), part_size)
+        .await?;
+    if ours == stored {
+        return Ok(Proof::Checksum);
+    }
+    Err(DownloadError::Integrity {
+        key: obj.rel.clone(),
+        etag: obj.etag.clone(),
+        got: format!("computed checksum {ours}, the server stored {stored}"),
+    })
+}
+
 /// Check the bytes written against the ETag: from the parts' MD5s when they were hashed in
 /// flight, else by hashing the written file.
 async fn prove(
     obj: &ListedObject,
     etag: &ETag,
-    not_md5: bool,
     md5s: &[Md5Digest],
     hashed: bool,
     file: &PartialFile,
     partial: &Path,
 ) -> Result<Proof, DownloadError> {
-    if not_md5 || matches!(etag, ETag::Opaque(_)) {
-        return Ok(Proof::Unproven);
-    }
     let got: Vec<ETag> = if hashed {
         vec![match etag {
             ETag::Md5(_) => ETag::Md5(

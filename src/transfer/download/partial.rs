@@ -195,6 +195,25 @@ impl PartialFile {
         .map_err(|e: ReadError| io(shown, e))
     }
 
+    /// The S3 checksum `alg` of what the file holds now (per part of `part_size` and then
+    /// composite, when given), as [`crate::transfer::verify::file_checksum`] computes it.
+    pub(super) async fn checksum(
+        &self,
+        shown: &Path,
+        alg: crate::read::checksum::Algorithm,
+        part_size: Option<u64>,
+    ) -> Result<crate::read::checksum::ObjectChecksum, DownloadError> {
+        let file = self.file.try_clone().map_err(|e| io(shown, e))?;
+        let p = shown.to_path_buf();
+        let name = shown.display().to_string();
+        crate::read::blocking(&name, move || {
+            let f = crate::read::SourceFile::from_file(file, &p)?;
+            crate::transfer::verify::file_checksum(&f, alg, part_size, false).map(|(c, _)| c)
+        })
+        .await
+        .map_err(|e: ReadError| io(shown, e))
+    }
+
     pub(super) fn write_at(&self, data: &[u8], off: u64) -> std::io::Result<()> {
         use std::sync::atomic::Ordering;
         let align = crate::read::DIRECT_ALIGN;
