@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use support::badserver::{Reply, bad_server};
-use support::proxy::{opaque_etag_proxy, opaque_multipart_etag_proxy};
+use support::proxy::{opaque_etag_proxy, opaque_multipart_etag_proxy, recording_proxy};
 use support::*;
 
 const MIB: usize = 1 << 20;
@@ -473,5 +473,86 @@ fn bucket_copies_carry_the_checksum() {
     assert_eq!(
         stored(&moto, &dst2, "small"),
         Some(("sha256".into(), expected("sha256", &small, None)))
+    );
+}
+
+#[test]
+fn sse_c_keys_go_with_every_object_request_and_never_into_the_log() {
+    // moto takes SSE-C (and keeps MD5 ETags, which AWS does not): with SSE-C configured,
+    // uploads are proven by their checksums.
+    let proxy = recording_proxy(moto().port);
+    let home = Home::with_conf(&conf_for(&format!("http://127.0.0.1:{}", proxy.port)));
+    let b = bucket("ssec");
+    let key = "k3y-0f-32-bytes-for-aes256-xxxxx";
+    let key_b64 = STANDARD.encode(key);
+    let src = tempfile::tempdir().unwrap();
+    let files = [("small", bytes(9000, 31)), ("big", bytes(11 * MIB, 32))];
+    for (rel, d) in &files {
+        write_old(src.path(), rel, d);
+    }
+    let s = src.path().to_str().unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let with_key = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        v.extend(["--s3-sse-customer-key".into(), key.into(), "-vv".into()]);
+        v
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, r) = s3ferry_reported(&home, &args);
+        let text = format!("{}{r}", stderr(&out));
+        assert!(
+            !text.contains(key) && !text.contains(&key_b64),
+            "the key was written out"
+        );
+        (out, r)
+    };
+    let mut args = with_key(&["sync", s, &dst]);
+    args.extend(SMALL_PARTS.iter().map(|a| a.to_string()));
+    let (out, r) = run(args);
+    ok(&out);
+    assert_eq!(r["proven_by_checksum"], 2, "{r}");
+    assert_eq!(r["proven_by_etag"], 0, "{r}");
+    let (out, r) = run(with_key(&["check", s, &dst, "--one-way"]));
+    assert!(ok(&out).contains("0 differences found"));
+    assert_eq!(r["requests"]["get"], 0, "{r}");
+    let back = tempfile::tempdir().unwrap();
+    let (out, _) = run(with_key(&["copy", &dst, back.path().to_str().unwrap()]));
+    ok(&out);
+    for (rel, d) in &files {
+        assert_eq!(&std::fs::read(back.path().join(rel)).unwrap(), d, "{rel}");
+    }
+    // (moto serves SSE-C objects without the key too, so what a server does without it is not
+    // tested here.)
+
+    let heads = proxy.heads.lock().unwrap().clone();
+    no_trailers(&heads);
+    let object_requests: Vec<&String> = heads
+        .iter()
+        .filter(|h| {
+            let line = h.lines().next().unwrap_or_default();
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let path = path.split('?').next().unwrap_or_default();
+            ["PUT ", "GET ", "HEAD ", "POST "]
+                .iter()
+                .any(|m| line.starts_with(m))
+                && path
+                    .trim_start_matches('/')
+                    .split_once('/')
+                    .is_some_and(|(_, key)| !key.is_empty())
+        })
+        .collect();
+    assert!(object_requests.len() >= 8, "{}", object_requests.len());
+    let keyed = object_requests
+        .iter()
+        .filter(|h| {
+            h.to_ascii_lowercase()
+                .contains("x-amz-server-side-encryption-customer-key:")
+        })
+        .count();
+    assert_eq!(
+        keyed,
+        object_requests.len(),
+        "every request for an object's bytes or metadata carries the key"
     );
 }

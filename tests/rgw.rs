@@ -220,3 +220,31 @@ fn cleanup_aborts_old_uploads_on_rgw() {
     ));
     assert!(uploads_at(&c, &b).is_empty());
 }
+
+#[test]
+fn checksums_change_nothing_on_a_server_that_ignores_them() {
+    // Ceph RGW 16.2 has no S3 checksums: it ignores the headers, keeps MD5 ETags, and every
+    // upload is proven by them, with the same requests as without checksums.
+    let c = client_at(&rgw_endpoint());
+    let src = tempfile::tempdir().unwrap();
+    registry_tree(src.path());
+    let home = rgw_home();
+    let s = src.path().to_str().unwrap();
+    let mut requests = Vec::new();
+    for mode in ["off", "auto", "crc64nvme", "sha256"] {
+        let b = bucket_at(&c, "rgwsum");
+        let dst = format!("harbor-s3:{b}");
+        let args = [&["sync", s, &dst, "--s3-checksum", mode][..], &SMALL_PARTS].concat();
+        let (out, r) = s3ferry_reported(&home, &args);
+        ok(&out);
+        assert_eq!(r["proven_by_etag"], 13, "{mode}: {r}");
+        assert_eq!(r["proven_by_checksum"], 0, "{mode}: {r}");
+        assert_eq!(r["hash_not_comparable"], 0, "{mode}: {r}");
+        requests.push((mode, r["requests"].clone()));
+        let err = ok(&s3ferry(&home, &["check", s, &dst, "--one-way"]));
+        assert!(err.contains("0 differences found"), "{mode}: {err}");
+    }
+    for (mode, r) in &requests[1..] {
+        assert_eq!(r, &requests[0].1, "{mode} against off");
+    }
+}

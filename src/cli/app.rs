@@ -521,10 +521,17 @@ async fn store(
             s3::ClientError::Http(e) => anyhow::Error::from(e),
             e => e.into(),
         })?;
+    if let Some(c) = &s.sse_customer {
+        crate::report::redact::register_secret(c.key_base64.expose());
+        if let Some(raw) = c.raw_key() {
+            crate::report::redact::register_secret(&raw);
+        }
+    }
     let put = PutOptions {
         acl: s.acl.clone(),
         sse: s.server_side_encryption.clone(),
         sse_kms_key_id: s.sse_kms_key_id.clone(),
+        sse_customer: s.sse_customer.clone(),
         storage_class: s.storage_class.clone(),
         sign_payload: g.s3.s3_sign_payload,
         checksum: s.checksum.unwrap_or_default(),

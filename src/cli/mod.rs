@@ -394,6 +394,40 @@ pub struct S3Keys {
     /// object; registry blobs carry their SHA-256), off, crc32c, crc64nvme or sha256.
     #[arg(long, global = true, env = "RCLONE_S3_CHECKSUM", value_name = "MODE")]
     pub s3_checksum: Option<String>,
+    /// SSE-C algorithm (AES256, the default when a key is given).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SSE_CUSTOMER_ALGORITHM",
+        value_name = "ALG"
+    )]
+    pub s3_sse_customer_algorithm: Option<String>,
+    /// SSE-C key, 32 bytes as given (never printed).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SSE_CUSTOMER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub s3_sse_customer_key: Option<String>,
+    /// SSE-C key in base64 (never printed).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SSE_CUSTOMER_KEY_BASE64",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub s3_sse_customer_key_base64: Option<String>,
+    /// MD5 of the SSE-C key, base64 (computed when left out).
+    #[arg(
+        long,
+        global = true,
+        env = "RCLONE_S3_SSE_CUSTOMER_KEY_MD5",
+        value_name = "MD5"
+    )]
+    pub s3_sse_customer_key_md5: Option<String>,
 }
 
 impl S3Keys {
@@ -419,6 +453,10 @@ impl S3Keys {
             ("sse_kms_key_id", &self.s3_sse_kms_key_id),
             ("storage_class", &self.s3_storage_class),
             ("checksum", &self.s3_checksum),
+            ("sse_customer_algorithm", &self.s3_sse_customer_algorithm),
+            ("sse_customer_key", &self.s3_sse_customer_key),
+            ("sse_customer_key_base64", &self.s3_sse_customer_key_base64),
+            ("sse_customer_key_md5", &self.s3_sse_customer_key_md5),
         ];
         all.into_iter()
             .filter_map(|(k, v)| v.clone().map(|v| (k.to_string(), v)))

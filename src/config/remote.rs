@@ -188,6 +188,94 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// SSE-C: the key the client gives with every request that writes or reads an object, for the
+/// server to encrypt with and forget. ETags of such objects are not MD5s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseCustomer {
+    /// `AES256`.
+    pub algorithm: String,
+    /// The key, base64 (as `x-amz-server-side-encryption-customer-key` carries it).
+    pub key_base64: Secret,
+    /// The MD5 of the key, base64.
+    pub key_md5: String,
+}
+
+impl SseCustomer {
+    /// The key as text, where it is text (as `sse_customer_key` gives it): for scrubbing it
+    /// from anything written.
+    pub fn raw_key(&self) -> Option<String> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.key_base64.expose())
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// From rclone's keys: the key raw (`sse_customer_key`) or in base64
+    /// (`sse_customer_key_base64`), its MD5 (`sse_customer_key_md5`, else computed) and the
+    /// algorithm (`sse_customer_algorithm`, else `AES256`). `why` is the fix for a bad value.
+    pub fn from_keys(
+        algorithm: Option<String>,
+        raw: Option<String>,
+        b64: Option<String>,
+        md5: Option<String>,
+    ) -> Result<Option<SseCustomer>, (&'static str, String)> {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        let key: Vec<u8> = match (raw, b64) {
+            (None, None) => {
+                return match algorithm {
+                    Some(_) => Err((
+                        "sse_customer_algorithm",
+                        "set sse_customer_key or sse_customer_key_base64 with it".into(),
+                    )),
+                    None => Ok(None),
+                };
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    "sse_customer_key",
+                    "set sse_customer_key or sse_customer_key_base64, not both".into(),
+                ));
+            }
+            (Some(raw), None) => raw.into_bytes(),
+            (None, Some(b)) => STANDARD.decode(b.trim()).map_err(|_| {
+                (
+                    "sse_customer_key_base64",
+                    "not base64: give the 32-byte key in base64".to_string(),
+                )
+            })?,
+        };
+        let algorithm = algorithm.unwrap_or_else(|| "AES256".into());
+        if algorithm != "AES256" {
+            return Err(("sse_customer_algorithm", "use AES256".into()));
+        }
+        if key.len() != 32 {
+            return Err((
+                "sse_customer_key",
+                format!("an AES256 key is 32 bytes, not {}", key.len()),
+            ));
+        }
+        let computed = {
+            use md5::Digest;
+            STANDARD.encode(md5::Md5::digest(&key))
+        };
+        if let Some(given) = md5
+            && given.trim() != computed
+        {
+            return Err((
+                "sse_customer_key_md5",
+                "it is not the MD5 of the key: leave it out, s3ferry computes it".into(),
+            ));
+        }
+        Ok(Some(SseCustomer {
+            algorithm,
+            key_base64: Secret::new(STANDARD.encode(&key)),
+            key_md5: computed,
+        }))
+    }
+}
+
 /// Where credentials come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -223,6 +311,8 @@ pub struct S3Settings {
     pub storage_class: Option<String>,
     /// `checksum` (`--s3-checksum`): when uploads carry an S3 checksum.
     pub checksum: Option<ChecksumMode>,
+    /// `sse_customer_*`: SSE-C.
+    pub sse_customer: Option<SseCustomer>,
     /// `--profile`: the AWS profile whose credentials, region and endpoint to use (s3:// only).
     pub profile: Option<String>,
 }
@@ -306,6 +396,10 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "sse_kms_key_id",
     "storage_class",
     "checksum",
+    "sse_customer_algorithm",
+    "sse_customer_key",
+    "sse_customer_key_base64",
+    "sse_customer_key_md5",
     "description",
 ];
 
@@ -420,6 +514,17 @@ pub fn from_rclone(section: &RemoteSection) -> Result<S3Settings, SettingsError>
                 })?,
             ),
         },
+        sse_customer: SseCustomer::from_keys(
+            get("sse_customer_algorithm"),
+            get("sse_customer_key"),
+            get("sse_customer_key_base64"),
+            get("sse_customer_key_md5"),
+        )
+        .map_err(|(key, why)| SettingsError::BadValue {
+            remote: remote.into(),
+            key: key.into(),
+            why,
+        })?,
         profile: None,
     })
 }
@@ -493,6 +598,52 @@ pub fn normalise_endpoint(e: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn sse_c_keys_are_32_bytes_raw_or_base64_with_their_md5() {
+        use base64::Engine;
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let key = "0123456789abcdef0123456789abcdef";
+        let c = SseCustomer::from_keys(None, Some(key.into()), None, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.algorithm, "AES256");
+        assert_eq!(c.key_base64.expose(), b64(key.as_bytes()));
+        assert_eq!(c.raw_key().as_deref(), Some(key));
+        let md5 = {
+            use md5::Digest;
+            b64(&md5::Md5::digest(key.as_bytes()))
+        };
+        assert_eq!(c.key_md5, md5);
+        let same = SseCustomer::from_keys(None, None, Some(b64(key.as_bytes())), Some(md5));
+        assert_eq!(same.unwrap().unwrap(), c);
+        assert!(
+            !format!("{c:?}").contains(key) && !format!("{c:?}").contains(&b64(key.as_bytes()))
+        );
+        for (alg, raw, b, m, bad) in [
+            (None, Some("short"), None, None, "sse_customer_key"),
+            (
+                Some("aws:kms"),
+                Some(key),
+                None,
+                None,
+                "sse_customer_algorithm",
+            ),
+            (Some("AES256"), None, None, None, "sse_customer_algorithm"),
+            (None, Some(key), Some("x"), None, "sse_customer_key"),
+            (None, None, Some("!!"), None, "sse_customer_key_base64"),
+            (None, Some(key), None, Some("AAAA"), "sse_customer_key_md5"),
+        ] {
+            let got = SseCustomer::from_keys(
+                alg.map(String::from),
+                raw.map(String::from),
+                b.map(String::from),
+                m.map(String::from),
+            );
+            assert_eq!(got.unwrap_err().0, bad);
+        }
+        assert_eq!(SseCustomer::from_keys(None, None, None, None), Ok(None));
+    }
 
     fn section(pairs: &[(&str, &str)]) -> RemoteSection {
         let values: BTreeMap<String, String> = pairs

@@ -141,6 +141,35 @@ macro_rules! answered {
     }};
 }
 
+/// The SSE-C headers (`x-amz-server-side-encryption-customer-*`) on a request builder: every
+/// request that writes or reads an object's bytes or metadata carries the key.
+macro_rules! with_sse_c {
+    ($req:expr, $c:expr) => {{
+        let req = $req;
+        match $c {
+            None => req,
+            Some(c) => req
+                .sse_customer_algorithm(&c.algorithm)
+                .sse_customer_key(c.key_base64.expose())
+                .sse_customer_key_md5(&c.key_md5),
+        }
+    }};
+}
+
+/// The SSE-C headers for a copy's source (`x-amz-copy-source-server-side-encryption-customer-*`).
+macro_rules! with_source_sse_c {
+    ($req:expr, $c:expr) => {{
+        let req = $req;
+        match $c {
+            None => req,
+            Some(c) => req
+                .copy_source_sse_customer_algorithm(&c.algorithm)
+                .copy_source_sse_customer_key(c.key_base64.expose())
+                .copy_source_sse_customer_key_md5(&c.key_md5),
+        }
+    }};
+}
+
 /// S3's name for an algorithm.
 fn sdk_algorithm(alg: Algorithm) -> aws_sdk_s3::types::ChecksumAlgorithm {
     use aws_sdk_s3::types::ChecksumAlgorithm as A;
@@ -309,7 +338,7 @@ impl Store {
         // only with it); the SDK computes nothing itself when the value is set.
         let req = with_checksum!(req, sum.map(|c| (c.algorithm, c.base64())))
             .set_checksum_algorithm(sum.map(|c| sdk_algorithm(c.algorithm)));
-        let req = object_headers!(req, p, meta, None)
+        let req = with_sse_c!(object_headers!(req, p, meta, None), &p.sse_customer)
             .customize()
             .config_override(self.ceiling(len));
         let req = if p.sign_payload {
@@ -351,10 +380,13 @@ impl Store {
             .key(&key)
             .set_checksum_algorithm(checksum.map(sdk_algorithm))
             .set_checksum_type(checksum.map(sdk_type));
-        let out = object_headers!(req, p, meta, Some(part_size))
-            .send()
-            .await
-            .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
+        let out = with_sse_c!(
+            object_headers!(req, p, meta, Some(part_size)),
+            &p.sse_customer
+        )
+        .send()
+        .await
+        .map_err(|e| classify("create multipart upload", self.bucket(), &key, e))?;
         out.upload_id()
             .map(String::from)
             .ok_or_else(|| S3Error::protocol("create multipart upload", &key, "no UploadId"))
@@ -386,7 +418,8 @@ impl Store {
             .content_length(len as i64)
             .content_md5(content_md5(md5));
         let req = with_checksum!(req, sum.map(|c| (c.algorithm, c.base64())))
-            .set_checksum_algorithm(sum.map(|c| sdk_algorithm(c.algorithm)))
+            .set_checksum_algorithm(sum.map(|c| sdk_algorithm(c.algorithm)));
+        let req = with_sse_c!(req, &self.put.sse_customer)
             .customize()
             .config_override(self.ceiling(len));
         let req = if self.put.sign_payload {
@@ -449,7 +482,8 @@ impl Store {
             .upload_id(upload_id)
             .multipart_upload(completed)
             .set_checksum_type(whole.map(|c| sdk_type(c.algorithm)));
-        let out = with_checksum!(req, whole.map(|c| (c.algorithm, c.base64())))
+        let req = with_checksum!(req, whole.map(|c| (c.algorithm, c.base64())));
+        let out = with_sse_c!(req, &self.put.sse_customer)
             .send()
             .await
             .map_err(|e| classify("complete multipart upload", self.bucket(), &key, e))?;
@@ -538,6 +572,8 @@ impl Store {
             .key(&key)
             .copy_source(Self::copy_source(src, src_rel))
             .set_copy_source_if_match(pin(Some(if_match)));
+        let req = with_sse_c!(req, &p.sse_customer);
+        let req = with_source_sse_c!(req, &src.put.sse_customer);
         let req = match replace {
             None => req.metadata_directive(MetadataDirective::Copy),
             Some((metadata, content_type)) => req
@@ -589,7 +625,7 @@ impl Store {
     ) -> Result<String, S3Error> {
         let key = self.key(rel);
         bump(&self.requests.copy);
-        let out = self
+        let req = self
             .client
             .upload_part_copy()
             .bucket(self.bucket())
@@ -598,7 +634,9 @@ impl Store {
             .part_number(number as i32)
             .copy_source(Self::copy_source(src, src_rel))
             .copy_source_range(format!("bytes={start}-{}", end.max(start + 1) - 1))
-            .set_copy_source_if_match(pin(Some(if_match)))
+            .set_copy_source_if_match(pin(Some(if_match)));
+        let req = with_sse_c!(req, &self.put.sse_customer);
+        let out = with_source_sse_c!(req, &src.put.sse_customer)
             .customize()
             .config_override(self.ceiling(end - start))
             // The request has no body; Ceph RGW refuses it (411) without saying so.
@@ -699,13 +737,14 @@ impl Store {
         let mut marker: Option<String> = None;
         loop {
             bump(&self.requests.list_parts);
-            let page = self
+            let req = self
                 .client
                 .list_parts()
                 .bucket(self.bucket())
                 .key(&key)
                 .upload_id(upload_id)
-                .set_part_number_marker(marker.clone())
+                .set_part_number_marker(marker.clone());
+            let page = with_sse_c!(req, &self.put.sse_customer)
                 .send()
                 .await
                 .map_err(|e| classify("list parts", self.bucket(), &key, e))?;
@@ -771,7 +810,8 @@ impl Store {
             .key(&key)
             .set_part_number(part_number.map(|n| n as i32))
             .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
-            .set_if_match(pin(if_match))
+            .set_if_match(pin(if_match));
+        let out = with_sse_c!(out, &self.put.sse_customer)
             .send()
             .await
             .map_err(|e| changed(classify("head", self.bucket(), &key, e), &key))?;
@@ -837,7 +877,8 @@ impl Store {
             .bucket(self.bucket())
             .key(&key)
             .set_range(range)
-            .set_if_match(pin(if_match))
+            .set_if_match(pin(if_match));
+        let out = with_sse_c!(out, &self.put.sse_customer)
             .send()
             .await
             .map_err(|e| changed(classify("get", self.bucket(), &key, e), &key))?;

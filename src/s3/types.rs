@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 
+use crate::config::remote::SseCustomer;
 use crate::read::checksum::{AUTO_ALGORITHM, Algorithm, ChecksumMode};
 
 use crate::read::etag::Md5Digest;
@@ -24,6 +25,8 @@ pub struct PutOptions {
     pub acl: Option<String>,
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
+    /// SSE-C: the customer key sent with every request that writes or reads an object.
+    pub sse_customer: Option<SseCustomer>,
     pub storage_class: Option<String>,
     /// Hash every payload for SigV4 (`x-amz-content-sha256`). Off by default: the body is
     /// protected by Content-MD5, which is signed, and by our ETag checks, so a second pass
@@ -38,11 +41,13 @@ pub struct PutOptions {
 }
 
 impl PutOptions {
-    /// Whether our own settings make ETags non-MD5 (SSE-KMS).
+    /// Whether our own settings make ETags non-MD5 (SSE-KMS, SSE-C).
     pub fn etag_not_md5(&self) -> bool {
-        self.sse
-            .as_deref()
-            .is_some_and(|s| s.starts_with("aws:kms"))
+        self.sse_customer.is_some()
+            || self
+                .sse
+                .as_deref()
+                .is_some_and(|s| s.starts_with("aws:kms"))
     }
 
     /// The checksum every upload carries now: the one `--s3-checksum` names; with `auto`,

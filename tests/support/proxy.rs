@@ -161,7 +161,17 @@ pub fn opaque_multipart_etag_proxy(upstream: u16) -> Recorder {
     etag_proxy(upstream, true)
 }
 
+/// A proxy that only records each request's head.
+pub fn recording_proxy(upstream: u16) -> Recorder {
+    etag_proxy_as(upstream, None)
+}
+
 fn etag_proxy(upstream: u16, multipart_only: bool) -> Recorder {
+    etag_proxy_as(upstream, Some(multipart_only))
+}
+
+/// `disguise`: `None` passes answers unchanged; `Some(multipart_only)` makes ETags opaque.
+fn etag_proxy_as(upstream: u16, disguise_etags: Option<bool>) -> Recorder {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -175,7 +185,14 @@ fn etag_proxy(upstream: u16, multipart_only: bool) -> Recorder {
             let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
             let heads = h2.clone();
             thread::spawn(move || record(c_read, s_write, &heads));
-            thread::spawn(move || disguise(server, client, multipart_only));
+            match disguise_etags {
+                Some(multipart_only) => {
+                    thread::spawn(move || disguise(server, client, multipart_only));
+                }
+                None => {
+                    thread::spawn(move || pump(server, client));
+                }
+            }
         }
     });
     Recorder { port, heads }
