@@ -138,6 +138,21 @@ def main():
                   f"{r['wall']:.2f} | {rate} | {r['server']:.2f} | {busy:.0%} | {r['rss']:.0f} | "
                   f"{vs_rclone} | {vs_best} |")
 
+    # --- checksums ---------------------------------------------------------------------------
+    w3c = [(w, rs[0]) for w, rs in rows.items() if w.startswith("W3C") and rs]
+    if w3c:
+        print("\n## S3 checksums (W3C)\n")
+        print("s3ferry syncing W3 with each `--s3-checksum` beside Content-MD5 (RGW ignores the "
+              "checksums, so the server's work is the same in every row): client CPU per GB "
+              "and as a multiple of one `md5sum` pass over the same bytes.\n")
+        print("| --s3-checksum | client CPU s | per GB, s | × MD5 floor | wall s |")
+        print("|---|---:|---:|---:|---:|")
+        for w, r in w3c:
+            mode = w.rsplit(" ", 1)[-1]
+            floor_x = f"{r['cpu'] / md5_w3:.2f}×" if md5_w3 else ""
+            print(f"| {mode} | {r['cpu']:.2f} | {r['cpu'] / (r['n'] / 1e9):.2f} | {floor_x} | "
+                  f"{r['wall']:.2f} |")
+
     # --- floors and bounds -------------------------------------------------------------------
     print("\n## MD5 floor, memory bound, SHA-256\n")
     print("The MD5 floor: coreutils `md5sum` CPU seconds over the same bytes, and each tool's "

@@ -12,7 +12,8 @@
 # Workloads (at SCALE 1): W1 registry mix (20k links + 1,000 blobs around 15 MB), W2 100k x 4 KiB,
 # W3 4 x 1 GiB, W4 no-op rerun of W2, W5 check --one-way of W1, W6 1M x 71 B with a 64 MiB
 # budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour),
-# W7 W3 from RGW into a directory, to a second RGW bucket and to s3s-fs;
+# W7 W3 from RGW into a directory, to a second RGW bucket and to s3s-fs; W3C W3 with each
+# --s3-checksum (s3ferry only);
 # W2 and W3 again at 5 ms RTT. Every tool gets a fresh bucket per workload; all traffic stays on
 # 127.0.0.1.
 set -euo pipefail
@@ -219,6 +220,16 @@ if want w5; then
 fi
 
 want w3 && sync_all "W3 large files" "$d/w3" rgw "$w3_units"
+# W3C: W3 with each S3 checksum beside Content-MD5 (s3ferry only): what each costs the client
+# per verified byte. On RGW, which ignores checksums, so the server's work is the same in every
+# row and the difference is the client's.
+if want w3c; then
+  for mode in off crc32c crc64nvme sha256; do
+    bucket rgw "w3c$mode"
+    run rgw "W3C large files, --s3-checksum $mode" s3ferry "$w3_units" "$s3ferry" --config "$conf" sync "$d/w3" "rgw:$b" --s3-checksum "$mode"
+    drop_bucket rgw
+  done
+fi
 want w2 && sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
@@ -310,7 +321,8 @@ floor() { # floor KIND WORKLOAD COMMAND...
   printf '%s\t%s\t%s\n' "$k" "$w" "$best" >>"$out/md5floor.tsv"
 }
 for w in w1 w3; do
-  want "$w" && floor md5 "$w" bash -c "find '$d/$w' -type f -print0 | xargs -0 md5sum >/dev/null"
+  { want "$w" || { [ "$w" = w3 ] && want w3c; }; } &&
+    floor md5 "$w" bash -c "find '$d/$w' -type f -print0 | xargs -0 md5sum >/dev/null"
 done
 want w1 && floor sha256 w1 python3 -c 'import hashlib, pathlib, sys
 for p in pathlib.Path(sys.argv[1]).rglob("data"):
