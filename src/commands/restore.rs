@@ -58,6 +58,8 @@ pub struct RestoreSummary {
     pub bytes_resumed: u64,
     /// Folder markers (`photos/`, no bytes): nothing to restore.
     pub folder_markers: u64,
+    /// Restored and proven by the ETag (the MD5 of the bytes, or the composite of their parts').
+    pub proven_by_etag: u64,
     /// Restored where the ETag is not an MD5, proven by the S3 checksum the server stored.
     pub proven_by_checksum: u64,
     /// Restored, but the ETag is not an MD5 (SSE-KMS, SSE-C) and no checksum is stored:
@@ -490,7 +492,10 @@ fn record(summary: &mut RestoreSummary, stats: &Stats, restored: Restored) {
                     summary.proven_by_checksum += 1;
                     tracing::info!("{rel}: restored (checksum proven)");
                 }
-                _ => tracing::info!("{rel}: restored ({proof:?} proven)"),
+                Proof::Md5 | Proof::Composite => {
+                    summary.proven_by_etag += 1;
+                    tracing::info!("{rel}: restored ({proof:?} proven)");
+                }
             }
         }
         (_, Err(e)) => {

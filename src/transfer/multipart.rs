@@ -379,6 +379,18 @@ impl Session {
                 Ok((etag, answered)) => {
                     let ok = kms || matches!(ETag::parse(&etag), ETag::Md5(d) if d == md5);
                     let opaque = !matches!(ETag::parse(&etag), ETag::Md5(_));
+                    if opaque
+                        && sum.is_none()
+                        && self.store.put.checksum == ChecksumMode::Auto
+                        && self.store.put.learn_opaque_etags()
+                    {
+                        // This upload goes on without checksums (its parts are under way);
+                        // the files after it carry them.
+                        tracing::info!(
+                            "{}: the server's ETags are not MD5s: uploads carry checksums from the next file on",
+                            self.rel
+                        );
+                    }
                     let ours = sum.cloned().map(ObjectChecksum::Full);
                     let stored = ours.as_ref().and_then(|o| checksum_answered(&answered, o));
                     if (ok || opaque) && stored != Some(false) {
