@@ -254,6 +254,75 @@ fn multipart_uploads_are_proven_by_their_full_object_checksum_where_etags_are_op
     no_trailers(&proxy.heads.lock().unwrap());
 }
 
+/// A bucket on the misbehaving server that takes one multipart upload with opaque ETags and,
+/// as AWS does for every new object, stores a CRC64NVME of it, which a HEAD in checksum mode
+/// reports as `stored` (moto computes one but does not report it).
+fn default_checksum_server(size: usize, stored: String) -> support::badserver::BadServer {
+    bad_server(move |req, _| {
+        let xml = |s: &str| Reply::xml(200, s.to_string());
+        match req.method.as_str() {
+            "GET" if req.is_list() => Reply::list_page(&[], false, None),
+            "GET" => Reply::no_uploads(),
+            "POST" if req.has("uploads") => xml(
+                "<InitiateMultipartUploadResult><Bucket>bkt</Bucket><Key>big</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+            ),
+            "PUT" if req.has("partNumber") => Reply::Answer {
+                status: 200,
+                headers: vec![("ETag".into(), "\"opaque-part\"".into())],
+                body: Vec::new(),
+            },
+            "POST" => xml(
+                "<CompleteMultipartUploadResult><Bucket>bkt</Bucket><Key>big</Key><ETag>\"opaque-object\"</ETag></CompleteMultipartUploadResult>",
+            ),
+            // A HEAD answers with no body: the body here only sets Content-Length.
+            "HEAD" => Reply::Answer {
+                status: 200,
+                headers: vec![
+                    ("ETag".into(), "\"opaque-object\"".into()),
+                    ("x-amz-checksum-crc64nvme".into(), stored.clone()),
+                    ("x-amz-checksum-type".into(), "FULL_OBJECT".into()),
+                ],
+                body: vec![0; size],
+            },
+            "DELETE" => Reply::status(204, ""),
+            _ => Reply::status(200, ""),
+        }
+    })
+}
+
+#[test]
+fn a_multipart_upload_sent_before_auto_learnt_is_proven_by_the_servers_own_checksum() {
+    // With `auto`, the first multipart upload goes without a checksum (nothing has shown yet
+    // that ETags prove nothing here); the CRC64NVME the server stored proves it, from the
+    // file read once more, and a wrong one fails it.
+    let data = bytes(11 * MIB, 5);
+    let right = STANDARD.encode(crc64nvme(&data));
+    for (stored, proven) in [(right, true), (STANDARD.encode([0u8; 8]), false)] {
+        let server = default_checksum_server(data.len(), stored);
+        let home = Home::with_conf(&conf_for(&server.endpoint()));
+        let src = tempfile::tempdir().unwrap();
+        write_old(src.path(), "big", &data);
+        let mut args = vec!["sync", src.path().to_str().unwrap(), "harbor-s3:bkt"];
+        args.extend(SMALL_PARTS);
+        let (out, r) = s3ferry_reported(&home, &args);
+        let err = stderr(&out);
+        if proven {
+            assert_eq!(code(&out), 0, "{err}");
+            assert_eq!(r["proven_by_checksum"], 1, "{r}");
+            assert_eq!(r["hash_not_comparable"], 0, "{r}");
+        } else {
+            assert_eq!(code(&out), 5, "{err}");
+            assert!(err.contains("the server stored checksum"), "{err}");
+            assert_eq!(
+                server.count(|r| r.starts_with("DELETE ")),
+                1,
+                "removed: {err}"
+            );
+        }
+        assert_eq!(server.count(|r| r.starts_with("HEAD ")), 1, "{err}");
+    }
+}
+
 #[test]
 fn registry_blobs_carry_their_digest_for_the_server_to_check() {
     let ep = format!("http://127.0.0.1:{}", s3s_fs().port);

@@ -6,11 +6,16 @@
 //! [`SLICE`] bytes (views of the same buffer: no copy), each counted into a [`Tally`] as the
 //! client takes it. A request that fails takes its bytes back, and so does every SDK retry
 //! before it sends the body again, so what the tally holds at the end is what arrived.
+//!
+//! A request abandoned before its answer (its task stopped by a hard cutoff) must stop
+//! sending too: the HTTP connection, not the request, owns the body and would otherwise go on
+//! sending it to the end, and the server would store an object the run never counted. So the
+//! body ends in an error at its next slice once its request is dropped, and the connection is
+//! closed short of the promised length.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -46,14 +51,18 @@ pub struct Counted {
     /// This request's bytes counted so far, across the SDK's attempts.
     counted: Arc<AtomicU64>,
     len: u64,
+    /// Set when this is dropped before the request ended: its body stops at the next slice.
+    abandoned: Arc<AtomicBool>,
+    settled: AtomicBool,
 }
 
 impl Counted {
     /// The body `data` for one request, whose bytes go to `tally` as they are sent.
     pub fn new(data: Bytes, tally: Arc<dyn Tally>) -> (Counted, ByteStream) {
         let counted = Arc::new(AtomicU64::new(0));
+        let abandoned = Arc::new(AtomicBool::new(false));
         let len = data.len() as u64;
-        let (t, c) = (tally.clone(), counted.clone());
+        let (t, c, a) = (tally.clone(), counted.clone(), abandoned.clone());
         let body = SdkBody::retryable(move || {
             // A new attempt: what the last one sent did not arrive.
             t.unsent(c.swap(0, Ordering::Relaxed));
@@ -61,6 +70,7 @@ impl Counted {
                 data: data.clone(),
                 tally: t.clone(),
                 counted: c.clone(),
+                abandoned: a.clone(),
             })
         });
         (
@@ -68,6 +78,8 @@ impl Counted {
                 tally,
                 counted,
                 len,
+                abandoned,
+                settled: AtomicBool::new(false),
             },
             ByteStream::new(body),
         )
@@ -80,12 +92,15 @@ impl Counted {
             tally,
             counted: Arc::new(AtomicU64::new(0)),
             len: data.len() as u64,
+            abandoned: Arc::new(AtomicBool::new(false)),
+            settled: AtomicBool::new(false),
         };
         (c, ByteStream::from(data))
     }
 
     /// Count the request's bytes as it ended: all of them once if it succeeded, else none.
     pub fn settle(&self, ok: bool) {
+        self.settled.store(true, Ordering::Relaxed);
         if ok { self.arrived() } else { self.failed() }
     }
 
@@ -105,24 +120,41 @@ impl Counted {
     }
 }
 
+/// A request dropped before it ended (a hard cutoff): none of it counts, and its body stops.
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if !self.settled.load(Ordering::Relaxed) {
+            self.abandoned.store(true, Ordering::Relaxed);
+            self.failed();
+        }
+    }
+}
+
 /// The bytes of one attempt, a slice at a time.
 struct Slices {
     data: Bytes,
     tally: Arc<dyn Tally>,
     counted: Arc<AtomicU64>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Body for Slices {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let this = self.get_mut();
         if this.data.is_empty() {
             return Poll::Ready(None);
+        }
+        if this.abandoned.load(Ordering::Relaxed) {
+            this.data = Bytes::new();
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "the request was abandoned: its body stops here",
+            ))));
         }
         let slice = this.data.split_to(this.data.len().min(SLICE));
         let n = slice.len() as u64;
@@ -181,5 +213,34 @@ mod tests {
         assert_eq!(sum.0.load(Ordering::Relaxed), data.len() as u64);
         c.failed();
         assert_eq!(sum.0.load(Ordering::Relaxed), 0);
+    }
+
+    /// A request dropped mid-body (a hard cutoff stops its task) takes its bytes back, and
+    /// its body, which the connection owns, ends in an error at the next slice instead of
+    /// going on to the end.
+    #[tokio::test]
+    async fn an_abandoned_request_stops_its_body() {
+        let sum = Arc::new(Sum::default());
+        let data = Bytes::from(vec![7u8; 4 * SLICE]);
+        let (c, stream) = Counted::new(data, sum.clone());
+        let mut body = stream.into_inner();
+        async fn next(
+            b: &mut SdkBody,
+        ) -> Option<Result<Frame<Bytes>, aws_smithy_types::body::Error>> {
+            futures::future::poll_fn(|cx| Pin::new(&mut *b).poll_frame(cx)).await
+        }
+        assert!(next(&mut body).await.unwrap().is_ok());
+        assert_eq!(sum.0.load(Ordering::Relaxed), SLICE as u64);
+        drop(c);
+        assert_eq!(sum.0.load(Ordering::Relaxed), 0, "none of it counts");
+        assert!(next(&mut body).await.unwrap().is_err(), "the body stops");
+        assert!(next(&mut body).await.is_none());
+        assert_eq!(sum.0.load(Ordering::Relaxed), 0);
+        // A request that ended is not abandoned when dropped.
+        let (c, stream) = Counted::new(Bytes::from(vec![1u8; 10]), sum.clone());
+        c.settle(true);
+        drop(c);
+        let all = stream.collect().await.unwrap().into_bytes();
+        assert_eq!(all.len(), 10);
     }
 }

@@ -347,6 +347,12 @@ async fn upload_multipart(
     debug_assert_eq!(etags.len() as u64, plan.count);
     let sums: Option<Vec<(Checksum, u64)>> = sums.into_iter().collect();
     let (proof, _, headed) = session.complete(etags, &md5s, sums.as_deref()).await?;
+    let proof = match proof {
+        Proof::NotComparable if session.checksum.is_none() => {
+            stored_proves(&ctx, &entry, &file, plan.part_size).await?
+        }
+        p => p,
+    };
     for id in stale {
         let _ = ctx
             .store
@@ -366,6 +372,46 @@ async fn upload_multipart(
         proof,
         reused_bytes: reused,
         resumed,
+    })
+}
+
+/// A multipart upload sent without a checksum whose ETag proves nothing (the run had not yet
+/// learnt that ETags here are not MD5s): where the server stored a checksum of its own (AWS
+/// stores a CRC64NVME of every new object), the same checksum of the file, read once more,
+/// proves the object, or shows it wrong (then it is removed). Not with `--s3-checksum off`.
+async fn stored_proves(
+    ctx: &UploadCtx,
+    entry: &LocalFile,
+    file: &Arc<SourceFile>,
+    part_size: u64,
+) -> Result<Proof, UploadError> {
+    if ctx.store.put.checksum == crate::read::checksum::ChecksumMode::Off {
+        return Ok(Proof::NotComparable);
+    }
+    let head = ctx.store.head_checksums(&entry.rel).await?;
+    let Some(stored) = head
+        .checksums
+        .iter()
+        .find_map(|(alg, v)| crate::read::checksum::ObjectChecksum::parse(*alg, v))
+    else {
+        return Ok(Proof::NotComparable);
+    };
+    let composite = matches!(
+        stored,
+        crate::read::checksum::ObjectChecksum::Composite { .. }
+    );
+    let (f, alg) = (file.clone(), stored.algorithm());
+    let (ours, _) = read::blocking(&entry.rel, move || {
+        crate::transfer::verify::file_checksum(&f, alg, composite.then_some(part_size), false)
+    })
+    .await?;
+    if ours == stored {
+        return Ok(Proof::Checksum);
+    }
+    let _ = ctx.store.delete(&entry.rel).await;
+    Err(UploadError::Integrity {
+        path: entry.rel.clone(),
+        message: format!("the server stored checksum {stored}, but the file's is {ours}"),
     })
 }
 
