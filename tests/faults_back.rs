@@ -303,12 +303,32 @@ fn an_object_replaced_between_ranged_gets_is_restored_whole_on_the_rerun() {
         &src,
         d,
         "--bwlimit",
-        "6M",
+        "3M",
         "--max-buffer-memory",
         "10M",
     ];
     let run = Bounded::start(&mut command(&home, &args, &[]));
-    std::thread::sleep(Duration::from_millis(1200));
+    // Replace the object while the first two parts arrive (3.3 s at 3 MiB/s: the last two
+    // are asked after them), counted from when the restore has begun, not from a guess of
+    // when it starts: a loaded machine may start it late, or make the replacing PUT slow.
+    let begun = || {
+        std::fs::read_dir(dst.path()).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(".s3ferry-partial")
+            })
+        })
+    };
+    let started = std::time::Instant::now();
+    while !begun() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the restore did not begin in 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     let new = bytes(20 * MIB, 7);
     put(&b, "mp", &new);
     let out = run.wait(BOUND, "the restore");
