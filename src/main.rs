@@ -2,6 +2,7 @@
 //! that moves a container registry's storage to object storage. This file only parses the
 //! command line, sets up logging and the runtime, and turns the outcome into an exit code.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use s3ferry::cli::{self, app};
@@ -16,10 +17,7 @@ fn main() -> ExitCode {
     let log = &cli.global.log;
     let level = match app::log_level(&cli.global) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("ERROR : {e:#}");
-            return Exit::Usage.code();
-        }
+        Err(e) => return refuse(&log.termination_log, &format!("{e:#}"), Exit::Usage),
     };
     let stats_level = match log
         .stats_log_level
@@ -28,10 +26,7 @@ fn main() -> ExitCode {
     {
         None => tracing::Level::WARN,
         Some(Ok(l)) => l,
-        Some(Err(e)) => {
-            eprintln!("ERROR : {e:#}");
-            return Exit::Usage.code();
-        }
+        Some(Err(e)) => return refuse(&log.termination_log, &format!("{e:#}"), Exit::Usage),
     };
     report::set_stats_style(report::StatsStyle {
         level: stats_level,
@@ -46,11 +41,11 @@ fn main() -> ExitCode {
         {
             Ok(f) => Some(f),
             Err(e) => {
-                eprintln!(
-                    "ERROR : --log-file {}: {e}: give a writable path",
-                    p.display()
+                return refuse(
+                    &log.termination_log,
+                    &format!("--log-file {}: {e}: give a writable path", p.display()),
+                    Exit::Usage,
                 );
-                return Exit::Usage.code();
             }
         },
     };
@@ -61,17 +56,30 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return Exit::Fatal.code();
+            return refuse(
+                &log.termination_log,
+                &format!("cannot start the runtime: {e}"),
+                Exit::Fatal,
+            );
         }
     };
-    match runtime.block_on(app::run(cli)) {
-        Ok(exit) => exit.code(),
+    let termination_log = log.termination_log.clone();
+    let (exit, error) = match runtime.block_on(app::run(cli)) {
+        Ok(exit) => (exit, None),
         Err(e) => {
             tracing::error!("{e:#}");
-            app::exit_for(&e).code()
+            (app::exit_for(&e), Some(format!("{e:#}")))
         }
-    }
+    };
+    report::termination::write(&termination_log, exit, error.as_deref());
+    exit.code()
+}
+
+/// End before the run: the error on stderr and in the termination message at `path`.
+fn refuse(path: &Path, line: &str, exit: Exit) -> ExitCode {
+    eprintln!("ERROR : {line}");
+    report::termination::write(path, exit, Some(line));
+    exit.code()
 }
 
 /// A command line clap refused: help and version as clap prints them; an unknown flag as one
@@ -103,6 +111,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
             format!("{first} (s3ferry --help lists the flags)")
         }
     };
-    eprintln!("ERROR : {line}");
-    Exit::Usage.code()
+    // The flags were not parsed: the environment's path, or Kubernetes' default.
+    let path = std::env::var_os("S3FERRY_TERMINATION_LOG")
+        .unwrap_or_else(|| report::termination::DEFAULT_PATH.into());
+    refuse(Path::new(&path), &line, Exit::Usage)
 }

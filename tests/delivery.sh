@@ -203,7 +203,7 @@ check "manifests validate (kubernetes-validate --strict)" \
   kubernetes-validate --strict --quiet "$work/base.yaml" "$work/indexed-rwx.yaml" k8s/examples/rclone-job-image-swapped.yaml
 sed 's/ttlSecondsAfterFinished: 604800/ttlSecondsAfterFinished: "a week"/' "$work/base.yaml" >"$work/broken.yaml"
 check "the validator rejects a broken manifest (negative control)" bash -c "! kubernetes-validate --strict --quiet '$work/broken.yaml'"
-check "base Job: read-only PVC, non-root, seccomp RuntimeDefault, drop ALL, seed args" python3 - "$work/base.yaml" <<'PY'
+check "base Job: read-only PVC, non-root, seccomp RuntimeDefault, drop ALL, seed args, metrics and termination message" python3 - "$work/base.yaml" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 job = next(d for d in docs if d["kind"] == "Job")
@@ -223,6 +223,10 @@ for c in (sync, check):
     assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
     assert all(m["readOnly"] for m in c["volumeMounts"])
     assert c["resources"]["limits"]["memory"] == "4Gi"
+    assert {"name": "S3FERRY_METRICS_ADDR", "value": "0.0.0.0:9090"} in c["env"], c.get("env")
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+ann = job["spec"]["template"]["metadata"]["annotations"]
+assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9090", ann
 PY
 check "indexed overlay: Indexed completion mode, shard auto/N = parallelism, no affinity" python3 - "$work/indexed-rwx.yaml" <<'PY'
 import sys, yaml

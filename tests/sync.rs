@@ -683,3 +683,159 @@ fn progress_counts_a_put_as_it_goes() {
         "no progress before the file ended:\n{err}"
     );
 }
+
+/// One scrape of the metrics endpoint at `addr`: the body, or None if it did not answer.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    Some(text.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The value of the sample `name` (with its labels) in a scrape.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_run_is_observable_from_outside_its_pod() {
+    use std::io::BufRead;
+    let home = Home::new();
+    let b = bucket("observed");
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        write(src.path(), &format!("blob-{i}"), &bytes(MIB, 900 + i));
+    }
+    // Kubernetes creates the file before the container starts; s3ferry only writes into it.
+    let termination = home.path().join("termination-log");
+    std::fs::write(&termination, "").unwrap();
+    let dst = format!("harbor-s3:{b}");
+    let mut cmd = command(
+        &home,
+        &[
+            "sync",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--termination-log",
+            termination.to_str().unwrap(),
+            // 6 MiB at 1 MiB/s: several seconds to watch.
+            "--bwlimit",
+            "1M",
+        ],
+        &[],
+    );
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run s3ferry");
+    let pid = child.id() as i32;
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(120));
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the endpoint's address is logged at start");
+        log.push(line.clone());
+        if let Some(rest) = line.split("metrics at http://").nth(1) {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    // Scrape while the run goes, until it has moved bytes but not finished.
+    let mut mid_run = None;
+    for _ in 0..200 {
+        let Some(text) = scrape(&addr) else { break };
+        let moved = sample(&text, "rclone_bytes_transferred_total").unwrap_or(0.0);
+        if moved > 0.0 && moved < (6 * MIB) as f64 {
+            mid_run = Some(text);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = mid_run.expect("a scrape during the run saw bytes moving");
+    assert_eq!(sample(&text, "s3ferry_running"), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "s3ferry_transfers_in_flight").unwrap() >= 1.0,
+        "{text}"
+    );
+    let budget = sample(&text, "s3ferry_budget_bytes").expect("the budget is shown");
+    let used = sample(&text, "s3ferry_budget_used_bytes").unwrap();
+    assert!(budget > 0.0 && used <= budget, "{text}");
+    for name in [
+        "rclone_files_transferred_total",
+        "rclone_errors_total",
+        "rclone_checked_files_total",
+        "s3ferry_proofs_total{kind=\"etag\"}",
+        "s3ferry_requests_total{op=\"put\"}",
+        "s3ferry_retries_total{kind=\"request\"}",
+    ] {
+        assert!(sample(&text, name).is_some(), "{name} missing:\n{text}");
+    }
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let status = child.wait().unwrap();
+    drop(watchdog);
+    log.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(0), "{}", log.join("\n"));
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(
+        message.contains("uploaded 6 files (6 MiB)") && message.ends_with("exit 0 (success)\n"),
+        "{message}"
+    );
+    assert!(message.len() <= 4096);
+
+    // The check's outcome, and a failure's, in the same place.
+    let o = s3ferry(
+        &home,
+        &[
+            "check",
+            src.path().to_str().unwrap(),
+            &dst,
+            "--one-way",
+            "--termination-log",
+            termination.to_str().unwrap(),
+        ],
+    );
+    ok(&o);
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(
+        message.contains("0 differences found; 6 matching files"),
+        "{message}"
+    );
+    let o = s3ferry(
+        &home,
+        &[
+            "sync",
+            src.path().join("no-such-dir").to_str().unwrap(),
+            &dst,
+            "--termination-log",
+            termination.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 3);
+    let message = std::fs::read_to_string(&termination).unwrap();
+    assert!(
+        message.starts_with("ERROR : source directory")
+            && message.ends_with("exit 3 (source or bucket not found)\n"),
+        "{message}"
+    );
+}

@@ -89,6 +89,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Exit> {
     if g.transfer.delete_after {
         tracing::info!("--delete-after: s3ferry always deletes after every transfer succeeded");
     }
+    if let Some(addr) = g.log.metrics_addr.as_deref().filter(|a| !a.is_empty()) {
+        let bound = crate::report::metrics::serve(addr)
+            .await
+            .map_err(|e| UsageError(e.to_string()))?;
+        tracing::warn!("metrics at http://{bound}/metrics");
+    }
     match cli.command {
         Command::Version => {
             println!("s3ferry {}", env!("CARGO_PKG_VERSION"));

@@ -573,6 +573,19 @@ pub struct LogFlags {
     /// Level of the progress lines: DEBUG, INFO, NOTICE or ERROR (default NOTICE).
     #[arg(long, global = true, value_name = "LEVEL")]
     pub stats_log_level: Option<String>,
+    /// Write how the run ended (its summary line and exit code) to this file where it exists:
+    /// the container's termination message in Kubernetes. An empty value turns it off.
+    #[arg(long, global = true, env = "S3FERRY_TERMINATION_LOG", value_name = "FILE", default_value = crate::report::termination::DEFAULT_PATH)]
+    pub termination_log: PathBuf,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes (rclone's
+    /// flag), e.g. 0.0.0.0:9090 in a pod; port 0 picks a free one (logged).
+    #[arg(
+        long,
+        global = true,
+        env = "S3FERRY_METRICS_ADDR",
+        value_name = "HOST:PORT"
+    )]
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -479,6 +479,14 @@ fn conclude(s: &mut CheckSummary, src_name: &str, dst_name: &str, opts: &CheckOp
             s.blobs_digest_verified
         );
     }
+    crate::report::termination::set_outcome(format!(
+        "{dst_name}: {} differences found; {} matching files, {} missing, {} errors, {} not verified",
+        s.differences_total,
+        s.matching,
+        s.missing_on_dst + s.missing_on_src,
+        s.errors,
+        s.unverified
+    ));
     if s.matching > 0 {
         tracing::warn!("{dst_name}: {} matching files", s.matching);
         tracing::info!(
@@ -626,6 +634,16 @@ impl Checking {
             let _f = stats.start_one();
             let (v, replaced) = verify.await;
             Stats::add(&stats.checks_done, 1);
+            if let Verdict::Match(by) = &v {
+                Stats::add(
+                    match by {
+                        By::Etag => &stats.proofs.etag,
+                        By::Checksum => &stats.proofs.checksum,
+                        By::Download => &stats.proofs.download,
+                    },
+                    1,
+                );
+            }
             stats.skipped(size);
             Found::Verdict {
                 rel,
@@ -646,7 +664,7 @@ pub async fn run(
     limits: Limits,
     opts: CheckOptions,
 ) -> Result<CheckSummary, CheckError> {
-    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
+    let stats = Stats::of_run(store.requests.clone());
     let (mut dst_name, mut src_name) = (
         store.path.rclone_name(),
         format!("Local file system at {}", root.display()),
@@ -748,7 +766,7 @@ pub async fn run_buckets(
     limits: Limits,
     opts: CheckOptions,
 ) -> Result<CheckSummary, CheckError> {
-    let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
+    let stats = Stats::of_run(dst.requests.clone());
     let (src_name, dst_name) = (src.path.rclone_name(), dst.path.rclone_name());
     let checking = Checking::new(&opts, &limits, stats.clone(), src_name, dst_name)?;
     let src_listing = list::start(&src, &filter, limits.checkers).await?;

@@ -64,7 +64,7 @@ pub async fn run(
             }
         }
     }
-    tracing::warn!(
+    let line = format!(
         "{}: {} incomplete uploads found, {} aborted, {} kept (younger than {}), {} errors",
         store.path.rclone_name(),
         s.found,
@@ -73,6 +73,8 @@ pub async fn run(
         humantime::format_duration(max_age),
         s.errors
     );
+    tracing::warn!("{line}");
+    crate::report::termination::set_outcome(line);
     Ok(s)
 }
 

@@ -146,13 +146,13 @@ pub async fn run(
         opts.location_constraint.as_deref(),
     )
     .await?;
-    let stats = Arc::new(Stats::for_requests(dst.requests.clone()));
+    let stats = Stats::of_run(dst.requests.clone());
     let known_blobs: Arc<Mutex<HashSet<String>>> = Default::default();
     let relay = Relay {
         src: src.clone(),
         dst: dst.clone(),
         server_side: opts.server_side,
-        budget: Budget::new(limits.buffer_memory),
+        budget: Budget::new(limits.buffer_memory).watched_by(&stats),
         limits: limits.clone(),
         stats: stats.clone(),
         retry: opts.retry,
@@ -272,7 +272,7 @@ async fn end(
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = dst.requests.snapshot();
     summary.requests_source = src.requests.snapshot();
-    tracing::warn!(
+    let line = format!(
         "{} | copied {} objects ({}; {} by the server), {} unchanged, {} deleted, {} errors",
         stats.line(),
         summary.objects_copied,
@@ -282,6 +282,8 @@ async fn end(
         summary.ending.deleted,
         summary.errors()
     );
+    tracing::warn!("{line}");
+    report::termination::set_outcome(line);
     Ok(summary)
 }
 

@@ -145,7 +145,7 @@ pub async fn run(
         false,
         limits.walk_threads,
     );
-    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
+    let stats = Stats::of_run(store.requests.clone());
     let progress = opts.run.progress(&stats);
     let mut march = March::new(
         RemoteSide::new(listing),
@@ -178,7 +178,7 @@ pub async fn run(
         },
         fetcher: Fetcher {
             store: store.clone(),
-            budget: Budget::new(limits.buffer_memory),
+            budget: Budget::new(limits.buffer_memory).watched_by(&stats),
             limits: limits.clone(),
             stats: stats.clone(),
             direct: opts.direct_io,
@@ -236,7 +236,7 @@ fn end(
         .bytes_reused
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = store.requests.snapshot();
-    tracing::warn!(
+    let line = format!(
         "{} | restored {} files ({}), {} unchanged, {} deleted, {} errors",
         stats.line(),
         summary.files_restored,
@@ -245,6 +245,8 @@ fn end(
         summary.ending.deleted,
         summary.errors()
     );
+    tracing::warn!("{line}");
+    report::termination::set_outcome(line);
     summary
 }
 
@@ -484,16 +486,19 @@ fn record(summary: &mut RestoreSummary, stats: &Stats, restored: Restored) {
             match proof {
                 Proof::Unproven => {
                     summary.hash_not_comparable += 1;
+                    Stats::add(&stats.proofs.not_comparable, 1);
                     tracing::warn!(
                         "{rel}: restored, but its ETag is not an MD5 and the server stores no checksum: sizes only"
                     );
                 }
                 Proof::Checksum => {
                     summary.proven_by_checksum += 1;
+                    Stats::add(&stats.proofs.checksum, 1);
                     tracing::info!("{rel}: restored (checksum proven)");
                 }
                 Proof::Md5 | Proof::Composite => {
                     summary.proven_by_etag += 1;
+                    Stats::add(&stats.proofs.etag, 1);
                     tracing::info!("{rel}: restored ({proof:?} proven)");
                 }
             }

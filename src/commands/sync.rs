@@ -132,7 +132,7 @@ pub async fn run(
     limits: Limits,
     opts: SyncOptions,
 ) -> Result<SyncSummary, S3Error> {
-    let stats = Arc::new(Stats::for_requests(store.requests.clone()));
+    let stats = Stats::of_run(store.requests.clone());
 
     // Walk and list at the same time, and merge both as they come.
     let walked = walk::spawn(
@@ -259,7 +259,7 @@ async fn end(
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.retries = stats.retries.load(std::sync::atomic::Ordering::Relaxed);
     summary.requests = store.requests.snapshot();
-    tracing::warn!(
+    let line = format!(
         "{} | uploaded {} files ({}), {} reused from interrupted uploads, {} unchanged, {} deleted, {} errors",
         stats.line(),
         summary.files_uploaded,
@@ -269,6 +269,8 @@ async fn end(
         summary.ending.deleted,
         summary.errors()
     );
+    tracing::warn!("{line}");
+    report::termination::set_outcome(line);
     Ok(summary)
 }
 
@@ -438,7 +440,7 @@ impl Run {
         let ctx = Arc::new(UploadCtx {
             io,
             store: store.clone(),
-            budget: Budget::new(limits.buffer_memory),
+            budget: Budget::new(limits.buffer_memory).watched_by(&stats),
             limits: limits.clone(),
             stats: stats.clone(),
             retry: crate::transfer::multipart::Retry {
@@ -630,6 +632,7 @@ fn record(
             match u.proof {
                 Proof::NotComparable => {
                     summary.hash_not_comparable += 1;
+                    Stats::add(&ctx.stats.proofs.not_comparable, 1);
                     tracing::info!(
                         "{rel}: Copied ({}); ETag is not an MD5 and no checksum proves it, `check` will download to verify",
                         reason.as_str()
@@ -637,10 +640,12 @@ fn record(
                 }
                 Proof::Checksum => {
                     summary.proven_by_checksum += 1;
+                    Stats::add(&ctx.stats.proofs.checksum, 1);
                     tracing::info!("{rel}: Copied ({}); proven by checksum", reason.as_str());
                 }
                 Proof::Verified => {
                     summary.proven_by_etag += 1;
+                    Stats::add(&ctx.stats.proofs.etag, 1);
                     tracing::info!("{rel}: Copied ({})", reason.as_str());
                 }
             }

@@ -177,6 +177,20 @@ impl Budget {
         }
     }
 
+    /// Bytes of the budget taken now, and bytes in all: what the metrics endpoint shows.
+    pub fn usage(&self) -> (u64, u64) {
+        let total = self.total_kib as u64;
+        let free = (self.sem.available_permits() as u64).min(total);
+        ((total - free) * KIB, total * KIB)
+    }
+
+    /// Report this budget's use in `stats` (the metrics endpoint reads it at each scrape).
+    pub fn watched_by(self, stats: &crate::report::Stats) -> Budget {
+        let b = self.clone();
+        stats.watch_budget(move || b.usage());
+        self
+    }
+
     #[cfg(test)]
     pub fn available_bytes(&self) -> u64 {
         self.sem.available_permits() as u64 * KIB

@@ -37,6 +37,23 @@ impl Exit {
     pub fn code(self) -> ExitCode {
         ExitCode::from(self as u8)
     }
+
+    /// What the code means, in a few words (the README's table, for the termination message).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Uncategorized => "differences or mixed errors",
+            Exit::Usage => "usage or configuration error",
+            Exit::DirNotFound => "source or bucket not found",
+            Exit::FileNotFound => "file not found",
+            Exit::Temporary => "temporary errors: a rerun should succeed",
+            Exit::NoRetry => "permanent errors: fix before rerunning",
+            Exit::Fatal => "fatal: deletes refused",
+            Exit::TransferExceeded => "--max-transfer reached",
+            Exit::NoFilesTransferred => "nothing transferred (--error-on-no-transfer)",
+            Exit::DurationExceeded => "--max-duration reached",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 
 pub mod class;
 pub mod exit;
+pub mod metrics;
 pub mod redact;
 pub mod requests;
+pub mod termination;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -49,6 +51,35 @@ pub struct Stats {
     pub deletes: AtomicU64,
     /// The S3 request counters, for the SDK's own retries.
     pub requests: Option<Arc<crate::report::requests::RequestCounts>>,
+    /// What proved each file moved or checked, counted as it happens (the summary keeps the
+    /// totals; these are for the metrics endpoint while the run goes).
+    pub proofs: Proofs,
+    /// The memory budget's use, where the run has one: (bytes in use, bytes in all).
+    budget: std::sync::OnceLock<BudgetGauge>,
+}
+
+/// Files proven, by what proved them.
+#[derive(Debug, Default)]
+pub struct Proofs {
+    /// Our MD5s (or composite ETag) equal the server's ETag.
+    pub etag: AtomicU64,
+    /// The server's stored checksum equals ours.
+    pub checksum: AtomicU64,
+    /// Downloaded and hashed (`check` only).
+    pub download: AtomicU64,
+    /// Written, but nothing the server said could prove it.
+    pub not_comparable: AtomicU64,
+}
+
+/// Reads the memory budget's use without this module knowing the budget's type (it lives in
+/// a layer above).
+pub struct BudgetGauge(Box<dyn Fn() -> (u64, u64) + Send + Sync>);
+
+impl fmt::Debug for BudgetGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (used, total) = (self.0)();
+        write!(f, "BudgetGauge({used}/{total})")
+    }
 }
 
 impl Default for Stats {
@@ -70,6 +101,8 @@ impl Default for Stats {
             retries: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             requests: None,
+            proofs: Proofs::default(),
+            budget: std::sync::OnceLock::new(),
         }
     }
 }
@@ -98,6 +131,24 @@ impl Stats {
             requests: Some(requests),
             ..Stats::default()
         }
+    }
+
+    /// The stats of a command's run: counting its requests' retries, and published to the
+    /// metrics endpoint ([`metrics`]) while it goes.
+    pub fn of_run(requests: Arc<crate::report::requests::RequestCounts>) -> Arc<Stats> {
+        let stats = Arc::new(Stats::for_requests(requests));
+        metrics::publish(&stats);
+        stats
+    }
+
+    /// Report the memory budget's use through `gauge` (bytes in use, bytes in all).
+    pub fn watch_budget(&self, gauge: impl Fn() -> (u64, u64) + Send + Sync + 'static) {
+        let _ = self.budget.set(BudgetGauge(Box::new(gauge)));
+    }
+
+    /// The memory budget's use, where one is watched.
+    pub fn budget_use(&self) -> Option<(u64, u64)> {
+        self.budget.get().map(|g| (g.0)())
     }
 
     /// `n` bytes went over the network.
