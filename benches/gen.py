@@ -117,7 +117,9 @@ def gen_registry(out, files):
 
     image = 0
     while written < files:
-        repo = f"project{image % 50}/app{image // 50}"
+        # Short names: s3s-fs keeps each object's metadata in a file named after the base64 of
+        # bucket and key, so it refuses keys over about 150 characters.
+        repo = f"p{image % 50}/a{image // 50}"
         layers = []
         for _ in range(rnd.randint(3, 8)):
             if shared and rnd.random() < 0.3:
@@ -131,7 +133,7 @@ def gen_registry(out, files):
         for d in set(layers) | {config}:
             link(f"{repo}/_layers/sha256/{d}", d)
         link(f"{repo}/_manifests/revisions/sha256/{manifest}", manifest)
-        tag = f"v{image % 7}.{image}"
+        tag = f"t{image}"
         link(f"{repo}/_manifests/tags/{tag}/current", manifest)
         link(f"{repo}/_manifests/tags/{tag}/index/sha256/{manifest}", manifest)
         image += 1

@@ -339,7 +339,7 @@ for sz in s100k s300k s1m; do
     # on W2); SCALE_TOOLS="s3ferry rclone" picks by the first word.
     for tool in s3ferry "rclone --transfers 64" s5cmd "aws cli" "s3sync --worker-size 64"; do
       [[ " ${SCALE_TOOLS:-s3ferry rclone s5cmd aws s3sync} " == *" ${tool%% *} "* ]] || continue
-      bucket "$remote" "$sz$(echo "$tool" | tr -dc 'a-z0-9')"
+      bucket "$remote" "$sz${tool%% *}"
       for phase in sync rerun; do
         w="$sz $phase"
         case $tool in
