@@ -45,187 +45,177 @@ fn current() -> Option<Arc<Stats>> {
 #[derive(Debug)]
 struct RunCollector;
 
-fn counter(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(value);
-    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+/// One metric's value at a scrape.
+enum Value<'a> {
+    Counter(u64),
+    Gauge(f64),
+    /// A counter per value of one label: `name{label="…"} n`.
+    Labelled(&'a str, Vec<(&'a str, u64)>),
 }
 
-fn gauge(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: f64,
-) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(value);
-    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
-}
-
-/// One counter with a label per value: `name{label="…"} n`.
-fn labelled(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut family =
-        enc.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-    for &(kind, n) in values {
-        let labels = vec![(label, kind)];
-        ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+impl Value<'_> {
+    fn encode(&self, enc: &mut DescriptorEncoder, name: &str, help: &str) -> std::fmt::Result {
+        match self {
+            Value::Counter(n) => {
+                let c = ConstCounter::new(*n);
+                c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+            }
+            Value::Gauge(v) => {
+                let g = ConstGauge::new(*v);
+                g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+            }
+            Value::Labelled(label, values) => {
+                let kind = ConstCounter::new(0u64).metric_type();
+                let mut family = enc.encode_descriptor(name, help, None, kind)?;
+                for &(v, n) in values {
+                    let labels = vec![(*label, v)];
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+                Ok(())
+            }
+        }
     }
-    Ok(())
+}
+
+/// Every metric of a run, read from its counters: rclone's names first, then ours.
+fn metrics(s: &Stats) -> Vec<(&'static str, &'static str, Value<'static>)> {
+    use Value::{Counter, Gauge, Labelled};
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let elapsed = s.started.elapsed().as_secs_f64();
+    let r = s
+        .requests
+        .as_ref()
+        .map(|r| r.snapshot())
+        .unwrap_or_default();
+    let mut all = vec![
+        ("s3ferry_running", "1 once a command runs", Gauge(1.0)),
+        (
+            "rclone_bytes_transferred",
+            "Bytes sent or received over the network",
+            Counter(get(&s.bytes_moved)),
+        ),
+        (
+            "rclone_files_transferred",
+            "Files uploaded, restored or copied",
+            Counter(get(&s.files_done)),
+        ),
+        (
+            "rclone_checked_files",
+            "Files checked (check)",
+            Counter(get(&s.checks_done)),
+        ),
+        (
+            "rclone_errors",
+            "Files or operations that failed",
+            Counter(get(&s.errors)),
+        ),
+        (
+            "rclone_files_deleted",
+            "Objects or files deleted",
+            Counter(get(&s.deletes)),
+        ),
+        (
+            "rclone_speed",
+            "Average bytes per second since the start",
+            Gauge(get(&s.bytes_done) as f64 / elapsed.max(0.001)),
+        ),
+        (
+            "s3ferry_transfers_in_flight",
+            "Files being transferred or checked now",
+            Gauge(s.in_flight.load(Ordering::Relaxed).max(0) as f64),
+        ),
+        (
+            "s3ferry_planned_files",
+            "Files the run has found to transfer or check so far",
+            Gauge((get(&s.files_total) + get(&s.checks_total)) as f64),
+        ),
+        (
+            "s3ferry_planned_bytes",
+            "Bytes the run has found to transfer or check so far",
+            Gauge(get(&s.bytes_total) as f64),
+        ),
+        (
+            "s3ferry_done_bytes",
+            "Bytes done: moved, reused from an interrupted transfer, or found unchanged",
+            Counter(get(&s.bytes_done)),
+        ),
+        (
+            "s3ferry_reused_bytes",
+            "Bytes of parts reused from interrupted transfers",
+            Counter(get(&s.bytes_reused)),
+        ),
+        (
+            "s3ferry_proofs",
+            "Files proven, by what proved them",
+            Labelled(
+                "kind",
+                vec![
+                    ("etag", get(&s.proofs.etag)),
+                    ("checksum", get(&s.proofs.checksum)),
+                    ("download", get(&s.proofs.download)),
+                    ("not_comparable", get(&s.proofs.not_comparable)),
+                ],
+            ),
+        ),
+        (
+            "s3ferry_retries",
+            "Attempts after the first: files or parts resent after an integrity failure, and requests retried",
+            Labelled(
+                "kind",
+                vec![("integrity", get(&s.retries)), ("request", r.retries)],
+            ),
+        ),
+        (
+            "s3ferry_requests",
+            "S3 requests sent, by operation",
+            Labelled(
+                "op",
+                vec![
+                    ("list", r.list),
+                    ("head", r.head),
+                    ("get", r.get),
+                    ("put", r.put),
+                    ("create_multipart", r.create_multipart),
+                    ("upload_part", r.upload_part),
+                    ("copy", r.copy),
+                    ("complete", r.complete),
+                    ("abort", r.abort),
+                    ("list_uploads", r.list_uploads),
+                    ("list_parts", r.list_parts),
+                    ("delete", r.delete),
+                ],
+            ),
+        ),
+    ];
+    if let Some((used, total)) = s.budget_use() {
+        all.push((
+            "s3ferry_budget_used_bytes",
+            "Bytes of the memory budget held by reads and uploads now",
+            Gauge(used as f64),
+        ));
+        all.push((
+            "s3ferry_budget_bytes",
+            "The memory budget for file data (--max-buffer-memory)",
+            Gauge(total as f64),
+        ));
+    }
+    all.push((
+        "s3ferry_elapsed_seconds",
+        "Seconds since the command started",
+        Gauge(elapsed),
+    ));
+    all
 }
 
 impl Collector for RunCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         let Some(s) = current() else {
-            return gauge(&mut enc, "s3ferry_running", "1 once a command runs", 0.0);
+            return Value::Gauge(0.0).encode(&mut enc, "s3ferry_running", "1 once a command runs");
         };
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let elapsed = s.started.elapsed().as_secs_f64();
-        let e = &mut enc;
-        gauge(e, "s3ferry_running", "1 once a command runs", 1.0)?;
-        // rclone's names.
-        counter(
-            e,
-            "rclone_bytes_transferred",
-            "Bytes sent or received over the network",
-            get(&s.bytes_moved),
-        )?;
-        counter(
-            e,
-            "rclone_files_transferred",
-            "Files uploaded, restored or copied",
-            get(&s.files_done),
-        )?;
-        counter(
-            e,
-            "rclone_checked_files",
-            "Files checked (check)",
-            get(&s.checks_done),
-        )?;
-        counter(
-            e,
-            "rclone_errors",
-            "Files or operations that failed",
-            get(&s.errors),
-        )?;
-        counter(
-            e,
-            "rclone_files_deleted",
-            "Objects or files deleted",
-            get(&s.deletes),
-        )?;
-        gauge(
-            e,
-            "rclone_speed",
-            "Average bytes per second since the start",
-            get(&s.bytes_done) as f64 / elapsed.max(0.001),
-        )?;
-        // Ours.
-        gauge(
-            e,
-            "s3ferry_transfers_in_flight",
-            "Files being transferred or checked now",
-            s.in_flight.load(Ordering::Relaxed).max(0) as f64,
-        )?;
-        gauge(
-            e,
-            "s3ferry_planned_files",
-            "Files the run has found to transfer or check so far",
-            (get(&s.files_total) + get(&s.checks_total)) as f64,
-        )?;
-        gauge(
-            e,
-            "s3ferry_planned_bytes",
-            "Bytes the run has found to transfer or check so far",
-            get(&s.bytes_total) as f64,
-        )?;
-        counter(
-            e,
-            "s3ferry_done_bytes",
-            "Bytes done: moved, reused from an interrupted transfer, or found unchanged",
-            get(&s.bytes_done),
-        )?;
-        counter(
-            e,
-            "s3ferry_reused_bytes",
-            "Bytes of parts reused from interrupted transfers",
-            get(&s.bytes_reused),
-        )?;
-        labelled(
-            e,
-            "s3ferry_proofs",
-            "Files proven, by what proved them",
-            "kind",
-            &[
-                ("etag", get(&s.proofs.etag)),
-                ("checksum", get(&s.proofs.checksum)),
-                ("download", get(&s.proofs.download)),
-                ("not_comparable", get(&s.proofs.not_comparable)),
-            ],
-        )?;
-        let requests = s
-            .requests
-            .as_ref()
-            .map(|r| r.snapshot())
-            .unwrap_or_default();
-        labelled(
-            e,
-            "s3ferry_retries",
-            "Attempts after the first: files or parts resent after an integrity failure, and requests retried",
-            "kind",
-            &[
-                ("integrity", get(&s.retries)),
-                ("request", requests.retries),
-            ],
-        )?;
-        labelled(
-            e,
-            "s3ferry_requests",
-            "S3 requests sent, by operation",
-            "op",
-            &[
-                ("list", requests.list),
-                ("head", requests.head),
-                ("get", requests.get),
-                ("put", requests.put),
-                ("create_multipart", requests.create_multipart),
-                ("upload_part", requests.upload_part),
-                ("copy", requests.copy),
-                ("complete", requests.complete),
-                ("abort", requests.abort),
-                ("list_uploads", requests.list_uploads),
-                ("list_parts", requests.list_parts),
-                ("delete", requests.delete),
-            ],
-        )?;
-        if let Some((used, total)) = s.budget_use() {
-            gauge(
-                e,
-                "s3ferry_budget_used_bytes",
-                "Bytes of the memory budget held by reads and uploads now",
-                used as f64,
-            )?;
-            gauge(
-                e,
-                "s3ferry_budget_bytes",
-                "The memory budget for file data (--max-buffer-memory)",
-                total as f64,
-            )?;
+        for (name, help, value) in metrics(&s) {
+            value.encode(&mut enc, name, help)?;
         }
-        gauge(
-            e,
-            "s3ferry_elapsed_seconds",
-            "Seconds since the command started",
-            elapsed,
-        )
+        Ok(())
     }
 }
 
