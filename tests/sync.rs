@@ -509,12 +509,12 @@ fn an_empty_source_never_empties_the_bucket_by_default() {
 }
 
 #[test]
-fn big_listings_are_split_into_parallel_ranges_that_miss_and_repeat_nothing() {
-    // 4,000 keys in a registry-like tree: 4 pages in one chain, or ranges listed in parallel.
+fn big_listings_are_cut_into_pieces_listed_in_parallel_that_miss_and_repeat_nothing() {
+    // 6,000 keys in a registry-like tree: 6 pages in one chain, or pieces listed in parallel.
     let home = Home::new();
     let b = bucket("ranges");
     let src = tempfile::tempdir().unwrap();
-    for i in 0..2000u32 {
+    for i in 0..3000u32 {
         use sha2::Digest;
         let data = i.to_le_bytes();
         let hex = hex::encode(sha2::Sha256::digest(data));
@@ -533,39 +533,30 @@ fn big_listings_are_split_into_parallel_ranges_that_miss_and_repeat_nothing() {
     let dst = format!("harbor-s3:{b}");
     next_second();
     ok(&s3ferry(&home, &["sync", s, &dst, "--transfers", "128"]));
-    assert_eq!(list(&b).len(), 4000);
+    assert_eq!(list(&b).len(), 6000);
     let rep = home.path().join("r.json");
-    // The split races the head chain: when the head reaches the end before the directories
-    // are found, its pages are the whole listing and nothing is cut. Every rerun must list
-    // each key once either way; at least one of five must have been split.
-    let mut split = 0;
-    for _ in 0..5 {
-        let err = ok(&s3ferry(
-            &home,
-            &["sync", s, &dst, "-vv", "--report", rep.to_str().unwrap()],
-        ));
-        let r = report(&rep);
-        assert_eq!(
-            (r["files_uploaded"].as_u64(), r["files_skipped"].as_u64()),
-            (Some(0), Some(4000)),
-            "every key listed once: {r}"
-        );
-        assert_eq!(r["deletes_planned"], 0, "{r}");
-        assert_eq!(
-            r["requests"]["list_uploads"], 1,
-            "the look for leftover uploads: {r}"
-        );
-        assert_eq!(r["requests"]["total"], lists_and_one(&r), "{r}");
-        if err.contains("ranges in parallel") {
-            split += 1;
-            break;
-        }
-    }
-    assert_eq!(split, 1, "no rerun of five listed ranges in parallel");
+    // One page, then a piece of two more pages (the blobs), then the rest cut into pieces.
+    let err = ok(&s3ferry(
+        &home,
+        &["sync", s, &dst, "-vv", "--report", rep.to_str().unwrap()],
+    ));
+    let r = report(&rep);
+    assert_eq!(
+        (r["files_uploaded"].as_u64(), r["files_skipped"].as_u64()),
+        (Some(0), Some(6000)),
+        "every key listed once: {r}"
+    );
+    assert_eq!(r["deletes_planned"], 0, "{r}");
+    assert_eq!(
+        r["requests"]["list_uploads"], 1,
+        "the look for leftover uploads: {r}"
+    );
+    assert_eq!(r["requests"]["total"], lists_and_one(&r), "{r}");
+    assert!(err.contains("ranges in parallel"), "{err}");
     // Two-way check: a key listed twice or missed would show as a difference.
     let err = ok(&s3ferry(&home, &["check", s, &dst]));
     assert!(err.contains("0 differences found"), "{err}");
-    assert!(err.contains("4000 matching files"), "{err}");
+    assert!(err.contains("6000 matching files"), "{err}");
 }
 
 /// The listing's requests plus the one look for leftover multipart uploads a clean run makes.
