@@ -138,7 +138,7 @@ pub struct TransferFlags {
     /// Files transferred in parallel.
     #[arg(long, global = true, env = "RCLONE_TRANSFERS", value_name = "N")]
     pub transfers: Option<usize>,
-    /// Files checked (hashed, compared) in parallel.
+    /// Files checked (hashed, compared) in parallel, and the most LIST requests in flight.
     #[arg(long, global = true, env = "RCLONE_CHECKERS", value_name = "N")]
     pub checkers: Option<usize>,
     /// Skip files whose size matches, whatever their time or content.
