@@ -179,7 +179,8 @@ run() {
   local server_cpu
   server_cpu=$(awk -v a="$before" -v b="$(server_ticks "$remote")" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz }')
   if [ "$rc" -ne 0 ] && ! { [ "$tool" = "rclone check" ] && grep -q "0 differences found" "$out/last.log"; }; then
-    echo "  failed (exit $rc):" >&2; tail -5 "$out/last.log" >&2
+    echo "  failed (exit $rc):" >&2; head -3 "$out/last.log" >&2; tail -5 "$out/last.log" >&2
+    mkdir -p "$out/failed" && cp "$out/last.log" "$out/failed/$(echo "$w $tool" | tr -c 'A-Za-z0-9\n' '_').log"
   fi
   # A failed command's first line says so ("Command exited with non-zero status N").
   read -r wall user sys rss < <(tail -1 "$t")
@@ -277,7 +278,8 @@ if want w6; then
   drop_bucket fs
 fi
 
-# W7: the other directions, from W3 in RGW (every object multipart, as s3ferry uploads it):
+# W7: the other directions, from W3 in RGW (every object multipart, as s3ferry uploads it;
+# s3sync with --auto-chunksize, its way to verify objects whose parts are not its own size):
 # into a directory (a restore), to a second bucket on the same endpoint (server-side copies,
 # where the tool makes them), and to s3s-fs, a second endpoint (the bytes pass through the
 # client: only s3ferry and rclone copy between two endpoints in one command).
@@ -295,7 +297,7 @@ if want w7; then
       "rclone --transfers 64") run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" --transfers 64 ;;
       s5cmd) run rgw "W7 bucket to directory" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "$into/" ;;
       "aws cli") run rgw "W7 bucket to directory" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "$into" --only-show-errors ;;
-      s3sync) run rgw "W7 bucket to directory" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style "s3://$w7src/" "$into" ;;
+      s3sync) run rgw "W7 bucket to directory" "$tool" "$w3_units" s3sync --auto-chunksize --source-endpoint-url "$ep" --source-force-path-style "s3://$w7src/" "$into" ;;
     esac
   done
   rm -rf "$into"
@@ -307,7 +309,7 @@ if want w7; then
       "rclone --transfers 64") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "rgw:$b" --transfers 64 ;;
       s5cmd) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "s3://$b/" ;;
       "aws cli") run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "s3://$b" --only-show-errors ;;
-      s3sync) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$ep" --target-force-path-style --server-side-copy "s3://$w7src/" "s3://$b/" ;;
+      s3sync) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" s3sync --auto-chunksize --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$ep" --target-force-path-style --server-side-copy "s3://$w7src/" "s3://$b/" ;;
     esac
     # Kept: RGW's CopyObject shares the source's data, and removing a copy past the garbage
     # collector (drop_bucket) would remove the source's data with it.
@@ -318,7 +320,7 @@ if want w7; then
       s3ferry) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       rclone) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       "rclone --transfers 64") run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" --transfers 64 ;;
-      s3sync) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$(endpoint_of fs)" --target-force-path-style "s3://$w7src/" "s3://$b/" ;;
+      s3sync) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" s3sync --auto-chunksize --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$(endpoint_of fs)" --target-force-path-style "s3://$w7src/" "s3://$b/" ;;
     esac
     drop_bucket fs
   done
