@@ -219,7 +219,7 @@ impl Piece {
 
 /// What listing a piece gave: its pages and, if it did not reach its end, the pieces that
 /// tile the rest of it, in key order.
-struct Listed_ {
+struct PieceListed {
     pages: Vec<Vec<Listed>>,
     rest: Vec<Piece>,
 }
@@ -242,7 +242,7 @@ async fn list_pieces(
     out: mpsc::Sender<Vec<Listed>>,
 ) -> Result<(), S3Error> {
     let mut queue: VecDeque<Slot> = VecDeque::from([Slot::Waiting(first)]);
-    let mut running: JoinSet<(u64, Option<usize>, Result<Listed_, S3Error>)> = JoinSet::new();
+    let mut running: JoinSet<(u64, Option<usize>, Result<PieceListed, S3Error>)> = JoinSet::new();
     let mut next_id = 0u64;
     let split = parallel > 1;
     // Per character position, how many pieces cut there came back empty and not: positions
@@ -268,19 +268,22 @@ async fn list_pieces(
             if held >= parallel && i > 0 {
                 break;
             }
-            if let Slot::Waiting(piece) = slot {
-                let piece = std::mem::replace(piece, Piece::cut(prefix, String::new(), None, None));
-                let (store, prefix, id) = (store.clone(), prefix.to_string(), next_id);
-                let fixed = split.then(|| fixed.clone());
-                next_id += 1;
-                let level = piece.level;
-                running.spawn(async move {
-                    let r = list_piece(&store, &prefix, piece, fixed.as_deref()).await;
-                    (id, level, r)
-                });
-                *slot = Slot::Listing(id);
-                held += 1;
+            if !matches!(slot, Slot::Waiting(_)) {
+                continue;
             }
+            let id = next_id;
+            next_id += 1;
+            let Slot::Waiting(piece) = std::mem::replace(slot, Slot::Listing(id)) else {
+                unreachable!("a waiting slot")
+            };
+            let (store, prefix) = (store.clone(), prefix.to_string());
+            let fixed = split.then(|| fixed.clone());
+            let level = piece.level;
+            running.spawn(async move {
+                let r = list_piece(&store, &prefix, piece, fixed.as_deref()).await;
+                (id, level, r)
+            });
+            held += 1;
         }
         let front_ready = matches!(queue.front(), Some(Slot::Ready(_)));
         if queue.is_empty() {
@@ -342,7 +345,7 @@ async fn list_piece(
     root: &str,
     piece: Piece,
     fixed: Option<&BTreeSet<usize>>,
-) -> Result<Listed_, S3Error> {
+) -> Result<PieceListed, S3Error> {
     let prefix = piece.prefix.as_str();
     let shown = store.shown(prefix);
     let mut token = piece.token.clone();
@@ -392,7 +395,7 @@ async fn list_piece(
             pages.push(kept);
         }
         if past || page.next.is_none() {
-            return Ok(Listed_ {
+            return Ok(PieceListed {
                 pages,
                 rest: Vec::new(),
             });
@@ -426,7 +429,7 @@ async fn list_piece(
                 rest.push(Piece::cut(root, after, until, level));
                 after = next;
             }
-            return Ok(Listed_ { pages, rest });
+            return Ok(PieceListed { pages, rest });
         }
     }
 }
