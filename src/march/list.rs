@@ -45,7 +45,7 @@ pub struct ListedObject {
 }
 
 /// Pages with keys a piece lists before what is left of it is cut into smaller pieces.
-pub const PIECE_PAGES: usize = 2;
+const PIECE_PAGES: usize = 2;
 
 /// Most cut points made at once from one piece's keys.
 const MAX_CUTS: usize = 64;
