@@ -16,8 +16,9 @@
 # --s3-checksum (s3ferry only);
 # W2 and W3 again at 5 ms RTT. Scale (not in a full run: name them in BENCH_ONLY): s100k, s300k,
 # s1m, a registry of that many files (gen.py reg-N) synced, rerun and checked on s3s-fs and RGW
-# (SCALE_SERVERS, default "fs rgw"), by s3ferry and the peers in SCALE_TOOLS (default all). Every tool gets a fresh bucket per workload; all traffic stays on
-# 127.0.0.1.
+# (SCALE_SERVERS, default "fs rgw"). BENCH_TOOLS="s3ferry s3sync" measures only these tools, named
+# by their first word, in every workload (default all). Every tool gets a fresh bucket per
+# workload; all traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -187,12 +188,15 @@ run() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" "$remote" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
+# wanted TOOL: whether TOOL (by its first word) is in BENCH_TOOLS.
+wanted() { [[ " ${BENCH_TOOLS:-s3ferry rclone s5cmd aws s3sync} " == *" ${1%% *} "* ]]; }
 files_of() { find "$1" -type f | wc -l; }
 
 sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buckets in place
   local w=$1 src=$2 remote=$3 units=$4 keep=${5:-} tool ep
   ep=$(endpoint_of "$remote")
-  for tool in ${TOOLS_OVERRIDE:-s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync "s3sync --worker-size 64"}; do
+  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync "s3sync --worker-size 64"; do
+    wanted "$tool" || continue
     # One bucket at a time: at scale 1 a copy of W1 is 15 GB.
     local b
     bucket "$remote" "$(echo "$tool" | tr -dc 'a-z0-9')"
@@ -233,7 +237,7 @@ if want w5; then
   bucket rgw w5
   "$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
   run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
-  run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
+  wanted rclone && run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
   drop_bucket rgw
 fi
 
@@ -252,6 +256,7 @@ want w2 && sync_all "W2 small files" "$d/w2" rgw "$w2_units" keep
 
 # W4: a no-op rerun of W2 after a complete sync, each tool against its own synced bucket.
 want w4 && for tool in s3ferry rclone s5cmd "aws cli" s3sync; do
+  wanted "$tool" || continue
   bucket rgw w4
   "$s3ferry" --config "$conf" sync "$d/w2" "rgw:$b" >/dev/null 2>&1
   ep=$(endpoint_of rgw)
@@ -279,8 +284,9 @@ if want w6; then
 fi
 
 # W7: the other directions, from W3 in RGW (every object multipart, as s3ferry uploads it;
-# s3sync with its defaults: it checks ETags as if the parts were its own 8 MiB, so it ends each
-# object with a mismatch warning (exit 3), and its --auto-chunksize fails on RGW 16.2 (exit 1):
+# s3sync with --multipart-chunksize 16MiB, s3ferry's part size: with its default 8 MiB it checks
+# ETags as if the parts were its own, ends each object with a mismatch warning (exit 3), and its
+# --auto-chunksize fails on RGW 16.2 (exit 1):
 # into a directory (a restore), to a second bucket on the same endpoint (server-side copies,
 # where the tool makes them), and to s3s-fs, a second endpoint (the bytes pass through the
 # client: only s3ferry and rclone copy between two endpoints in one command).
@@ -290,19 +296,28 @@ if want w7; then
   "$s3ferry" --config "$conf" sync "$d/w3" "rgw:$w7src" >/dev/null 2>&1
   ep=$(endpoint_of rgw)
   into=$out/restored
-  for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync; do
-    rm -rf "$into" && mkdir -p "$into"
-    case $tool in
-      s3ferry) run rgw "W7 bucket to directory" "$tool" "$w3_units" "$s3ferry" --config "$conf" copy "rgw:$w7src" "$into" ;;
-      rclone) run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" ;;
-      "rclone --transfers 64") run rgw "W7 bucket to directory" "$tool" "$w3_units" rclone --config "$conf" copy "rgw:$w7src" "$into" --transfers 64 ;;
-      s5cmd) run rgw "W7 bucket to directory" "$tool" "$w3_units" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "$into/" ;;
-      "aws cli") run rgw "W7 bucket to directory" "$tool" "$w3_units" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "$into" --only-show-errors ;;
-      s3sync) run rgw "W7 bucket to directory" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style "s3://$w7src/" "$into" ;;
-    esac
+  # Twice each: as the tool reports it, and until the bytes are on disk (the tool, then
+  # `sync`): a tool that exits with the files still dirty in the page cache leaves the writing
+  # to whoever comes next (s3ferry writes past the page cache and fsyncs each file).
+  for w in "W7 bucket to directory" "W7 bucket to directory, then sync"; do
+    pre=()
+    [ "$w" = "W7 bucket to directory" ] || pre=(sh -c '"$@"; r=$?; sync; exit $r' sh)
+    for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync; do
+      wanted "$tool" || continue
+      rm -rf "$into" && mkdir -p "$into"
+      case $tool in
+        s3ferry) run rgw "$w" "$tool" "$w3_units" "${pre[@]}" "$s3ferry" --config "$conf" copy "rgw:$w7src" "$into" ;;
+        rclone) run rgw "$w" "$tool" "$w3_units" "${pre[@]}" rclone --config "$conf" copy "rgw:$w7src" "$into" ;;
+        "rclone --transfers 64") run rgw "$w" "$tool" "$w3_units" "${pre[@]}" rclone --config "$conf" copy "rgw:$w7src" "$into" --transfers 64 ;;
+        s5cmd) run rgw "$w" "$tool" "$w3_units" "${pre[@]}" s5cmd --endpoint-url "$ep" cp "s3://$w7src/*" "$into/" ;;
+        "aws cli") run rgw "$w" "$tool" "$w3_units" "${pre[@]}" aws --endpoint-url "$ep" s3 sync "s3://$w7src" "$into" --only-show-errors ;;
+        s3sync) run rgw "$w" "$tool" "$w3_units" "${pre[@]}" s3sync --source-endpoint-url "$ep" --source-force-path-style --multipart-chunksize 16MiB "s3://$w7src/" "$into" ;;
+      esac
+    done
   done
   rm -rf "$into"
   for tool in s3ferry rclone "rclone --transfers 64" s5cmd "aws cli" s3sync; do
+    wanted "$tool" || continue
     bucket rgw "w7$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
       s3ferry) run rgw "W7 bucket to bucket, one endpoint" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "rgw:$b" ;;
@@ -316,12 +331,13 @@ if want w7; then
     # collector (drop_bucket) would remove the source's data with it.
   done
   for tool in s3ferry rclone "rclone --transfers 64" s3sync; do
+    wanted "$tool" || continue
     bucket fs "w7$(echo "$tool" | tr -dc 'a-z0-9')"
     case $tool in
       s3ferry) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" "$s3ferry" --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       rclone) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" ;;
       "rclone --transfers 64") run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" rclone --config "$conf" sync "rgw:$w7src" "fs:$b" --transfers 64 ;;
-      s3sync) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$(endpoint_of fs)" --target-force-path-style "s3://$w7src/" "s3://$b/" ;;
+      s3sync) run rgwfs "W7 bucket to bucket, RGW to s3s-fs" "$tool" "$w3_units" s3sync --source-endpoint-url "$ep" --source-force-path-style --target-endpoint-url "$(endpoint_of fs)" --target-force-path-style --multipart-chunksize 16MiB "s3://$w7src/" "s3://$b/" ;;
     esac
     drop_bucket fs
   done
@@ -339,9 +355,9 @@ for sz in s100k s300k s1m; do
   for remote in ${SCALE_SERVERS:-fs rgw}; do
     ep=$(endpoint_of "$remote")
     # Each peer with its flags for many small files (rclone's and s3sync's 64 at a time did best
-    # on W2); SCALE_TOOLS="s3ferry rclone" picks by the first word.
+    # on W2).
     for tool in s3ferry "rclone --transfers 64" s5cmd "aws cli" "s3sync --worker-size 64"; do
-      [[ " ${SCALE_TOOLS:-s3ferry rclone s5cmd aws s3sync} " == *" ${tool%% *} "* ]] || continue
+      wanted "$tool" || continue
       bucket "$remote" "$sz${tool%% *}"
       for phase in sync rerun; do
         w="$sz $phase"

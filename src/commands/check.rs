@@ -5,7 +5,7 @@
 //! rclone, anything not proven counts: `0 differences found` appears only when every file was
 //! verified and nothing errored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::{Kind, Layout, parse_link};
+use crate::config::registry::{BlobSet, Kind, Layout, parse_link};
 use crate::march::list;
 use crate::march::walk;
 use crate::march::{self, LocalSide, March, Marched, RemoteSide, Side, Step};
@@ -153,7 +153,7 @@ struct Links {
     /// Blobs in the listing so far (noted by the march). Blobs (`…/blobs/…`) come before links
     /// (`…/repositories/…`) in key order, so by the time a link is checked every listed blob
     /// is here.
-    listed: Arc<std::sync::Mutex<HashSet<String>>>,
+    listed: Arc<std::sync::Mutex<BlobSet>>,
     /// Blobs not in the listing (another shard's?) that the bucket was asked about.
     asked: std::sync::Mutex<HashMap<String, bool>>,
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 
 use crate::commands::schedule::{Cut, CutWatch, Cutoff};
-use crate::config::registry::{Kind, Layout};
+use crate::config::registry::{BlobSet, Kind, Layout};
 use crate::march::{March, Marched, Side};
 use crate::report::Stats;
 use crate::s3::S3Error;
@@ -91,7 +91,7 @@ pub enum LinkOrder {
     /// the bandwidth (blobs) idles.
     AfterTheirBlob {
         layout: Layout,
-        known: Arc<Mutex<HashSet<String>>>,
+        known: Arc<Mutex<BlobSet>>,
     },
     /// The first link is decided only once every transfer started before it has ended.
     AfterEveryBlob,

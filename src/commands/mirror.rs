@@ -9,7 +9,6 @@
 //! one HEAD each. `sync` deletes objects only in the destination after every copy succeeded,
 //! under the same rules as a sync from a directory ([`crate::march::plan::may_delete`]).
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +20,7 @@ use crate::commands::schedule::{Cut, stopped};
 use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::Kind;
+use crate::config::registry::{BlobSet, Kind};
 use crate::march::list::{self, ListedObject};
 use crate::march::plan::same_mtime;
 use crate::march::{self, March, Marched, RemoteSide, Step};
@@ -147,7 +146,7 @@ pub async fn run(
     )
     .await?;
     let stats = Stats::of_run(dst.requests.clone());
-    let known_blobs: Arc<Mutex<HashSet<String>>> = Default::default();
+    let known_blobs: Arc<Mutex<BlobSet>> = Default::default();
     let relay = Relay {
         src: src.clone(),
         dst: dst.clone(),
@@ -292,7 +291,7 @@ struct Mirror {
     summary: MirrorSummary,
     relay: Relay,
     /// Registry mode: blobs the destination holds (listed, or copied by this run).
-    known_blobs: Arc<Mutex<HashSet<String>>>,
+    known_blobs: Arc<Mutex<BlobSet>>,
     /// Keys only the destination has (`sync`): deleted at the end if all went well.
     deletes: Vec<String>,
     opts: MirrorOptions,
@@ -394,7 +393,7 @@ impl Direction for Mirror {
             } = item;
             let out = copy_one(&r, &obj, decision, there.as_ref(), &expect).await;
             if let (Ok(_), Expect::Blob(d)) = (&out, expect) {
-                known.lock().expect("known blobs").insert(d);
+                known.lock().expect("known blobs").insert(&d);
             }
             (obj.rel, out)
         }

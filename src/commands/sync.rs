@@ -7,7 +7,6 @@
 //! code. Deletes happen only in `sync`, only after every transfer succeeded, and only within
 //! `--max-delete`; otherwise nothing is deleted.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use crate::commands::schedule::Cut;
 use crate::commands::{Mode, RunOptions};
 use crate::config::filter::Filter;
 use crate::config::limits::Limits;
-use crate::config::registry::Kind;
+use crate::config::registry::{BlobSet, Kind};
 use crate::march::list::ListedObject;
 use crate::march::plan::{self, Decision, Pair, Reason, SkipRule};
 use crate::march::walk::{self, LocalFile};
@@ -281,7 +280,7 @@ struct Run {
     deletes: Vec<ListedObject>,
     ctx: Arc<UploadCtx>,
     /// Registry mode: blobs the bucket holds (listed, or uploaded by this run).
-    known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
+    known_blobs: Arc<std::sync::Mutex<BlobSet>>,
     opts: SyncOptions,
 }
 
@@ -426,7 +425,10 @@ impl Direction for Run {
             && let Some(layout) = &self.opts.run.registry
             && let Kind::Blob { digest } = layout.kind(&rel)
         {
-            self.known_blobs.lock().expect("known blobs").insert(digest);
+            self.known_blobs
+                .lock()
+                .expect("known blobs")
+                .insert(&digest);
         }
         ok
     }
@@ -436,7 +438,7 @@ impl Run {
     /// A sync about to start: what its uploads share, and its summary.
     fn new(store: &Arc<Store>, limits: &Limits, stats: Arc<Stats>, opts: SyncOptions) -> Run {
         let (io, why) = opts.io.clone();
-        let known_blobs = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let known_blobs = Arc::new(std::sync::Mutex::new(BlobSet::default()));
         let ctx = Arc::new(UploadCtx {
             io,
             store: store.clone(),

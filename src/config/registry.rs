@@ -6,6 +6,7 @@
 //! validate every link, upload blobs before the links that need them, and leave the driver's
 //! in-progress `_uploads` state behind. Everything here is a pure function of paths and bytes.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 /// `--registry auto|on|off`.
@@ -136,12 +137,80 @@ pub fn parse_link(content: &[u8], path_digest: Option<&str>) -> Result<String, L
     Ok(hex.to_string())
 }
 
+/// A set of blob digests. A registry of millions of files has hundreds of thousands of blobs,
+/// and a sync or check holds every digest it meets until it ends: as 32 bytes each (every digest
+/// a registry writes is lowercase hex SHA-256) the set takes about a third of what the same
+/// digests take as strings. Any other digest text is kept as text.
+#[derive(Debug, Default)]
+pub struct BlobSet {
+    sha256: HashSet<[u8; 32]>,
+    other: HashSet<Box<str>>,
+}
+
+impl BlobSet {
+    /// Add a digest (hex, without `sha256:`); whether it was new.
+    pub fn insert(&mut self, digest: &str) -> bool {
+        match sha256_bytes(digest) {
+            Some(b) => self.sha256.insert(b),
+            None => self.other.insert(digest.into()),
+        }
+    }
+
+    pub fn contains(&self, digest: &str) -> bool {
+        match sha256_bytes(digest) {
+            Some(b) => self.sha256.contains(&b),
+            None => self.other.contains(digest),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sha256.len() + self.other.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The 32 bytes of a lowercase hex SHA-256; `None` for any other text (uppercase hex names a
+/// different key, so it must not meet its lowercase twin).
+fn sha256_bytes(digest: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    let lower = digest
+        .bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    (lower && hex::decode_to_slice(digest, &mut out).is_ok()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const H: &str = "ab00000000000000000000000000000000000000000000000000000000000001";
     const H2: &str = "cd00000000000000000000000000000000000000000000000000000000000002";
+
+    #[test]
+    fn digests_are_kept_compact_and_never_conflated() {
+        let mut d = BlobSet::default();
+        assert!(d.is_empty());
+        assert!(d.insert(H));
+        assert!(!d.insert(H), "the same digest twice");
+        assert!(d.contains(H) && !d.contains(H2));
+        // Uppercase hex is another key in the bucket: a set of its own.
+        let upper = H.to_uppercase();
+        assert!(!d.contains(&upper));
+        assert!(d.insert(&upper) && d.contains(&upper));
+        // Text that is no SHA-256 (too short, not hex) is kept as it is.
+        for odd in [
+            "abc",
+            "zz00000000000000000000000000000000000000000000000000000000000001",
+        ] {
+            assert!(!d.contains(odd));
+            assert!(d.insert(odd) && d.contains(odd));
+        }
+        assert_eq!(d.len(), 4);
+        assert_eq!((d.sha256.len(), d.other.len()), (1, 3));
+    }
 
     #[test]
     fn detects_the_layout_at_any_depth() {

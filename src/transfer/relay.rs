@@ -13,7 +13,7 @@
 //! object. A source whose ETag is not an MD5 (SSE-KMS, a gateway's own) is proven on the
 //! destination's side only, and reported so.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ use sha2::Sha256;
 use tokio::task::JoinSet;
 
 use crate::config::limits::Limits;
-use crate::config::registry::Layout;
+use crate::config::registry::{BlobSet, Layout};
 use crate::march::list::ListedObject;
 use crate::read::Budget;
 use crate::read::checksum::Checksum;
@@ -54,7 +54,7 @@ pub struct Relay {
     pub pending: Arc<tokio::sync::OnceCell<HashMap<String, Vec<UploadInfo>>>>,
     /// Registry mode: the layout, and the blobs the destination holds (listed, or copied by
     /// this run), which a link must point to.
-    pub registry: Option<(Layout, Arc<Mutex<HashSet<String>>>)>,
+    pub registry: Option<(Layout, Arc<Mutex<BlobSet>>)>,
     /// Whether this server's CopyObject keeps a multipart object's ETag: not known yet,
     /// [`COPY_KEEPS_ETAG`] or [`COPY_CHANGES_ETAG`], from the first multipart copy of the run.
     pub copy_keeps_parts: Arc<AtomicU8>,

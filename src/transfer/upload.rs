@@ -16,12 +16,10 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use std::collections::HashSet;
-
 use sha2::{Digest, Sha256};
 
 use crate::config::limits::Limits;
-use crate::config::registry::{Kind, Layout, parse_link};
+use crate::config::registry::{BlobSet, Kind, Layout, parse_link};
 use crate::march::walk::LocalFile;
 use crate::read::checksum::{Algorithm, Checksum};
 use crate::read::etag::{Md5Digest, PartPlan};
@@ -66,7 +64,7 @@ pub struct RegistryCtx {
     /// Blobs known to be in the bucket: listed, or uploaded earlier in this run (the
     /// scheduler adds each blob as its upload completes). A link to any other blob is uploaded
     /// only if the bucket confirms the blob.
-    pub known_blobs: Arc<std::sync::Mutex<HashSet<String>>>,
+    pub known_blobs: Arc<std::sync::Mutex<BlobSet>>,
 }
 
 impl RegistryCtx {
