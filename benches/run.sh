@@ -188,9 +188,9 @@ run() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$tool" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$rss" "$units" "$rc" "$server_cpu" "$remote" >>"$results"
 }
 bytes_of() { du -sb "$1" | cut -f1; }
+files_of() { find "$1" -type f | wc -l; }
 # wanted TOOL: whether TOOL (by its first word) is in BENCH_TOOLS.
 wanted() { [[ " ${BENCH_TOOLS:-s3ferry rclone s5cmd aws s3sync} " == *" ${1%% *} "* ]]; }
-files_of() { find "$1" -type f | wc -l; }
 
 sync_all() { # sync_all WORKLOAD SRC REMOTE UNITS KEEP: KEEP=keep leaves the buckets in place
   local w=$1 src=$2 remote=$3 units=$4 keep=${5:-} tool ep
@@ -236,7 +236,7 @@ want w1 && sync_all "W1 registry mix" "$d/w1" rgw "$w1_units"
 if want w5; then
   bucket rgw w5
   "$s3ferry" --config "$conf" sync "$d/w1" "rgw:$b" >/dev/null 2>&1
-  run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
+  wanted s3ferry && run rgw "W5 check W1" s3ferry "$w1_units" "$s3ferry" --config "$conf" check "$d/w1" "rgw:$b" --one-way
   wanted rclone && run rgw "W5 check W1" "rclone check" "$w1_units" rclone --config "$conf" check "$d/w1" "rgw:$b" --one-way
   drop_bucket rgw
 fi
